@@ -1,0 +1,263 @@
+# MotorGuard application: the control task (safety) and the network task.
+#
+# Two asyncio tasks share one App object:
+# - control_task owns the controller, the PWM and the LEDs. It never awaits
+#   anything but its own sleep, so no network, filesystem or DNS wait sits
+#   between a sensor sample and the PWM going to 0. Its tick allocates nothing.
+# - network_task (motorguard.net) owns Wi-Fi, NTP and MQTT and only reads what
+#   the control task recorded in the preallocated rings.
+# The stop button also has a pin interrupt that cuts the PWM directly, so an
+# emergency stop works even while the network task is inside a blocking call.
+
+import sys
+import time
+
+import asyncio
+import gc
+import machine
+import os
+
+from motorguard import config as cfgmod
+from motorguard import controller as C
+from motorguard.buttons import Button
+from motorguard.sensors import NTC, CurrentSensor
+from motorguard.servo import Sweep
+from motorguard.telemetry import Clock, Events, Samples
+
+RESET_CAUSES = {1: "power_on", 2: "hard_reset", 3: "watchdog", 4: "deep_sleep", 5: "soft_reset"}
+
+# Remote commands handed from the network task to the control task.
+CMD_NONE = 0
+CMD_START = 1
+CMD_STOP = 2
+CMD_SPEED = 3
+
+
+def log(*parts):
+    # One console line per state change, prefixed so the test harness can parse it.
+    print("MG", *parts)
+
+
+def reset_cause_name():
+    try:
+        return RESET_CAUSES.get(machine.reset_cause(), "unknown")
+    except Exception:
+        return "unknown"
+
+
+class App:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        pins = cfg["pins"]
+        ctl = cfg["control"]
+        # Outputs first, all off: whatever happens next, the motor stays still.
+        self.pwm = machine.PWM(machine.Pin(pins["servo"]), freq=cfg["servo"]["freq_hz"], duty_ns=0)
+        self.duty = 0
+        self.led_green = machine.Pin(pins["led_green"], machine.Pin.OUT, value=0)
+        self.led_red = machine.Pin(pins["led_red"], machine.Pin.OUT, value=0)
+        self.adc_temp = machine.ADC(machine.Pin(pins["temp_adc"]), atten=machine.ADC.ATTN_11DB)
+        self.adc_current = machine.ADC(machine.Pin(pins["current_adc"]), atten=machine.ADC.ATTN_11DB)
+        pull = machine.Pin.PULL_UP
+        self.stop_pin = machine.Pin(pins["stop_button"], machine.Pin.IN, pull)
+        self.start_button = Button(machine.Pin(pins["start_button"], machine.Pin.IN, pull), ctl["debounce_ms"])
+        self.stop_button = Button(self.stop_pin, ctl["debounce_ms"])
+
+        self.ntc = NTC(cfg["ntc"])
+        self.current_sensor = CurrentSensor(cfg["current"])
+        self.sweep = Sweep(cfg["servo"])
+        self.ctl = C.Controller(cfg["limits"], ctl["remote_start_enabled"])
+        self.period_ms = ctl["period_ms"]
+
+        tel = cfg["telemetry"]
+        self.clock = Clock()
+        self.samples = Samples(tel["buffer_samples"], tel["samples_per_message"])
+        self.events = Events(tel["event_queue"])
+        self.sample_period_ms = tel["sample_period_ms"]
+        self.since_sample = 0
+
+        # Mailbox for one remote command at a time (written by the network task).
+        self.cmd = CMD_NONE
+        self.cmd_arg = 0
+        self.cmd_result = -1
+        self.estop_flag = False
+        self.online = False
+        self.boot_id = "%08x" % int.from_bytes(os.urandom(4), "big")
+        self.wdt = None
+        self.ticks = 0
+        self.max_tick_gap_ms = 0
+        self._estop_irq_ref = self._estop_irq  # bound once: an IRQ must not allocate
+        self.stop_pin.irq(handler=self._estop_irq_ref, trigger=machine.Pin.IRQ_FALLING)
+
+    # --- outputs -------------------------------------------------------
+    def motor_off(self):
+        if self.duty:
+            self.pwm.duty_ns(0)
+            self.duty = 0
+
+    def _estop_irq(self, pin):
+        # Soft IRQ: runs between bytecodes, even inside blocking socket calls.
+        self.pwm.duty_ns(0)
+        self.duty = 0
+        self.estop_flag = True
+
+    def _leds(self):
+        state = self.ctl.state
+        self.led_green.value(1 if state == C.RUNNING else 0)
+        self.led_red.value(1 if state == C.FAULT else 0)
+
+    # --- events --------------------------------------------------------
+    def _event(self, code, detail=None):
+        ctl = self.ctl
+        self.events.record(self.clock, code, ctl.reason, ctl.state, ctl.temp, ctl.current, detail)
+        if code == C.EV_FAULT:
+            log("STATE", C.STATE_NAMES[ctl.state], "reason=" + C.REASON_NAMES[ctl.reason])
+        else:
+            log("STATE", C.STATE_NAMES[ctl.state], "event=" + C.EVENT_NAMES[code])
+
+    # --- the control tick ---------------------------------------------
+    def tick(self, dt_ms):
+        """One control cycle: inputs -> interlocks -> outputs. No I/O waits, no allocation."""
+        ctl = self.ctl
+        self.clock.advance(dt_ms)
+        ev = C.EV_NONE
+        # 1. Emergency stop: any low level on the stop pin stops at once (bounces only ever stop).
+        if self.estop_flag or self.stop_pin.value() == 0:
+            self.estop_flag = False
+            if ctl.state == C.RUNNING:
+                self.motor_off()
+                self._event(ctl.stop_button())
+        # 2. Sensors and interlocks, in every state.
+        temp = self.ntc.decicelsius(self.adc_temp.read_uv())
+        current = self.current_sensor.milliamps(self.adc_current.read_uv())
+        ev = ctl.update(temp, current)
+        if ev:
+            self.motor_off()
+            self._event(ev)
+        # 3. Debounced buttons: stop resets a cleared fault; start runs if every interlock allows.
+        if self.stop_button.poll(dt_ms):
+            ev = ctl.stop_button()
+            if ev:
+                self._event(ev)
+            elif ctl.state == C.FAULT:
+                log("RESET_REFUSED", "reason=" + C.REFUSAL_NAMES[ctl.last_refusal])
+        if self.start_button.poll(dt_ms):
+            if self.stop_button.is_down():
+                log("START_REFUSED", "reason=stop_button_held")
+            else:
+                ev = ctl.start_button()
+                if ev:
+                    self._event(ev)
+                else:
+                    log("START_REFUSED", "reason=" + C.REFUSAL_NAMES[ctl.last_refusal])
+        # 4. Remote command mailbox.
+        if self.cmd:
+            self._run_command()
+        # 5. Outputs. Re-check the stop flag: the IRQ may have fired during this tick.
+        if ctl.state == C.RUNNING and not self.estop_flag:
+            pulse = self.sweep.step(dt_ms)
+            self.pwm.duty_ns(pulse)
+            self.duty = pulse
+        else:
+            self.motor_off()
+        self._leds()
+        # 6. Sampling.
+        self.since_sample += dt_ms
+        if self.since_sample >= self.sample_period_ms:
+            self.since_sample -= self.sample_period_ms
+            self.samples.record(self.clock, ctl.temp, ctl.current, self.sweep.decidegrees(), self.sweep.speed, ctl.state)
+        self.ticks += 1
+
+    def _run_command(self):
+        ctl = self.ctl
+        cmd = self.cmd
+        if cmd == CMD_STOP:
+            self.motor_off()
+            ev = ctl.remote_stop()
+            result = C.OK
+        elif cmd == CMD_START:
+            ev = ctl.remote_start()
+            result = ctl.last_refusal
+        else:
+            ev = C.EV_NONE
+            self.sweep.set_speed(self.cmd_arg)
+            result = C.OK
+        if ev:
+            self._event(ev)
+        self.cmd_result = result
+        self.cmd = CMD_NONE
+
+    async def control_task(self):
+        period = self.period_ms
+        wdt_ms = self.cfg["control"]["wdt_timeout_ms"]
+        self.wdt = machine.WDT(timeout=wdt_ms)
+        last = time.ticks_ms()
+        while True:
+            now = time.ticks_ms()
+            dt = time.ticks_diff(now, last)
+            last = now
+            if dt > self.max_tick_gap_ms:
+                self.max_tick_gap_ms = dt
+            self.tick(dt)
+            # Fed only after a complete tick: a stalled loop resets the chip (motor off, boots STOPPED).
+            self.wdt.feed()
+            spent = time.ticks_diff(time.ticks_ms(), now)
+            await asyncio.sleep_ms(period - spent if spent < period else 0)
+
+    def boot(self):
+        self._leds()
+        cause = reset_cause_name()
+        self._event(C.EV_BOOT, cause)
+        log("BOOT", "version=" + cfgmod.VERSION, "thing=" + self.cfg["thing"], "boot=" + self.boot_id, "cause=" + cause)
+
+
+def run(cfg):
+    from motorguard import net
+
+    app = App(cfg)
+    app.boot()
+    gc.collect()
+
+    async def main():
+        asyncio.create_task(app.control_task())
+        await net.network_task(app)
+
+    asyncio.run(main())
+
+
+def safe_mode(reason):
+    """Config missing or corrupt: motor off, red LED blinking, the reason on the console, forever."""
+    pins = cfgmod.DEFAULTS["pins"]
+    pwm = machine.PWM(machine.Pin(pins["servo"]), freq=50, duty_ns=0)
+    pwm.duty_ns(0)
+    red = machine.Pin(pins["led_red"], machine.Pin.OUT, value=0)
+    machine.Pin(pins["led_green"], machine.Pin.OUT, value=0)
+    wdt = machine.WDT(timeout=cfgmod.DEFAULTS["control"]["wdt_timeout_ms"])
+    n = 0
+    while True:
+        if n % 10 == 0:
+            log("SAFE_MODE", "reason=" + reason.replace(" ", "_"), "msg=" + repr(reason))
+        red.value(n & 1)
+        wdt.feed()
+        time.sleep_ms(500)
+        n += 1
+
+
+def main():
+    try:
+        cfg = cfgmod.load()
+    except cfgmod.ConfigError as e:
+        safe_mode(str(e))
+        return
+    try:
+        run(cfg)
+    except Exception as e:  # noqa: BLE001 - any crash must end with the motor off and a clean reboot
+        sys.print_exception(e)
+        log("CRASH", repr(e))
+    finally:
+        # Motor off however we got here; a reboot always comes up STOPPED.
+        try:
+            machine.PWM(machine.Pin(cfg["pins"]["servo"]), freq=50, duty_ns=0).duty_ns(0)
+        except Exception:
+            pass
+    time.sleep_ms(1000)
+    machine.reset()

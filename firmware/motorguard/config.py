@@ -1,0 +1,185 @@
+# MotorGuard configuration: the one pin map, thresholds, periods and topics.
+#
+# DEFAULTS is the single source of truth. The device reads /config.json and
+# overlays it on DEFAULTS; cloud code, the Wokwi checks and the docs import this
+# same module (it runs unchanged under CPython). A missing or corrupt config.json
+# raises ConfigError, and main.py then boots into safe mode with the motor off.
+
+import json
+
+VERSION = "0.1.0"
+SCHEMA_VERSION = 1
+CONFIG_FILE = "config.json"
+
+DEFAULTS = {
+    # Device identity and broker (written by the provisioning CLI).
+    "thing": None,
+    "wifi": {"ssid": "", "password": ""},
+    "mqtt": {
+        "host": None,
+        "port": 8883,
+        "keepalive_s": 60,
+        "cert": "device.crt.der",
+        "key": "device.key.der",
+        "ca": "root-ca.der",
+        "tls": True,
+        "ack_timeout_ms": 5000,
+        "max_inflight": 4,
+        "connect_timeout_ms": 10000,
+        "backoff_min_ms": 1000,
+        "backoff_max_ms": 60000,
+    },
+    "ntp_host": "pool.ntp.org",
+    # The one pin map (ESP32 DevKit v1). Sensors sit on ADC1 because ADC2 fails
+    # while Wi-Fi is on; 34-39 are input-only, which is all a sensor needs.
+    "pins": {
+        "servo": 18,
+        "temp_adc": 34,
+        "current_adc": 35,
+        "start_button": 25,
+        "stop_button": 26,
+        "led_green": 22,
+        "led_red": 23,
+    },
+    "servo": {
+        "freq_hz": 50,
+        "min_pulse_ns": 1000000,
+        "max_pulse_ns": 2000000,
+        "sweep_min_deg": 10,
+        "sweep_max_deg": 170,
+        "speed_deg_s": 60,
+        "max_speed_deg_s": 180,
+    },
+    # NTC 10k B3950 from 3.3 V through a fixed resistor; NTC to ground.
+    "ntc": {
+        "supply_uv": 3300000,
+        "fixed_ohm": 10000,
+        "r0_ohm": 10000,
+        "t0_c": 25.0,
+        "beta": 3950,
+        "min_uv": 100000,
+        "max_uv": 3150000,
+        "min_c": -20.0,
+        "max_c": 125.0,
+    },
+    # ACS712-style Hall sensor: output = zero_uv + uv_per_a * amps, scaled into
+    # the ADC's range by a divider (5 V sensor -> 2/3 divider by default).
+    "current": {
+        "zero_uv": 1666667,
+        "uv_per_a": 123333,
+        "min_uv": 100000,
+        "max_uv": 3150000,
+        "min_a": -1.0,
+        "max_a": 10.0,
+    },
+    "limits": {
+        "combined_temp_c": 34.0,
+        "combined_current_a": 1.7,
+        "hard_temp_c": 60.0,
+        "hard_current_a": 3.0,
+        "clear_hysteresis_c": 1.0,
+        "clear_hysteresis_a": 0.2,
+    },
+    "control": {
+        "period_ms": 5,
+        "debounce_ms": 30,
+        "wdt_timeout_ms": 2000,
+        "remote_start_enabled": True,
+    },
+    "telemetry": {
+        "sample_period_ms": 1000,
+        "samples_per_message": 10,
+        "buffer_samples": 900,
+        "event_queue": 32,
+    },
+    "topics": {
+        "telemetry": "devices/{thing}/telemetry",
+        "events": "devices/{thing}/events",
+        "status": "devices/{thing}/status",
+        "cmd": "devices/{thing}/cmd",
+        "ack": "devices/{thing}/ack",
+    },
+    # Set only by test configurations: enables the serial test hook.
+    "test_hook": False,
+}
+
+# Keys a deployed device cannot run without.
+REQUIRED = (("thing",), ("mqtt", "host"))
+
+
+class ConfigError(Exception):
+    pass
+
+
+def merge(base, override, path=""):
+    """Overlay override on a copy of base; unknown keys are errors (typos must not pass silently)."""
+    out = {}
+    for key in base:
+        out[key] = base[key]
+    for key in override:
+        where = path + key
+        if key not in base:
+            raise ConfigError("unknown key '%s'" % where)
+        value = override[key]
+        default = base[key]
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ConfigError("'%s' must be an object" % where)
+            out[key] = merge(default, value, where + ".")
+        elif default is not None and not isinstance(value, type(default)):
+            if isinstance(default, float) and isinstance(value, int):
+                out[key] = float(value)
+                continue
+            raise ConfigError("'%s' must be %s" % (where, type(default).__name__))
+        else:
+            out[key] = value
+    return out
+
+
+def check(cfg):
+    for path in REQUIRED:
+        node = cfg
+        for key in path:
+            node = node[key]
+        if not node:
+            raise ConfigError("'%s' is required" % ".".join(path))
+    thing = cfg["thing"]
+    if not isinstance(thing, str) or not 1 <= len(thing) <= 128:
+        raise ConfigError("'thing' must be 1-128 characters")
+    for ch in thing:
+        if not (ch.isalpha() or ch.isdigit() or ch in ":_-"):
+            raise ConfigError("'thing' may only hold [a-zA-Z0-9:_-]")
+    servo = cfg["servo"]
+    if not 0 <= servo["sweep_min_deg"] < servo["sweep_max_deg"] <= 180:
+        raise ConfigError("servo sweep limits must satisfy 0 <= sweep_min_deg < sweep_max_deg <= 180")
+    if not 0 < servo["speed_deg_s"] <= servo["max_speed_deg_s"]:
+        raise ConfigError("servo.speed_deg_s must be in (0, max_speed_deg_s]")
+    tel = cfg["telemetry"]
+    if tel["samples_per_message"] < 1 or tel["buffer_samples"] < tel["samples_per_message"] * 2:
+        raise ConfigError("telemetry.buffer_samples must hold at least two messages")
+    if cfg["control"]["wdt_timeout_ms"] < 1000:
+        raise ConfigError("control.wdt_timeout_ms must be >= 1000 (the ESP32 minimum)")
+    return cfg
+
+
+def parse(text):
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ConfigError("config.json is not valid JSON")
+    if not isinstance(data, dict):
+        raise ConfigError("config.json must hold a JSON object")
+    return check(merge(DEFAULTS, data))
+
+
+def load(path=CONFIG_FILE):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        raise ConfigError("%s is missing: provision the device (provision device THING --port PORT)" % path)
+    return parse(text)
+
+
+def topic(cfg, name):
+    return cfg["topics"][name].replace("{thing}", cfg["thing"])

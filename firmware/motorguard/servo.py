@@ -1,0 +1,42 @@
+# Servo sweep: a position that moves back and forth between two limits at a set
+# speed, and the pulse width that commands it. Pure arithmetic on integers
+# (milli-degrees, nanoseconds) so each control tick allocates nothing.
+
+
+class Sweep:
+    def __init__(self, cfg):
+        self.min_ns = cfg["min_pulse_ns"]
+        self.max_ns = cfg["max_pulse_ns"]
+        self.lo = cfg["sweep_min_deg"] * 1000  # milli-degrees
+        self.hi = cfg["sweep_max_deg"] * 1000
+        self.max_speed = cfg["max_speed_deg_s"]
+        self.speed = cfg["speed_deg_s"]  # degrees per second
+        self.pos = self.lo
+        self.direction = 1
+
+    def set_speed(self, deg_s):
+        """Clamp a requested speed into (0, max]; returns the speed applied."""
+        if deg_s < 1:
+            deg_s = 1
+        if deg_s > self.max_speed:
+            deg_s = self.max_speed
+        self.speed = int(deg_s)
+        return self.speed
+
+    def step(self, dt_ms):
+        """Advance the sweep by dt_ms and return the pulse width in ns for the new position."""
+        pos = self.pos + self.direction * self.speed * dt_ms  # deg/s * ms = milli-degrees
+        if pos >= self.hi:
+            pos = self.hi
+            self.direction = -1
+        elif pos <= self.lo:
+            pos = self.lo
+            self.direction = 1
+        self.pos = pos
+        return self.pulse_ns()
+
+    def pulse_ns(self):
+        return self.min_ns + (self.max_ns - self.min_ns) * self.pos // 180000
+
+    def decidegrees(self):
+        return self.pos // 100

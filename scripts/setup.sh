@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One-shot set-up for a fresh machine: the Python virtual environment and the Mosquitto broker.
+set -euo pipefail
+venv=${1:-.venv}
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --upgrade pip
+"$venv/bin/pip" install --quiet -e '.[dev]'
+
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Mosquitto with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+  else
+    echo "setup: Mosquitto is not installed. Install it with: sudo apt-get install -y mosquitto" >&2
+    echo "       (macOS: brew install mosquitto). The broker tests need it." >&2
+    exit 1
+  fi
+fi
+# The Debian package starts a system broker on port 1883; our tests start their own brokers.
+echo "setup: done ($("$venv/bin/micropython" -c 'import sys; print(sys.implementation.name, sys.version)'))"
