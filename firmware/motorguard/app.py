@@ -121,7 +121,8 @@ class App:
         self.clock.advance(dt_ms)
         ev = C.EV_NONE
         # 1. Emergency stop: any low level on the stop pin stops at once (bounces only ever stop).
-        if self.estop_flag or self.stop_pin.value() == 0:
+        ctl.stop_held = self.stop_pin.value() == 0
+        if self.estop_flag or ctl.stop_held:
             self.estop_flag = False
             if ctl.state == C.RUNNING:
                 self.motor_off()
@@ -141,14 +142,11 @@ class App:
             elif ctl.state == C.FAULT:
                 log("RESET_REFUSED", "reason=" + C.REFUSAL_NAMES[ctl.last_refusal])
         if self.start_button.poll(dt_ms):
-            if self.stop_button.is_down():
-                log("START_REFUSED", "reason=stop_button_held")
+            ev = ctl.start_button()
+            if ev:
+                self._event(ev)
             else:
-                ev = ctl.start_button()
-                if ev:
-                    self._event(ev)
-                else:
-                    log("START_REFUSED", "reason=" + C.REFUSAL_NAMES[ctl.last_refusal])
+                log("START_REFUSED", "reason=" + C.REFUSAL_NAMES[ctl.last_refusal])
         # 4. Remote command mailbox.
         if self.cmd:
             self._run_command()

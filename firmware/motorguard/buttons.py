@@ -26,6 +26,3 @@ class Button:
             return False
         self.stable = raw
         return raw == 0
-
-    def is_down(self):
-        return self.pin.value() == 0

@@ -61,6 +61,7 @@ REFUSED_CONDITION = const(2)
 REFUSED_REMOTE_DISABLED = const(3)
 REFUSED_RUNNING = const(4)
 REFUSED_NOT_CLEARED = const(5)
+REFUSED_STOP_HELD = const(6)
 REFUSAL_NAMES = (
     "ok",
     "fault_latched",
@@ -68,6 +69,7 @@ REFUSAL_NAMES = (
     "remote_start_disabled",
     "already_running",
     "fault_condition_not_cleared",
+    "stop_button_held",
 )
 
 
@@ -97,6 +99,8 @@ class Controller:
         # Latest readings in 0.1 C and mA; None = not read yet or implausible (both mean unsafe).
         self.temp = None
         self.current = None
+        # Set by the owner every tick: a held emergency stop blocks every start.
+        self.stop_held = False
 
     def motor_on(self):
         return self.state == RUNNING
@@ -151,6 +155,9 @@ class Controller:
             return EV_NONE
         if self.state == FAULT:
             self.last_refusal = REFUSED_LATCHED
+            return EV_NONE
+        if self.stop_held:
+            self.last_refusal = REFUSED_STOP_HELD
             return EV_NONE
         if self.condition():
             # A start against a present fault condition trips the interlock rather than running.

@@ -2,6 +2,7 @@
 # drive it tick by tick. Runs under CPython and MicroPython alike.
 
 import gc
+import sys
 
 import machine
 from motorguard import config as cfgmod
@@ -11,6 +12,7 @@ from motorguard.sensors import NTC, CurrentSensor
 PINS = cfgmod.DEFAULTS["pins"]
 NTC_CONV = NTC(cfgmod.DEFAULTS["ntc"])
 CUR_CONV = CurrentSensor(cfgmod.DEFAULTS["current"])
+MICROPYTHON = sys.implementation.name == "micropython"
 TICK_MS = cfgmod.DEFAULTS["control"]["period_ms"]
 
 
@@ -28,7 +30,8 @@ class Rig:
 
     def __init__(self, cfg=None, temp_c=25.0, current_a=0.0):
         machine.reset_all()
-        gc.collect()  # the previous rig's rings are garbage now; keep the 110K heap unfragmented
+        if MICROPYTHON:
+            gc.collect()  # the previous rig's rings are garbage now; keep the small heap unfragmented
         self.cfg = cfg or make_config()
         self.set_temp(temp_c)
         self.set_current(current_a)

@@ -89,3 +89,10 @@ def test_start_refused_with_condition_present():
     ctl = C.Controller(LIMITS)
     ctl.temp, ctl.current = 700, 0
     assert ctl.start_button() == C.EV_NONE and ctl.state == C.STOPPED
+
+
+def test_held_stop_blocks_every_start():
+    ctl = new()
+    ctl.stop_held = True
+    assert ctl.start_button() == C.EV_NONE and ctl.last_refusal == C.REFUSED_STOP_HELD
+    assert ctl.remote_start() == C.EV_NONE and ctl.state == C.STOPPED
