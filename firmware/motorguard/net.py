@@ -19,6 +19,7 @@ from motorguard import config as cfgmod
 from motorguard import controller as C
 from motorguard.mqtt import MQTTClient
 from motorguard import app as appmod
+from motorguard import telemetry
 
 _EPOCH_2000 = 946684800
 _MAX_COMMANDS = 4
@@ -117,15 +118,7 @@ class Session:
 
     def head(self):
         app = self.app
-        return '{"v":%d,"device":"%s","boot":"%s","fw":"%s","uptime_s":%d,"heap_free":%d,"rssi":%d' % (
-            cfgmod.SCHEMA_VERSION,
-            self.thing,
-            app.boot_id,
-            cfgmod.VERSION,
-            app.clock.up_s,
-            gc.mem_free(),
-            self.rssi(),
-        )
+        return telemetry.head(self.thing, app.boot_id, cfgmod.VERSION, app.clock.up_s, gc.mem_free(), self.rssi())
 
     def rssi(self):
         try:
@@ -134,16 +127,7 @@ class Session:
             return 0
 
     def status(self, online):
-        app = self.app
-        return json.dumps(
-            {
-                "v": cfgmod.SCHEMA_VERSION,
-                "device": self.thing,
-                "online": online,
-                "boot": app.boot_id,
-                "fw": cfgmod.VERSION,
-            }
-        )
+        return telemetry.status_message(self.thing, self.app.boot_id, cfgmod.VERSION, online)
 
     def on_puback(self, pid):
         entry = self.inflight.pop(pid, None)
@@ -189,18 +173,10 @@ class Session:
             ok = app.cmd_result == C.OK
             result = C.REFUSAL_NAMES[app.cmd_result] if app.cmd_result >= 0 else "timeout"
             log("CMD", name, "result=" + result)
-        ack = {
-            "v": cfgmod.SCHEMA_VERSION,
-            "device": self.thing,
-            "boot": app.boot_id,
-            "id": cid,
-            "cmd": name,
-            "ok": ok,
-            "result": result,
-            "state": C.STATE_NAMES[app.ctl.state],
-            "speed": app.sweep.speed,
-        }
-        await self.client.publish(self.t_ack, json.dumps(ack), qos=1)
+        ack = telemetry.ack_message(
+            self.thing, app.boot_id, cfgmod.VERSION, cid, name, ok, result, app.ctl.state, app.sweep.speed
+        )
+        await self.client.publish(self.t_ack, ack, qos=1)
 
     async def pump(self):
         """Publish commands' acks, then events, then telemetry, oldest first, within the in-flight window."""

@@ -5,11 +5,13 @@
 # formatted only by the network task, from the rings, so a sample that was never
 # acknowledged can be sent again byte for byte after a reconnect.
 
+import json
 from array import array
 
 from motorguard.outbox import Outbox
 from motorguard import controller as C
 
+SCHEMA_VERSION = 1
 _NONE = -32768  # stored for an implausible reading; published as null
 
 
@@ -22,6 +24,40 @@ def _fixed(x, places):
     if places == 1:
         return "%s%d.%d" % (sign, x // 10, x % 10)
     return "%s%d.%03d" % (sign, x // 1000, x % 1000)
+
+
+def head(thing, boot_id, fw, up_s, heap_free, rssi):
+    """The fields every telemetry and event message starts with, as JSON text without the closing brace."""
+    return '{"v":%d,"device":"%s","boot":"%s","fw":"%s","uptime_s":%d,"heap_free":%d,"rssi":%d' % (
+        SCHEMA_VERSION,
+        thing,
+        boot_id,
+        fw,
+        up_s,
+        heap_free,
+        rssi,
+    )
+
+
+def status_message(thing, boot_id, fw, online):
+    return json.dumps({"v": SCHEMA_VERSION, "device": thing, "online": online, "boot": boot_id, "fw": fw})
+
+
+def ack_message(thing, boot_id, fw, cmd_id, cmd, ok, result, state, speed):
+    return json.dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "device": thing,
+            "boot": boot_id,
+            "fw": fw,
+            "id": cmd_id,
+            "cmd": cmd,
+            "ok": ok,
+            "result": result,
+            "state": C.STATE_NAMES[state],
+            "speed": speed,
+        }
+    )
 
 
 class Clock:
