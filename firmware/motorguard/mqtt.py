@@ -1,0 +1,628 @@
+# MotorGuard's own MQTT 3.1.1 client, on asyncio, for MicroPython (ESP32) and CPython.
+#
+# Why not umqtt.simple: its QoS 1 publish blocks until a PUBACK that may never
+# come, nothing pings, and its blocking socket stalls the control loop. Here
+# every wait is bounded: connect (TCP + TLS + CONNACK), writes (drain with a
+# timeout), SUBACK, PINGRESP and PUBACK (retransmitted with DUP, then the link
+# is declared dead). publish() never waits for its PUBACK: the caller keeps
+# its own in-flight window and learns of acks through set_puback_callback().
+#
+# Method names follow umqtt.simple where the meaning is the same. QoS 2 is
+# not supported (AWS IoT Core has none): asking for it raises ValueError.
+#
+# Memory: the payload is never copied on the way out (the socket gets the
+# caller's bytes); each packet's small head is its own exact-size bytearray,
+# because CPython 3.12+ transports keep a view of a written buffer, so a shared
+# mutable buffer could be overwritten before it is sent. Fixed packets are
+# bytes constants. Incoming PUBLISHes are read field by field, so the payload
+# is allocated once at its final size and never sliced out of a larger body.
+
+import asyncio
+import errno
+import socket
+
+try:
+    from time import ticks_diff, ticks_ms
+except ImportError:  # CPython: same contract, no wrap-around needed
+    from time import monotonic as _monotonic
+
+    def ticks_ms():
+        return int(_monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+
+# Fixed-header first bytes (type in the high nibble, flags in the low one).
+CONNECT = 0x10
+CONNACK = 0x20
+PUBLISH = 0x30
+PUBACK = 0x40
+SUBSCRIBE = 0x82  # flags 0b0010 are mandatory for SUBSCRIBE
+SUBACK = 0x90
+PINGRESP = 0xD0
+PINGREQ_PKT = b"\xc0\x00"
+DISCONNECT_PKT = b"\xe0\x00"
+
+_MAX_LENGTH = 268435455  # largest value four remaining-length bytes can hold
+
+# DNS answers for this boot, shared by every client: server -> IP literal.
+# The ESP32 blocks every task (and the stop-button IRQ handler's scheduling)
+# during a lookup, so it happens once. After 3 failed TCP/TLS connects in a row
+# the name is looked up again, in case the endpoint moved.
+_dns = {}
+_dns_failures = {}
+
+
+class MQTTException(Exception):
+    """args[0] is a CONNACK/SUBACK code (int) or a short reason (str)."""
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def length_size(n):
+    """Bytes the remaining-length varint of n takes (1..4)."""
+    if n < 0 or n > _MAX_LENGTH:
+        raise ValueError("packet too large")
+    if n < 0x80:
+        return 1
+    if n < 0x4000:
+        return 2
+    if n < 0x200000:
+        return 3
+    return 4
+
+
+def put_length(buf, off, n):
+    """Writes n as a remaining-length varint at buf[off]; returns the next offset."""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            b |= 0x80
+        buf[off] = b
+        off += 1
+        if not n:
+            return off
+
+
+def decode_length(data, off=0):
+    """Reads a remaining-length varint from data[off:]; returns (value, next offset)."""
+    n = 0
+    shift = 0
+    while True:
+        if shift > 21:
+            raise MQTTException("bad length")
+        b = data[off]
+        off += 1
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return n, off
+        shift += 7
+
+
+def _put_field(buf, off, s):
+    # A length-prefixed UTF-8 string or binary field.
+    n = len(s)
+    buf[off] = n >> 8
+    buf[off + 1] = n & 0xFF
+    off += 2
+    buf[off : off + n] = s
+    return off + n
+
+
+def _b(s):
+    return s.encode() if isinstance(s, str) else s
+
+
+def connect_packet(client_id, keepalive=0, clean_session=True, user=None, password=None, will=None):
+    """CONNECT, protocol level 4. will is (topic, msg, retain, qos) as bytes or None."""
+    client_id = _b(client_id)
+    flags = 0x02 if clean_session else 0
+    rem = 10 + 2 + len(client_id)
+    if will:
+        flags |= 0x04 | will[3] << 3 | (0x20 if will[2] else 0)
+        rem += 4 + len(will[0]) + len(will[1])
+    if user is not None:
+        user = _b(user)
+        flags |= 0x80
+        rem += 2 + len(user)
+        if password is not None:  # 3.1.1 allows a password only with a user name
+            password = _b(password)
+            flags |= 0x40
+            rem += 2 + len(password)
+    buf = bytearray(1 + length_size(rem) + rem)
+    buf[0] = CONNECT
+    off = put_length(buf, 1, rem)
+    off = _put_field(buf, off, b"MQTT")
+    buf[off] = 4  # protocol level 4 = MQTT 3.1.1
+    buf[off + 1] = flags
+    buf[off + 2] = keepalive >> 8
+    buf[off + 3] = keepalive & 0xFF
+    off = _put_field(buf, off + 4, client_id)
+    if will:
+        off = _put_field(buf, off, will[0])
+        off = _put_field(buf, off, will[1])
+    if user is not None:
+        off = _put_field(buf, off, user)
+        if password is not None:
+            off = _put_field(buf, off, password)
+    return buf
+
+
+def publish_head(topic, msg_len, qos=0, retain=False, dup=False, pid=0):
+    """Everything of a PUBLISH before its payload: fixed header, topic, packet id."""
+    vh = 2 + len(topic) + (2 if qos else 0)
+    rem = vh + msg_len
+    buf = bytearray(1 + length_size(rem) + vh)
+    buf[0] = PUBLISH | qos << 1 | (1 if retain else 0) | (0x08 if dup else 0)
+    off = _put_field(buf, put_length(buf, 1, rem), topic)
+    if qos:
+        buf[off] = pid >> 8
+        buf[off + 1] = pid & 0xFF
+    return buf
+
+
+def subscribe_packet(pid, topic, qos=0):
+    rem = 2 + 2 + len(topic) + 1
+    buf = bytearray(1 + length_size(rem) + rem)
+    buf[0] = SUBSCRIBE
+    off = put_length(buf, 1, rem)
+    buf[off] = pid >> 8
+    buf[off + 1] = pid & 0xFF
+    off = _put_field(buf, off + 2, topic)
+    buf[off] = qos
+    return buf
+
+
+def puback_packet(pid):
+    return bytes((PUBACK, 2, pid >> 8, pid & 0xFF))
+
+
+def _check_qos(qos):
+    if qos != 0 and qos != 1:
+        raise ValueError("qos must be 0 or 1")
+
+
+# ------------------------------------------------------------------ client
+
+
+def _resolve(host, port):
+    ip = _dns.get(host)
+    if ip is None:
+        # IPv4, as the ESP32's network stack uses, so host runs connect the same way.
+        sa = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][-1]
+        if isinstance(sa, tuple):  # CPython and the ESP32 port: (ip, port, ...)
+            ip = sa[0]
+        else:  # MicroPython's unix port returns a raw sockaddr
+            fam, raw, _ = socket.sockaddr(sa)
+            ip = socket.inet_ntop(fam, raw)
+        _dns[host] = ip
+    return ip
+
+
+def _drop(writer, graceful):
+    # Close now. CPython: abort() skips the TLS close_notify and the write
+    # buffer. MicroPython: in some versions Stream.close() is a no-op and only
+    # wait_closed() closes the socket, so close the socket directly too
+    # (socket close is idempotent).
+    try:
+        if not graceful and hasattr(writer, "transport"):
+            writer.transport.abort()
+        else:
+            writer.close()
+        s = getattr(writer, "s", None)
+        if s is not None:
+            s.close()
+    except Exception:  # noqa: BLE001 - the socket is being thrown away anyway
+        pass
+
+
+def _current_task():
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # close() called with no event loop running (CPython)
+        return None
+
+
+class MQTTClient:
+    def __init__(
+        self,
+        client_id,
+        server,
+        port=0,
+        user=None,
+        password=None,
+        keepalive=0,
+        ssl=None,
+        server_hostname=None,
+        ack_timeout_ms=5000,
+        max_retries=3,
+    ):
+        self.client_id = _b(client_id)
+        self.server = server
+        self.port = port or (8883 if ssl else 1883)
+        self.user = user
+        self.password = password
+        self.keepalive = keepalive
+        self.ssl = ssl
+        self.server_hostname = server_hostname or server
+        self.ack_timeout_ms = ack_timeout_ms
+        self.max_retries = max_retries
+        # Largest incoming packet kept; bigger PUBLISHes are read past and
+        # acknowledged but not delivered (a 128 KB AWS payload would not fit
+        # the ESP32's heap). Commands are a few hundred bytes.
+        self.max_packet = 16384
+        self.cb = None
+        self.puback_cb = None
+        self.will = None
+        self._reader = None
+        self._writer = None
+        self._connected = False
+        self._lock = asyncio.Lock()  # one packet on the wire at a time
+        self._pid = 0
+        # pid -> [topic, msg, retain, last sent (ticks), retransmissions]
+        self._unacked = {}
+        self._sub_pid = 0
+        self._sub_rc = -1
+        self._sub_evt = asyncio.Event()
+        self._connack = None
+        self._ping_at = None  # ticks of the unanswered PINGREQ, or None
+        self._last_tx = 0
+        self._last_rx = 0
+        self._err = None  # why the link died (None: closed on purpose)
+        self._closing = False  # disconnect() under way: the broker's EOF is expected
+        self._run_task = None
+        self._kicked = False  # we cancelled the run task ourselves
+
+    # ------------------------------------------------------------ settings
+
+    def set_callback(self, f):
+        self.cb = f
+
+    def set_puback_callback(self, f):
+        self.puback_cb = f
+
+    def set_last_will(self, topic, msg, retain=False, qos=0):
+        _check_qos(qos)
+        if not topic:
+            raise ValueError("will topic")
+        self.will = (_b(topic), _b(msg), retain, qos)
+
+    def isconnected(self):
+        return self._connected
+
+    def inflight(self):
+        return len(self._unacked)
+
+    # ------------------------------------------------------------ link
+
+    async def connect(self, clean_session=True, timeout_ms=10000):
+        """TCP + TLS + CONNECT/CONNACK within timeout_ms. Returns session_present."""
+        if self._writer is not None:
+            self.close()
+        self._err = None
+        self._closing = False
+        try:
+            return await asyncio.wait_for(self._connect(clean_session, timeout_ms), timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            self._abort(None)
+            raise OSError(errno.ETIMEDOUT)
+        except Exception as e:
+            self._abort(None)
+            if isinstance(e, MQTTException):
+                raise
+            # A transport failure: count it against the cached address.
+            n = _dns_failures.get(self.server, 0) + 1
+            _dns_failures[self.server] = n
+            if n >= 3:
+                _dns.pop(self.server, None)
+                _dns_failures[self.server] = 0
+            if isinstance(e, EOFError):
+                # Closed before CONNACK: e.g. TLS 1.3 refuses a client cert only after the handshake.
+                raise OSError(errno.ECONNRESET)
+            raise
+
+    async def _connect(self, clean_session, timeout_ms):
+        ip = _resolve(self.server, self.port)
+        if self.ssl:
+            r, w = await asyncio.open_connection(ip, self.port, ssl=self.ssl, server_hostname=self.server_hostname)
+        else:
+            r, w = await asyncio.open_connection(ip, self.port)
+        self._reader, self._writer = r, w
+        self._ping_at = None
+        self._connack = None
+        self._last_rx = ticks_ms()
+        pkt = connect_packet(self.client_id, self.keepalive, clean_session, self.user, self.password, self.will)
+        # MicroPython runs the TLS handshake inside this first write's drain,
+        # so it gets the connect budget, not the ack timeout.
+        await self._send(pkt, None, timeout_ms / 1000)
+        if await self._read_packet() != CONNACK:
+            raise MQTTException("no CONNACK")
+        rc = self._connack[1]
+        if rc:
+            raise MQTTException(rc)
+        self._connected = True
+        _dns_failures[self.server] = 0
+        present = bool(self._connack[0] & 1)
+        if clean_session:
+            self._unacked.clear()
+        else:
+            # The broker kept our session: 3.1.1 says resend unacked PUBLISHes.
+            for pid in list(self._unacked):
+                e = self._unacked[pid]
+                e[3] = ticks_ms()
+                await self._send(publish_head(e[0], len(e[1]), 1, e[2], True, pid), e[1])
+        return present
+
+    async def disconnect(self):
+        """Clean DISCONNECT: the broker discards the last will."""
+        w = self._writer
+        if w is None:
+            return
+        self._closing = True
+        try:
+            await self._send(DISCONNECT_PKT)
+        except Exception:  # noqa: BLE001 - closing regardless
+            pass
+        self._abort(None, graceful=True)
+        try:
+            await asyncio.wait_for(w.wait_closed(), self.ack_timeout_ms / 1000)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def close(self):
+        """Drop the link at once without DISCONNECT, so the last will fires."""
+        self._abort(None)
+
+    def _abort(self, err, graceful=False):
+        # The one way a link ends: mark it dead, wake whoever waits on it,
+        # close the socket and stop the reader loop.
+        if err is not None and self._err is None and not self._closing:
+            self._err = err
+        self._connected = False
+        w = self._writer
+        self._writer = None
+        self._sub_evt.set()
+        t = self._run_task
+        if t is not None and t is not _current_task():
+            # The reader is blocked in a read: cancel it (run() turns that
+            # into its normal exit). From inside run() itself (a callback
+            # calling close()) the loop sees _writer is None instead.
+            self._run_task = None
+            self._kicked = True
+            t.cancel()
+        if w is not None:
+            _drop(w, graceful)
+
+    # ------------------------------------------------------------ writing
+
+    async def _send(self, head, body=None, timeout_s=None):
+        async with self._lock:
+            w = self._writer
+            if w is None:
+                raise self._err or OSError(errno.ENOTCONN)
+            w.write(head)
+            if body:
+                w.write(body)
+            try:
+                await asyncio.wait_for(w.drain(), timeout_s or self.ack_timeout_ms / 1000)
+            except asyncio.TimeoutError:
+                # Part of a packet may be out: the stream cannot be resynced.
+                self._abort(OSError(errno.ETIMEDOUT))
+                raise OSError(errno.ETIMEDOUT)
+            except asyncio.CancelledError:
+                # MicroPython resends a half-drained buffer from its start.
+                self._abort(OSError(errno.ECONNABORTED))
+                raise
+            self._last_tx = ticks_ms()
+
+    def _next_pid(self):
+        # 1..65535, skipping ids still waiting for their ack.
+        for _ in range(65535):
+            self._pid = self._pid % 65535 + 1
+            if self._pid not in self._unacked and self._pid != self._sub_pid:
+                return self._pid
+        raise MQTTException("no free packet id")
+
+    async def publish(self, topic, msg, retain=False, qos=0):
+        """Sends one PUBLISH; returns its packet id (0 for QoS 0). Does not wait for PUBACK.
+
+        For QoS 1, msg is kept (not copied) for retransmission until acked:
+        do not mutate a bytearray passed here before its PUBACK.
+        """
+        _check_qos(qos)
+        topic = _b(topic)
+        if b"#" in topic or b"+" in topic or not topic:
+            raise ValueError("bad publish topic")
+        msg = _b(msg)
+        if self._writer is None:  # before taking a packet id that would then never be acked
+            raise self._err or OSError(errno.ENOTCONN)
+        pid = 0
+        if qos:
+            pid = self._next_pid()
+            # Registered before writing: the PUBACK may beat the drain.
+            self._unacked[pid] = [topic, msg, retain, ticks_ms(), 0]
+        await self._send(publish_head(topic, len(msg), qos, retain, False, pid), msg)
+        return pid
+
+    async def subscribe(self, topic, qos=0):
+        """SUBSCRIBE and wait (bounded) for SUBACK; returns the granted QoS.
+
+        Works before run() is started (it reads packets itself) and while
+        run() is running (run() hands it the SUBACK). One at a time.
+        """
+        _check_qos(qos)
+        if self._sub_pid:
+            raise MQTTException("subscribe in progress")
+        pid = self._next_pid()
+        self._sub_pid = pid
+        self._sub_rc = -1
+        self._sub_evt.clear()
+        try:
+            await self._send(subscribe_packet(pid, _b(topic), qos))
+            t0 = ticks_ms()
+            while self._sub_rc < 0 and self._writer is not None:
+                left = self.ack_timeout_ms - ticks_diff(ticks_ms(), t0)
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                if self._run_task is not None:
+                    await asyncio.wait_for(self._sub_evt.wait(), left / 1000)
+                else:
+                    await asyncio.wait_for(self._read_packet(), left / 1000)
+        except asyncio.TimeoutError:
+            self._abort(MQTTException("no SUBACK"))
+        finally:
+            self._sub_pid = 0
+        rc = self._sub_rc
+        if rc < 0:
+            raise self._err or OSError(errno.ENOTCONN)
+        if rc == 0x80:
+            raise MQTTException(0x80)
+        return rc
+
+    async def ping(self):
+        if self._ping_at is None:
+            self._ping_at = ticks_ms()
+        await self._send(PINGREQ_PKT)
+
+    # ------------------------------------------------------------ reading
+
+    async def _read_packet(self):
+        """Reads one packet, acts on it, returns its type (high nibble)."""
+        r = self._reader
+        hdr = (await r.readexactly(1))[0]
+        n = 0
+        shift = 0
+        while True:
+            b = (await r.readexactly(1))[0]
+            n |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                raise MQTTException("bad length")
+        self._last_rx = ticks_ms()
+        kind = hdr & 0xF0
+        if kind == PUBLISH:
+            await self._on_publish(hdr, n)
+            return kind
+        if n > 4:  # nothing else we accept is longer (SUBACK of one topic: 3)
+            raise MQTTException("unexpected packet 0x%02x" % hdr)
+        body = await r.readexactly(n) if n else b""
+        if kind == PUBACK and n == 2:
+            pid = body[0] << 8 | body[1]
+            # A duplicate ack (after a retransmit) is not reported twice.
+            if self._unacked.pop(pid, None) is not None and self.puback_cb:
+                self.puback_cb(pid)
+        elif kind == SUBACK and n == 3:
+            if (body[0] << 8 | body[1]) == self._sub_pid:
+                self._sub_rc = body[2]
+                self._sub_evt.set()
+        elif kind == PINGRESP:
+            self._ping_at = None
+        elif kind == CONNACK and n == 2 and self._connack is None:
+            self._connack = body
+        else:
+            raise MQTTException("unexpected packet 0x%02x" % hdr)
+        return kind
+
+    async def _on_publish(self, hdr, n):
+        r = self._reader
+        qos = (hdr >> 1) & 3
+        if qos > 1:
+            raise MQTTException("qos2 publish")  # we never subscribe with QoS 2
+        tl = int.from_bytes(await r.readexactly(2), "big")
+        n -= 2 + tl + (2 if qos else 0)
+        if n < 0:
+            raise MQTTException("bad publish")
+        big = n + tl > self.max_packet
+        topic = await self._skip(tl) if big else await r.readexactly(tl)
+        pid = int.from_bytes(await r.readexactly(2), "big") if qos else 0
+        if big:
+            await self._skip(n)
+        else:
+            msg = await r.readexactly(n) if n else b""
+            if self.cb:
+                self.cb(topic, msg)
+        if qos and self._writer is not None:
+            await self._send(puback_packet(pid))
+
+    async def _skip(self, n):
+        # Reads past n bytes in small pieces without holding them.
+        while n:
+            k = n if n < 256 else 256
+            await self._reader.readexactly(k)
+            n -= k
+        return None
+
+    async def run(self):
+        """Reader loop until the link ends; returns after close()/disconnect(), raises when it died."""
+        if self._writer is None:
+            raise self._err or OSError(errno.ENOTCONN)
+        self._run_task = asyncio.current_task()
+        self._kicked = False
+        keeper = asyncio.create_task(self._keep())
+        try:
+            while self._writer is not None:
+                await self._read_packet()
+        except asyncio.CancelledError:
+            if not self._kicked:
+                raise  # someone else cancelled our caller: not ours to swallow
+            t = asyncio.current_task()
+            if hasattr(t, "uncancel"):  # CPython 3.11+: undo the count we caused
+                t.uncancel()
+        except EOFError:
+            self._abort(OSError(errno.ECONNRESET))
+        except Exception as e:  # noqa: BLE001 - OSError, MQTTException, a callback's error
+            self._abort(e)
+        finally:
+            self._run_task = None
+            keeper.cancel()
+        if self._err is not None:
+            raise self._err
+
+    async def _keep(self):
+        # Housekeeping beside the reader: keepalive pings, the PINGRESP
+        # deadline and QoS 1 retransmissions. Any failure ends the link.
+        ack = self.ack_timeout_ms
+        idle = self.keepalive * 500  # ping after keepalive/2 without sending
+        # Check often enough that neither deadline is missed by much.
+        tick = min(1000, ack // 4, idle // 4 if idle else 1000)
+        tick = max(20, tick) / 1000
+        try:
+            while self._writer is not None:
+                await asyncio.sleep(tick)
+                now = ticks_ms()
+                if self._ping_at is not None and ticks_diff(now, self._ping_at) > ack:
+                    self._abort(MQTTException("no PINGRESP"))
+                    return
+                while True:
+                    due = 0
+                    for pid in self._unacked:  # no await inside: the dict may grow meanwhile
+                        if ticks_diff(now, self._unacked[pid][3]) >= ack:
+                            due = pid
+                            break
+                    if not due:
+                        break
+                    e = self._unacked[due]
+                    if e[4] >= self.max_retries:
+                        self._abort(MQTTException("no PUBACK"))
+                        return
+                    e[4] += 1
+                    e[3] = now
+                    await self._send(publish_head(e[0], len(e[1]), 1, e[2], True, due), e[1])
+                # Ping after keepalive/2 without sending (so the broker keeps us), or
+                # after a whole keepalive without hearing anything (a QoS 0-only
+                # sender would otherwise never notice a half-open link).
+                if (
+                    idle
+                    and self._ping_at is None
+                    and (ticks_diff(now, self._last_tx) >= idle or ticks_diff(now, self._last_rx) >= 2 * idle)
+                ):
+                    await self.ping()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            self._abort(e)

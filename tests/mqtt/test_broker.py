@@ -1,0 +1,121 @@
+"""provisioning.broker: the generated Mosquitto config, the process lifecycle and the CLI."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from provisioning import broker as broker_mod
+from provisioning.broker import BrokerError, LocalBroker, acl_text, free_port
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A broker with its PKI, not started."""
+    return LocalBroker.with_new_pki(tmp_path_factory.mktemp("cfg"), 18883)
+
+
+def test_config_mirrors_the_aws_iot_setup(made):
+    conf = made.config_text()
+    lines = set(conf.splitlines())
+    for needed in (
+        "allow_anonymous false",
+        "persistence false",
+        "listener 18883 127.0.0.1",
+        "require_certificate true",
+        "use_identity_as_username true",
+        "tls_version tlsv1.2",
+        f"max_queued_messages {broker_mod.MAX_QUEUED_MESSAGES}",
+        f"max_inflight_messages {broker_mod.MAX_INFLIGHT_MESSAGES}",
+        f"cafile {made.ca_cert}",
+        f"certfile {made.server_cert}",
+        f"keyfile {made.server_key}",
+        f"crlfile {made.crl}",
+        f"acl_file {made.acl_path}",
+    ):
+        assert needed in lines, needed
+    assert broker_mod.MAX_QUEUED_MESSAGES >= 100000  # the service must not lose a burst (see FACTS)
+
+
+def test_acl_is_least_privilege():
+    acl = [ln for ln in acl_text().splitlines() if ln and not ln.startswith("#")]
+    assert acl == [
+        "pattern write devices/%u/#",
+        "pattern read devices/%u/cmd",
+        "user motorguard-service",
+        "topic read devices/#",
+        "topic write devices/+/cmd",
+    ]
+
+
+def test_missing_mosquitto_names_the_install_command(monkeypatch, made):
+    monkeypatch.setattr(broker_mod.shutil, "which", lambda name: None)
+    monkeypatch.setattr(broker_mod.os, "access", lambda path, how: False)
+    with pytest.raises(BrokerError, match="sudo apt-get install -y mosquitto"):
+        made.start()
+
+
+def test_start_failure_reports_the_log_tail(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        b = LocalBroker.with_new_pki(tmp_path, busy.getsockname()[1])
+        with pytest.raises(BrokerError, match="(?s)exited.*Address already in use"):
+            b.start(timeout=5)
+    assert not b.running()
+
+
+def test_context_manager_starts_checks_and_stops(tmp_path):
+    b = LocalBroker.with_new_pki(tmp_path, free_port())
+    with b:
+        st = b.status()
+        assert st["running"] and st["tls_ok"]
+        pid = st["pid"]
+        b.reload()  # SIGHUP, waits for Mosquitto to log the reload
+        assert b.status()["tls_ok"]
+        with pytest.raises(BrokerError, match="already running"):
+            b.start()
+    assert not b.running()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with pytest.raises(BrokerError):
+        b.reload()
+
+
+def test_key_files_stay_private(made):
+    for p in (made.ca_key, made.server_key, made.service_key):
+        assert oct(p.stat().st_mode & 0o777) == "0o600", p
+
+
+def cli(*args, state):
+    return subprocess.run(
+        [sys.executable, "-m", "provisioning.broker", *args, "--state-dir", str(state)],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    )
+
+
+def test_cli_start_status_config_stop(tmp_path):
+    state = tmp_path / "b"
+    port = free_port()
+    try:
+        r = cli("start", "--port", str(port), state=state)
+        assert r.returncode == 0, r.stderr
+        assert f"mqtts://127.0.0.1:{port}" in r.stdout
+        r = cli("status", state=state)
+        assert r.returncode == 0 and "tls_ok: True" in r.stdout, r.stdout + r.stderr
+        r = cli("config", state=state)
+        assert r.returncode == 0 and f"listener {port} 127.0.0.1" in r.stdout
+        assert "PRIVATE KEY" not in r.stdout
+    finally:
+        r = cli("stop", state=state)
+    assert r.returncode == 0 and "stopped" in r.stdout, r.stdout + r.stderr
+    r = cli("status", state=state)
+    assert r.returncode == 3 and "running: False" in r.stdout
