@@ -1,0 +1,51 @@
+"""The cloud's resources, named once.
+
+The CDK stack creates these, the local IoT Core creates them in moto, and the
+Lambdas find them through the environment variables below, so the same handler
+code runs in AWS and on a laptop.
+"""
+
+PREFIX = "motorguard"
+
+# DynamoDB tables: logical name -> (physical name, partition key, sort key or None, TTL attribute or None).
+# Every key attribute is a string.
+TABLES = {
+    # One item per sample: device, sk = "<time ms, 13 digits>#<boot>#<seq>#<index>".
+    "telemetry": (PREFIX + "-telemetry", "device", "sk", "expires_at"),
+    # Latest state per device.
+    "devices": (PREFIX + "-devices", "device", None, None),
+    # One item per event: device, sk = "<time ms, 13 digits>#<boot>#<seq>".
+    "events": (PREFIX + "-events", "device", "sk", "expires_at"),
+    # Hourly aggregates: device, sk = "<YYYY-MM-DDTHH>".
+    "aggregates": (PREFIX + "-aggregates", "device", "sk", None),
+    # Alert de-duplication and Powertools idempotency records.
+    "state": (PREFIX + "-state", "id", None, "expiration"),
+}
+
+ARCHIVE_BUCKET = PREFIX + "-archive"  # raw payloads: raw/<device>/<YYYY>/<MM>/<DD>/<HH>/...; aggregates/...
+ALERTS_TOPIC = PREFIX + "-alerts"  # SNS
+DEAD_LETTER_QUEUE = PREFIX + "-rules-dlq"  # SQS: rule error actions and rejected messages
+
+# The environment variables each Lambda reads.
+ENV = {
+    "TELEMETRY_TABLE": TABLES["telemetry"][0],
+    "DEVICES_TABLE": TABLES["devices"][0],
+    "EVENTS_TABLE": TABLES["events"][0],
+    "AGGREGATES_TABLE": TABLES["aggregates"][0],
+    "STATE_TABLE": TABLES["state"][0],
+    "ARCHIVE_BUCKET": ARCHIVE_BUCKET,
+    "ALERTS_TOPIC_NAME": ALERTS_TOPIC,
+    "DEAD_LETTER_QUEUE_NAME": DEAD_LETTER_QUEUE,
+}
+
+# Lambda functions: logical name -> handler ("module.function" under cloud/lambdas).
+FUNCTIONS = {
+    "ingest": "cloud.lambdas.ingest.handler",
+    "alert": "cloud.lambdas.alert.handler",
+    "api": "cloud.lambdas.api.handler",
+    "aggregate": "cloud.lambdas.aggregate.handler",
+}
+
+
+def function_name(logical):
+    return "%s-%s" % (PREFIX, logical)

@@ -1,0 +1,75 @@
+"""The IoT topic rules, defined once: the CDK stack deploys them to AWS IoT Core and
+the local rules engine (cloud/local) runs them against Mosquitto with AWS's semantics.
+
+Each rule: name (AWS allows [a-zA-Z0-9_]), sql (version 2016-03-23), actions and an
+error action. Action targets are logical names from cloud.resources.
+"""
+
+from cloud import resources
+
+SQL_VERSION = "2016-03-23"
+
+# Topic templates the rules read. The firmware builds the same topics from its config
+# (firmware/motorguard/config.py DEFAULTS["topics"]); tests check the two agree.
+TELEMETRY_FILTER = "devices/+/telemetry"
+EVENTS_FILTER = "devices/+/events"
+
+ERROR_ACTION = {"sqs": {"queue": "dead_letter"}}
+
+RULES = [
+    {
+        # Hot path: a FAULT or an emergency stop pages someone.
+        "name": "motorguard_alerts",
+        "sql": (
+            "SELECT *, topic(2) AS thing, timestamp() AS received_ms FROM '%s' "
+            "WHERE event = 'FAULT' OR event = 'ESTOP'" % EVENTS_FILTER
+        ),
+        "actions": [{"lambda": {"function": "alert"}}],
+        "error_action": ERROR_ACTION,
+    },
+    {
+        # Every event is history (and moves the device's latest state).
+        "name": "motorguard_events",
+        "sql": "SELECT *, topic(2) AS thing, topic(3) AS kind, timestamp() AS received_ms FROM '%s'" % EVENTS_FILTER,
+        "actions": [{"lambda": {"function": "ingest"}}],
+        "error_action": ERROR_ACTION,
+    },
+    {
+        # Cold path: every telemetry batch into DynamoDB through ingest, and raw into S3.
+        "name": "motorguard_telemetry",
+        "sql": (
+            "SELECT *, topic(2) AS thing, topic(3) AS kind, timestamp() AS received_ms FROM '%s'" % TELEMETRY_FILTER
+        ),
+        "actions": [
+            {"lambda": {"function": "ingest"}},
+            {
+                "s3": {
+                    "bucket": "archive",
+                    # Substitution templates as AWS IoT evaluates them.
+                    "key": "raw/${topic(2)}/${parse_time('yyyy/MM/dd/HH', timestamp())}/${newuuid()}.json",
+                }
+            },
+        ],
+        "error_action": ERROR_ACTION,
+        # Devices may publish telemetry to $aws/rules/motorguard_telemetry/devices/<thing>/telemetry
+        # instead (Basic Ingest: no messaging charge); topic() then still reads devices/<thing>/telemetry.
+        "basic_ingest": True,
+    },
+]
+
+TARGETS = {
+    "dead_letter": resources.DEAD_LETTER_QUEUE,
+    "archive": resources.ARCHIVE_BUCKET,
+    "alerts": resources.ALERTS_TOPIC,
+}
+
+
+def rule(name):
+    for r in RULES:
+        if r["name"] == name:
+            return r
+    raise KeyError("no rule named %r (rules: %s)" % (name, ", ".join(r["name"] for r in RULES)))
+
+
+def basic_ingest_topic(rule_name, topic):
+    return "$aws/rules/%s/%s" % (rule_name, topic)
