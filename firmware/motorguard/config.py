@@ -88,7 +88,10 @@ DEFAULTS = {
     },
     "telemetry": {
         "sample_period_ms": 1000,
-        "samples_per_message": 10,
+        # 30 samples a message (one message per 30 s at 1 Hz): the messaging, rule and
+        # write charges are per message, so this is what keeps the cloud side cheap
+        # (docs/cloud.md has the arithmetic); events still go out at once.
+        "samples_per_message": 30,
         "buffer_samples": 900,
         "event_queue": 32,
     },

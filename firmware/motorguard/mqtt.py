@@ -189,17 +189,19 @@ def _check_qos(qos):
 
 
 def _resolve(host, port):
-    ip = _dns.get(host)
-    if ip is None:
+    """(ip, port) for host, cached: a DNS lookup blocks the whole VM on the ESP32,
+    so it happens once per host, not at every reconnect."""
+    addr = _dns.get(host)
+    if addr is None:
         # IPv4, as the ESP32's network stack uses, so host runs connect the same way.
         sa = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][-1]
         if isinstance(sa, tuple):  # CPython and the ESP32 port: (ip, port, ...)
-            ip = sa[0]
+            addr = (sa[0], sa[1])
         else:  # MicroPython's unix port returns a raw sockaddr
-            fam, raw, _ = socket.sockaddr(sa)
-            ip = socket.inet_ntop(fam, raw)
-        _dns[host] = ip
-    return ip
+            fam, raw, sa_port = socket.sockaddr(sa)
+            addr = (socket.inet_ntop(fam, raw), sa_port)
+        _dns[host] = addr
+    return addr
 
 
 def _drop(writer, graceful):
@@ -325,11 +327,11 @@ class MQTTClient:
             raise
 
     async def _connect(self, clean_session, timeout_ms):
-        ip = _resolve(self.server, self.port)
+        ip, port = _resolve(self.server, self.port)
         if self.ssl:
-            r, w = await asyncio.open_connection(ip, self.port, ssl=self.ssl, server_hostname=self.server_hostname)
+            r, w = await asyncio.open_connection(ip, port, ssl=self.ssl, server_hostname=self.server_hostname)
         else:
-            r, w = await asyncio.open_connection(ip, self.port)
+            r, w = await asyncio.open_connection(ip, port)
         self._reader, self._writer = r, w
         self._ping_at = None
         self._connack = None

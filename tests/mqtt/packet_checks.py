@@ -280,7 +280,7 @@ def check_dns_resolved_once_and_forgotten_after_failures():
             except OSError:
                 pass
             if attempt == 0:
-                assert mqtt._dns == {"localhost": "127.0.0.1"}, mqtt._dns
+                assert mqtt._dns == {"localhost": ("127.0.0.1", 1)}, mqtt._dns
         # Looked up on the 1st attempt, cached for the 2nd and 3rd, forgotten after the
         # 3rd failure, looked up again on the 4th.
         assert calls == ["localhost", "localhost"], calls

@@ -453,8 +453,14 @@ def test_device_reaches_broker_through_proxy_and_faults(make_vm, echo_server):
 # --------------------------------------------------------------------------- the real firmware
 
 
-def test_real_firmware_safe_mode_without_config(make_vm):
-    vm = make_vm(config="none", firmware_dir=ROOT / "firmware", extra_path=())
+@pytest.mark.parametrize("flash", ["missing", "corrupt", "incomplete"])
+def test_real_firmware_safe_mode_on_a_bad_config(make_vm, tmp_path, flash):
+    vm = make_vm(config="none", firmware_dir=ROOT / "firmware", extra_path=(), start=False)
+    if flash == "corrupt":
+        (vm.device_dir / "config.json").write_text('{"thing": "x", "mqtt": ')
+    elif flash == "incomplete":
+        (vm.device_dir / "config.json").write_text('{"thing": "x"}')  # no broker host
+    vm.start()
     line = vm.wait_for_line("MG SAFE_MODE", 10)
     assert "reason=" in line.text
     assert vm.pwm_duty == 0
@@ -465,7 +471,6 @@ def test_real_firmware_safe_mode_without_config(make_vm):
     assert vm.wdt_timeout_ms == DEFAULTS["control"]["wdt_timeout_ms"]
 
 
-@pytest.mark.skipif(not (ROOT / "firmware" / "motorguard" / "mqtt.py").exists(), reason="firmware MQTT client not landed yet")
 def test_real_firmware_start_stop_on_110k(make_vm):
     # Runs what is flashed: main.py as source, the modules as xtensawin .mpy (compile=True).
     cfg = {"thing": "vm-001", "wifi": {"ssid": "lab", "password": "pw"}, "mqtt": {"host": "127.0.0.1", "port": 9, "tls": False}}
@@ -477,9 +482,8 @@ def test_real_firmware_start_stop_on_110k(make_vm):
     vm.wait_for_state("RUNNING", 3)
     vm.wait_until(lambda v: v.pwm_duty > 0, 2, "PWM on")
     t0 = vm.press("stop")
-    latency = vm.watch_pwm_off_after(t0, 2)
+    assert vm.watch_pwm_off_after(t0, 2) is not None  # how fast: make bench-firmware
     vm.wait_for_state("STOPPED", 3)
-    assert latency < 50_000_000
     assert vm.boot_count == 1  # no crash, no watchdog on the ESP32-sized heap
 
 

@@ -1,0 +1,295 @@
+"""The shipped firmware on the virtual ESP32 against a real Mosquitto with TLS client
+certificates made at test time: what the cloud sees, what the device does with commands,
+and what happens to the offline buffer and the motor when the broker goes away.
+
+Every message the service identity receives is validated against schemas/v1.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cloud import schemas
+from provisioning.broker import LocalBroker, free_port
+from vesp32.harness import VirtualESP32
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_MS = 100  # fast sampling, so a few seconds of outage is dozens of samples
+BATCH = 5
+
+
+def device_dir(tmp_path: Path, broker: LocalBroker, thing: str, **overrides) -> Path:
+    """A device's flash as provisioning writes it: config.json plus DER certificate, key and CA."""
+    creds = broker.issue_device(thing)
+    d = tmp_path / thing
+    d.mkdir()
+    shutil.copy(creds["cert_der"], d / "device.crt.der")
+    shutil.copy(creds["key_der"], d / "device.key.der")
+    shutil.copy(creds["ca_der"], d / "root-ca.der")
+    cfg = {
+        "thing": thing,
+        "wifi": {"ssid": "lab", "password": "pw"},
+        # "localhost": the name in the broker's certificate, so SNI and hostname checks are real.
+        "mqtt": {"host": "localhost", "port": 8883, "keepalive_s": 10, "ack_timeout_ms": 2000,
+                 "backoff_min_ms": 200, "backoff_max_ms": 1000, "connect_timeout_ms": 3000},
+        "telemetry": {"sample_period_ms": SAMPLE_MS, "samples_per_message": BATCH, "buffer_samples": 600},
+        "control": {"wdt_timeout_ms": 2000},
+    }
+    for key, value in overrides.items():
+        cfg[key] = dict(cfg.get(key, {}), **value) if isinstance(value, dict) else value
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+class Cloud:
+    """The service side: subscribes to devices/# as the service identity, re-subscribing
+    after every reconnect (the broker is restarted in these tests), and validates as it goes."""
+
+    def __init__(self, broker: LocalBroker):
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, dict]] = []
+        self.invalid: list[tuple[str, bytes, list]] = []
+        self._cv = threading.Condition()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cloud-%d" % time.monotonic_ns(),
+                        protocol=mqtt.MQTTv311)
+        c.tls_set_context(broker.client_context())
+        self.subscriptions = 0
+        c.on_connect = lambda cl, *a: cl.subscribe("devices/#", qos=1)
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+        c.reconnect_delay_set(0.1, 0.5)
+        c.connect(broker.host, broker.port, keepalive=10)
+        c.loop_start()
+        self.client = c
+
+    def _on_subscribe(self, *args):
+        with self._cv:
+            self.subscriptions += 1
+            self._cv.notify_all()
+
+    def restart_broker(self, broker: LocalBroker, vm: VirtualESP32):
+        """Brings the broker back, and lets the device reach it only once we listen again:
+        the broker keeps no sessions across a restart, so what the device replays before
+        this observer has re-subscribed would be lost to the test (not to the device)."""
+        before = self.subscriptions
+        vm.network("drop")
+        mark = vm.mark()
+        broker.start()
+        self.wait(lambda c: c.subscriptions > before, 10, "re-subscription after the restart")
+        vm.network("pass")
+        vm.wait_for_line("MG NET online", 15, since=mark)
+
+    KINDS = {"telemetry": "telemetry", "events": "event", "status": "status", "ack": "ack"}
+
+    def _on_message(self, client, userdata, msg):
+        kind = msg.topic.rsplit("/", 1)[-1]
+        if kind == "cmd":
+            return  # our own commands, echoed by the devices/# subscription
+        try:
+            body = json.loads(msg.payload)
+            problems = schemas.errors(self.KINDS[kind], body) if kind in self.KINDS else ["unexpected topic"]
+        except ValueError as e:
+            body, problems = None, [str(e)]
+        with self._cv:
+            if problems:
+                self.invalid.append((msg.topic, msg.payload, problems))
+            else:
+                self.messages.append((kind, body))
+            self._cv.notify_all()
+
+    def of(self, kind: str) -> list[dict]:
+        with self._cv:
+            return [b for k, b in self.messages if k == kind]
+
+    def wait(self, pred, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                found = pred(self)
+                if found:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("cloud: no %s within %s s; got %s" % (what, timeout, self.summary()))
+                self._cv.wait(min(left, 0.2))
+
+    def event(self, name: str, timeout: float = 5.0, after: int = -1) -> dict:
+        return self.wait(lambda c: next((e for e in c.of("events") if e["event"] == name and e["seq"] > after), None),
+                         timeout, "%s event" % name)
+
+    def ack(self, cid: str, timeout: float = 5.0) -> dict:
+        return self.wait(lambda c: next((a for a in c.of("ack") if a["id"] == cid), None), timeout, "ack %s" % cid)
+
+    def command(self, thing: str, **cmd):
+        info = self.client.publish("devices/%s/cmd" % thing, json.dumps(cmd), qos=1)
+        info.wait_for_publish(5)
+
+    def summary(self) -> str:
+        with self._cv:
+            return "%d valid (%s), %d invalid %s" % (
+                len(self.messages), sorted({k for k, _ in self.messages}), len(self.invalid), self.invalid[:2])
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A broker of this test's own: these tests stop and restart it."""
+    b = LocalBroker.with_new_pki(tmp_path / "broker", free_port())
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def cloud(broker):
+    c = Cloud(broker)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def board(tmp_path, broker):
+    made = []
+
+    def make(thing="it-1", **overrides):
+        vm = VirtualESP32(device_dir(tmp_path, broker, thing, **overrides),
+                          firmware_dir=ROOT / "firmware", broker="%s:%d" % (broker.host, broker.port))
+        made.append(vm)
+        vm.start()
+        return vm
+
+    yield make
+    for vm in made:
+        vm.stop()
+
+
+def assert_evenly_spaced(times):
+    """One sample per period, none missing or repeated (a sample's time is its control tick's,
+    so it may sit a few ticks off the nominal grid)."""
+    steps = [b - a for a, b in zip(times, times[1:])]
+    assert steps and all(SAMPLE_MS // 2 < d < SAMPLE_MS * 3 // 2 for d in steps), steps
+
+
+def telemetry_seqs(cloud: Cloud, boot: str) -> set[int]:
+    return {m["seq"] for m in cloud.of("telemetry") if m["boot"] == boot}
+
+
+def test_connects_publishes_valid_messages_and_obeys_commands(board, cloud):
+    vm = board()
+    vm.wait_for_line("MG NET online", 15)
+    boot = cloud.event("BOOT")
+    assert boot["state"] == "STOPPED" and boot["device"] == "it-1"
+    status = cloud.wait(lambda c: [s for s in c.of("status") if s["online"]], 5, "status online")
+    assert status[-1]["boot"] == boot["boot"]
+    tel = cloud.wait(lambda c: c.of("telemetry"), 5, "telemetry")[0]
+    assert len(tel["samples"]) == BATCH and tel["dropped"] == 0
+    assert_evenly_spaced([s["time"] for s in tel["samples"]])
+
+    cloud.command("it-1", id="c1", cmd="start")
+    assert cloud.ack("c1")["ok"] is True
+    vm.wait_for_state("RUNNING", 3)
+    assert cloud.event("STARTED")["state"] == "RUNNING"
+    vm.wait_until(lambda v: v.pwm_duty > 0, 2, "PWM on")
+
+    cloud.command("it-1", id="c2", cmd="set_speed", speed=120)
+    ack = cloud.ack("c2")
+    assert ack["ok"] is True and ack["speed"] == 120
+
+    cloud.command("it-1", id="c3", cmd="warp")
+    assert cloud.wait(lambda c: [a for a in c.of("ack") if a["cmd"] == "invalid"], 5, "invalid-command ack")[0]["ok"] is False
+    assert vm.state == "RUNNING"  # a bad command changes nothing
+
+    # Overload while running: FAULT with its reason, then a remote start is refused while latched.
+    vm.force_current(2.5)
+    vm.force_temperature(40.0)
+    fault = cloud.event("FAULT")
+    assert fault["reason"] == "overtemp_overcurrent" and fault["state"] == "FAULT"
+    assert vm.pwm_duty == 0
+    cloud.command("it-1", id="c4", cmd="start")
+    ack = cloud.ack("c4")
+    assert ack["ok"] is False and ack["state"] == "FAULT"
+    assert vm.state == "FAULT" and vm.pwm_duty == 0
+
+    # A remote stop never resets a latched fault; only the local stop button does, once clear.
+    cloud.command("it-1", id="c5", cmd="stop")
+    cloud.ack("c5")
+    assert vm.state == "FAULT"
+    vm.press("stop")  # still overloaded: refused
+    vm.wait_for_line("MG RESET_REFUSED", 3)
+    vm.force_current(0.2)
+    vm.force_temperature(25.0)
+    time.sleep(0.3)
+    vm.press("stop")
+    vm.wait_for_state("STOPPED", 3)
+    assert cloud.event("FAULT_CLEARED")["state"] == "STOPPED"
+    assert not cloud.invalid, cloud.invalid
+
+
+def test_broker_restart_loses_no_sample_and_never_restarts_the_motor(board, cloud, broker):
+    vm = board()
+    vm.wait_for_line("MG NET online", 15)
+    boot = cloud.event("BOOT")["boot"]
+    vm.press("start")
+    vm.wait_for_state("RUNNING", 3)
+    cloud.wait(lambda c: len(telemetry_seqs(c, boot)) >= 3, 5, "three telemetry messages")
+
+    broker.stop()
+    t_down = time.monotonic()
+    vm.wait_for_line("MG NET offline", 10)
+    # The stop button works while offline; nothing may start the motor again afterwards.
+    time.sleep(1.0)
+    vm.press("stop")
+    vm.wait_for_state("STOPPED", 3)
+    time.sleep(max(0.0, 4.0 - (time.monotonic() - t_down)))  # dozens of samples buffered
+    cloud.restart_broker(broker, vm)
+
+    # Everything the device recorded while the broker was away arrives, in batches, none lost.
+    last = cloud.wait(lambda c: max(telemetry_seqs(c, boot) or {-1}) >= 30 and telemetry_seqs(c, boot), 20,
+                      "the buffered telemetry")
+    top = max(last)
+    cloud.wait(lambda c: telemetry_seqs(c, boot) >= set(range(top + 1)), 20, "seq 0..%d without gaps" % top)
+    msgs = {m["seq"]: m for m in cloud.of("telemetry") if m["boot"] == boot}
+    assert all(m["dropped"] == 0 for m in msgs.values())
+    assert_evenly_spaced([s["time"] for k in range(top + 1) for s in msgs[k]["samples"]])
+    assert vm.boot_count == 1
+
+    stopped = cloud.event("ESTOP")  # the stop button pressed while offline, delivered after
+    assert stopped["state"] == "STOPPED"
+    time.sleep(1.0)
+    assert vm.state == "STOPPED" and vm.pwm_duty == 0
+    assert not any(e["event"] == "STARTED" and e["seq"] > stopped["seq"] for e in cloud.of("events"))
+    assert [s for _, s in vm.states].count("RUNNING") == 1
+    assert not cloud.invalid, cloud.invalid
+
+
+def test_overflowing_buffer_counts_what_it_dropped(board, cloud, broker):
+    # A small buffer (4 messages) and an outage longer than it holds.
+    vm = board("it-2", telemetry={"buffer_samples": 4 * BATCH})
+    vm.wait_for_line("MG NET online", 15)
+    boot = cloud.event("BOOT")["boot"]
+    cloud.wait(lambda c: telemetry_seqs(c, boot), 5, "telemetry")
+    broker.stop()
+    vm.wait_for_line("MG NET offline", 10)
+    time.sleep(4.0)
+    cloud.restart_broker(broker, vm)
+    late = cloud.wait(lambda c: [m for m in c.of("telemetry") if m["boot"] == boot and m["dropped"] > 0], 15,
+                      "a message reporting drops")
+    first_late = min(m["seq"] for m in late)
+    cloud.wait(lambda c: max(telemetry_seqs(c, boot)) >= first_late + 3, 10, "the replay")
+    seqs = telemetry_seqs(cloud, boot)
+    missing = set(range(max(seqs) + 1)) - seqs
+    # Whole batches were overwritten, oldest first; every sample that never arrived is counted upstream.
+    assert missing, "the outage should have overflowed a 4-message buffer"
+    assert max(m["dropped"] for m in late) >= BATCH * len(missing)
+    assert all(k < first_late for k in missing), "only the oldest batches may be overwritten"
+    assert not cloud.invalid, cloud.invalid
