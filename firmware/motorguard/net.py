@@ -1,6 +1,9 @@
 # The network task: Wi-Fi, NTP, MQTT over mutual TLS, and the publisher that
 # drains the offline rings in order.
 #
+# A (re)connect starts only while the motor is off (see config
+# mqtt.connect_while_running): a TLS handshake blocks the whole VM.
+#
 # Nothing here touches the motor except through App.motor_off() (safe from any
 # context) and the command mailbox that the control task serves. Every wait is
 # bounded: Wi-Fi join, NTP, TLS connect, PUBACKs (the MQTT client retransmits
@@ -237,6 +240,15 @@ class Session:
             log("NET", "offline")
 
 
+async def motor_off_before_connecting(app, allowed):
+    """Waits until the motor is not running, unless handshakes while running are allowed."""
+    if allowed or app.ctl.state != C.RUNNING:
+        return
+    log("NET", "deferred motor_running")
+    while app.ctl.state == C.RUNNING:
+        await asyncio.sleep_ms(100)
+
+
 async def network_task(app):
     cfg = app.cfg
     mq = cfg["mqtt"]
@@ -245,6 +257,7 @@ async def network_task(app):
     ssl_ctx = None
     backoff = mq["backoff_min_ms"]
     while True:
+        await motor_off_before_connecting(app, mq["connect_while_running"])
         started = time.ticks_ms()
         try:
             await wifi_up(wlan, cfg)

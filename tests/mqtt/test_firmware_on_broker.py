@@ -246,8 +246,12 @@ def test_broker_restart_loses_no_sample_and_never_restarts_the_motor(board, clou
     broker.stop()
     t_down = time.monotonic()
     vm.wait_for_line("MG NET offline", 10)
-    # The stop button works while offline; nothing may start the motor again afterwards.
+    # No TLS handshake (which blocks the VM) while the motor runs: reconnecting waits.
+    vm.wait_for_line("MG NET deferred motor_running", 5)
     time.sleep(1.0)
+    assert not any("wifi_up" in l.text or "NET error" in l.text
+                   for l in vm.lines if l.t_ns > vm.wait_for_line("MG NET deferred", 1).t_ns)
+    # The stop button works while offline; nothing may start the motor again afterwards.
     vm.press("stop")
     vm.wait_for_state("STOPPED", 3)
     time.sleep(max(0.0, 4.0 - (time.monotonic() - t_down)))  # dozens of samples buffered

@@ -21,6 +21,7 @@ import time
 import os
 import socket  # the unix built-in (imported before any shim replaces it)
 import micropython
+import gc
 
 import json
 import math
@@ -498,13 +499,15 @@ _inbuf = b""
 _inited = False
 _snap_us = _us()
 _SNAP_EVERY_US = 200000
+_heap_us = 0
+_heap_min = 1 << 29  # lowest gc.mem_free() since the last snapshot
 _rebase_us = _us()
 buttons = {}  # logical name -> gpio
 
 
 def poll():
     """Called at every hardware access: apply harness input, releases, timers, snapshots."""
-    global _snap_us, _rebase_us
+    global _snap_us, _rebase_us, _heap_us, _heap_min
     s = sock
     while s is not None:
         try:
@@ -532,6 +535,13 @@ def poll():
                 i += 1
     if timers:
         _run_timers(now)
+    if _diff(now, _heap_us) >= 1000:
+        # The lowest free heap seen (garbage included), sampled at most once a ms:
+        # gc.mem_free() scans the allocation table (~25 us on the host).
+        _heap_us = now
+        f = gc.mem_free()
+        if f < _heap_min:
+            _heap_min = f
     if sock is not None and _diff(now, _snap_us) >= _SNAP_EVERY_US:
         _snap_us = now
         if _diff(now, _rebase_us) >= 1000000:
@@ -543,6 +553,8 @@ def poll():
         p = _field(p, b"mc", pl.temp // 1000)
         p = _field(p, b"ma", pl.ma)
         p = _field(p, b"mdeg", pl.pos)
+        p = _field(p, b"free", _heap_min)
+        _heap_min = 1 << 29
         _end(p)
 
 
@@ -735,6 +747,12 @@ def ready(ballast=0):
     gc.collect()
     free = gc.mem_free()
     alloc = gc.mem_alloc()
+    # Heap measurements: collect after every N bytes allocated, so the lowest free heap
+    # seen is the live peak plus at most N bytes of garbage (MicroPython otherwise
+    # collects only when the heap is exhausted, and free memory always reaches ~0).
+    probe = os.getenv("VESP32_GC_THRESHOLD")
+    if probe:
+        gc.threshold(int(probe))
     send({"e": "ready", "mem_free": free, "mem_alloc": alloc, "ballast": ballast, "sim_bytes": alloc - ballast})
 
 

@@ -1,0 +1,280 @@
+"""Safety-latency and heap benchmark of the firmware on the virtual ESP32.
+
+    python -m vesp32.bench [--n 30] [--scenario NAME ...] [--heap 110K] [--json]
+
+For each scenario a fresh virtual board runs the shipped firmware (compiled with
+mpy-cross, in an ESP32-sized heap) against a real Mosquitto with TLS client
+certificates, and the motor is stopped over and over while it sweeps:
+
+    trigger=stop   the stop button is pressed
+    trigger=fault  the motor current jumps past the hard limit
+
+The figure is the time from the trigger (host clock, when the harness sends it) to
+the servo PWM duty reaching 0 (host clock, as reported by the board). One line per
+scenario and trigger:
+
+    safety_latency_ms scenario=<name> trigger=<stop|fault> p50=... p99=... max=... n=...
+
+and one heap line, from the run with TLS connected while a full offline buffer
+is replayed (the board collects garbage after every 4 KB allocated there, so the
+peak is the live data plus at most 4 KB of garbage):
+
+    heap_peak_bytes=... heap_bytes=... min_free_bytes=... scenario=tls_connected_buffer_full
+
+Exit status 0 when every figure meets the target (p99 <= 10 ms, max <= 20 ms, the heap
+run finished without a reset), 1 when one does not, 2 on a set-up error. What these host
+figures say about a real ESP32: docs/virtual-esp32.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from provisioning.broker import BrokerError, LocalBroker, free_port
+from vesp32.harness import VirtualESP32
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_P99_MS = 10.0
+TARGET_MAX_MS = 20.0
+GC_SLACK = 4096  # heap run: a collection after every 4 KB allocated (peak = live + at most this)
+HARD_CURRENT_A = 3.5  # above the default 3.0 A hard limit on its own
+
+SCENARIOS = {
+    # name: (what the network does, telemetry and mqtt settings)
+    "idle": ("pass", {}),
+    "publishing": ("pass", {"telemetry": {"sample_period_ms": 20, "samples_per_message": 2}}),
+    "broker_down": ("drop", {}),
+    "broker_blackhole": ("blackhole", {}),
+    "tls_handshake": ("handshakes", {}),
+    # The same, with the firmware allowed to reconnect while the motor runs: what the
+    # default (mqtt.connect_while_running = false) protects against. A reference figure,
+    # not held to the targets.
+    "tls_handshake_unguarded": ("handshakes", {"mqtt": {"connect_while_running": True}}),
+    "buffer_full": ("drop", {"telemetry": {"sample_period_ms": 10, "samples_per_message": 5, "buffer_samples": 20}}),
+}
+REFERENCE_ONLY = {"tls_handshake_unguarded"}
+
+
+def percentile(values, q):
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = min(len(s) - 1, max(0, int(round(q / 100.0 * (len(s) - 1)))))
+    return s[k]
+
+
+class HandshakeThenClose:
+    """A TLS listener with the broker's own certificate and CA: every connection is a
+    complete mutual-TLS handshake (key exchange, both certificates checked, the device's
+    signature), then the listener hangs up, and the device starts over after its backoff."""
+
+    def __init__(self, broker: LocalBroker):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(broker.server_cert, broker.server_key)
+        ctx.load_verify_locations(broker.ca_cert)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        self.ctx = ctx
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.handshakes = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        conn.settimeout(5)
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True):
+                self.handshakes += 1
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def device_dir(workdir: Path, broker: LocalBroker, thing: str, settings: dict) -> Path:
+    creds = broker.issue_device(thing)
+    d = workdir / thing
+    d.mkdir(parents=True, exist_ok=True)
+    shutil.copy(creds["cert_der"], d / "device.crt.der")
+    shutil.copy(creds["key_der"], d / "device.key.der")
+    shutil.copy(creds["ca_der"], d / "root-ca.der")
+    cfg = {
+        "thing": thing,
+        "wifi": {"ssid": "bench", "password": "bench"},
+        # Short timeouts and backoff: the bad-network scenarios then reconnect often,
+        # which is the worst case for the control task.
+        "mqtt": {"host": "localhost", "port": 8883, "keepalive_s": 30, "connect_timeout_ms": 2000,
+                 "ack_timeout_ms": 2000, "backoff_min_ms": 100, "backoff_max_ms": 400},
+    }
+    for key, value in settings.items():
+        cfg[key] = dict(cfg.get(key, {}), **value)
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def start_running(vm: VirtualESP32):
+    vm.press("start")
+    vm.wait_for_state("RUNNING", 5)
+    vm.wait_until(lambda v: v.pwm_duty > 0, 3, "PWM on")
+
+
+def one_trial(vm: VirtualESP32, trigger: str, rng: random.Random) -> float:
+    start_running(vm)
+    time.sleep(rng.uniform(0.05, 0.3))  # land the trigger anywhere in the sweep and network cycle
+    if trigger == "stop":
+        t0 = vm.press("stop")
+        ns = vm.watch_pwm_off_after(t0, 3)
+        vm.wait_for_state("STOPPED", 3)
+    else:
+        t0 = vm.force_current(HARD_CURRENT_A)
+        ns = vm.watch_pwm_off_after(t0, 3)
+        vm.wait_for_state("FAULT", 3)
+        vm.force_current(None)  # the overload is gone; the fault stays latched until reset
+        time.sleep(0.05)
+        vm.press("stop")
+        vm.wait_for_state("STOPPED", 3)
+    time.sleep(0.1)  # the stop button's release and debounce
+    return ns / 1e6
+
+
+def run_scenario(name: str, workdir: Path, broker: LocalBroker, n: int, heap: str, rng: random.Random, log) -> list[dict]:
+    net, settings = SCENARIOS[name]
+    tls = None
+    upstream = "%s:%d" % (broker.host, broker.port)
+    if net == "handshakes":
+        tls = HandshakeThenClose(broker)
+        upstream = "127.0.0.1:%d" % tls.port
+    vm = VirtualESP32(device_dir(workdir, broker, "bench-" + name.replace("_", "-"), settings),
+                      firmware_dir=ROOT / "firmware", heap=heap, broker=upstream)
+    out = []
+    try:
+        vm.start()
+        vm.wait_for_state("STOPPED", 10)
+        if net == "pass":
+            vm.wait_for_line("MG NET online", 15)
+        elif net in ("drop", "blackhole"):
+            vm.network(net)
+        if name == "buffer_full":
+            time.sleep(1.0)  # 100 samples into a 20-sample ring: full, and overwriting
+        if tls is not None:
+            vm.wait_until(lambda v: tls.handshakes >= 2, 10, "TLS handshakes")
+        for trigger in ("stop", "fault"):
+            handshakes = tls.handshakes if tls else 0
+            lat = [one_trial(vm, trigger, rng) for _ in range(n)]
+            row = {"scenario": name, "trigger": trigger, "p50": percentile(lat, 50), "p99": percentile(lat, 99),
+                   "max": max(lat), "n": len(lat), "reference": name in REFERENCE_ONLY}
+            if tls is not None:
+                row["handshakes"] = tls.handshakes - handshakes
+            out.append(row)
+            log(row)
+        if vm.boot_count != 1:
+            raise RuntimeError("%s: the board reset during the run (%s)" % (name, vm.resets))
+    finally:
+        vm.stop()
+        if tls:
+            tls.close()
+    return out
+
+
+def run_heap(workdir: Path, broker: LocalBroker, heap: str, log) -> dict:
+    """TLS connected, a full 900-sample buffer replayed after an outage."""
+    settings = {"telemetry": {"sample_period_ms": 10, "samples_per_message": 30, "buffer_samples": 900}}
+    vm = VirtualESP32(device_dir(workdir, broker, "bench-heap", settings), firmware_dir=ROOT / "firmware", heap=heap,
+                      broker="%s:%d" % (broker.host, broker.port), env={"VESP32_GC_THRESHOLD": str(GC_SLACK)})
+    try:
+        vm.start()
+        vm.wait_for_line("MG NET online", 15)
+        start_running(vm)
+        vm.network("drop")
+        time.sleep(12.0)  # 1,200 samples into a 900-sample ring: full
+        vm.press("stop")  # the firmware reconnects only with the motor off
+        vm.wait_for_state("STOPPED", 3)
+        mark = vm.mark()
+        vm.network("pass")
+        vm.wait_for_line("MG NET online", 15, since=mark)
+        time.sleep(6.0)  # the replay, with TLS connected
+        if vm.boot_count != 1:
+            raise RuntimeError("heap run: the board reset (%s)" % (vm.resets,))
+        if vm.heap_min_free is None:
+            raise RuntimeError("heap run: the board reported no heap figures")
+        start_free = vm.heap_info.get("mem_free", 0)
+        row = {"heap_peak_bytes": start_free - vm.heap_min_free, "heap_bytes": start_free,
+               "min_free_bytes": vm.heap_min_free, "gc_slack_bytes": GC_SLACK, "scenario": "tls_connected_buffer_full"}
+        log(row)
+        return row
+    finally:
+        vm.stop()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vesp32.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=30, help="trials per scenario and trigger (default 30)")
+    ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="run only these (repeatable)")
+    ap.add_argument("--heap", default="110K", help="the firmware's Python heap (default 110K, as an ESP32)")
+    ap.add_argument("--no-heap-run", action="store_true", help="skip the heap figure")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", action="store_true", help="one JSON object per line instead of key=value")
+    args = ap.parse_args(argv)
+
+    def log(row):
+        if args.json:
+            print(json.dumps(row), flush=True)
+        elif "trigger" in row:
+            extra = "".join(" %s=%s" % (k, row[k]) for k in ("handshakes",) if k in row)
+            if row["reference"]:
+                extra += " reference=true"
+            print("safety_latency_ms scenario=%(scenario)s trigger=%(trigger)s p50=%(p50).2f p99=%(p99).2f "
+                  "max=%(max).2f n=%(n)d" % row + extra, flush=True)
+        else:
+            print("heap_peak_bytes=%(heap_peak_bytes)d heap_bytes=%(heap_bytes)d min_free_bytes=%(min_free_bytes)d "
+                  "gc_slack_bytes=%(gc_slack_bytes)d scenario=%(scenario)s" % row, flush=True)
+
+    rng = random.Random(args.seed)
+    workdir = Path(tempfile.mkdtemp(prefix="mg-bench-"))
+    rows = []
+    try:
+        broker = LocalBroker.with_new_pki(workdir / "broker", free_port())
+        broker.start()
+    except BrokerError as e:
+        print("bench: %s" % e, file=sys.stderr)
+        return 2
+    try:
+        for name in args.scenario or list(SCENARIOS):
+            rows += run_scenario(name, workdir, broker, args.n, args.heap, rng, log)
+        heap_ok = True
+        if not args.no_heap_run:
+            run_heap(workdir, broker, args.heap, log)
+    except (RuntimeError, TimeoutError) as e:
+        print("bench: %s" % e, file=sys.stderr)
+        return 2
+    finally:
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    ok = heap_ok and all(r["p99"] <= TARGET_P99_MS and r["max"] <= TARGET_MAX_MS for r in rows if not r["reference"])
+    print("targets_met=%s p99_target_ms=%.0f max_target_ms=%.0f" % (str(ok).lower(), TARGET_P99_MS, TARGET_MAX_MS))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
