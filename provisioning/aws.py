@@ -1,0 +1,331 @@
+"""The AWS backend: thing, certificate from our CSR, the fleet policy, attachments, endpoint.
+
+Every step that creates something records how to undo it; if a later step fails, the
+undo steps run in reverse order, so a failed run leaves nothing behind in the account
+(the thing type and the fleet policy, shared by every device, are kept if they existed).
+
+boto3 finds region and credentials the usual way (AWS_PROFILE, AWS_REGION, ~/.aws, the
+instance role) and honours AWS_ENDPOINT_URL. Pass `session` to use a specific one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from provisioning import bundle, identity, policy
+from provisioning.errors import (ACCESS_DENIED, CONFLICT, NO_CREDENTIALS, NOT_FOUND, SERVICE_ERROR,
+                                 ProvisionError)
+from provisioning.registry import Registry, now_iso
+
+THING_TYPE = "motorguard-motor"
+AMAZON_ROOT_CA1_URL = "https://www.amazontrust.com/repository/AmazonRootCA1.pem"
+
+
+def _client(session, service):
+    import boto3
+
+    s = session or boto3.Session()
+    return s.client(service)
+
+
+def translate(e: Exception, doing: str) -> ProvisionError:
+    """AWS errors as one line and a hint."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
+
+    if isinstance(e, ProvisionError):
+        return e
+    if isinstance(e, NoCredentialsError):
+        return ProvisionError("no AWS credentials found while %s" % doing,
+                              "run `aws configure`, or set AWS_PROFILE / AWS_ACCESS_KEY_ID", NO_CREDENTIALS)
+    if isinstance(e, NoRegionError):
+        return ProvisionError("no AWS region configured", "set AWS_REGION (e.g. us-east-1) or `aws configure`",
+                              NO_CREDENTIALS)
+    if isinstance(e, EndpointConnectionError):
+        return ProvisionError("cannot reach AWS while %s" % doing, "check the network and AWS_REGION", SERVICE_ERROR)
+    if isinstance(e, ClientError):
+        code = e.response.get("Error", {}).get("Code", "")
+        msg = e.response.get("Error", {}).get("Message", "")
+        if code in ("AccessDeniedException", "AccessDenied", "UnauthorizedException", "UnrecognizedClientException",
+                    "InvalidClientTokenId", "ExpiredTokenException"):
+            return ProvisionError("access denied while %s (%s)" % (doing, code),
+                                  "the caller needs iot:CreateThing, iot:CreateCertificateFromCsr, iot:CreatePolicy, "
+                                  "iot:AttachPolicy, iot:AttachThingPrincipal, iot:DescribeEndpoint", ACCESS_DENIED)
+        if code == "ResourceAlreadyExistsException":
+            return ProvisionError("already exists while %s: %s" % (doing, msg), "use --force to replace it", CONFLICT)
+        if code == "ResourceNotFoundException":
+            return ProvisionError("not found while %s: %s" % (doing, msg), "provision list shows the devices",
+                                  NOT_FOUND)
+        return ProvisionError("AWS refused %s: %s %s" % (doing, code, msg), "see the message; nothing was kept",
+                              SERVICE_ERROR)
+    return ProvisionError("%s failed: %s" % (doing, e), "run with --debug for details", SERVICE_ERROR)
+
+
+class Journal:
+    """Undo steps of one run, run in reverse on failure."""
+
+    def __init__(self):
+        self.undo = []
+        self.done = []
+
+    def did(self, what, undo):
+        self.done.append(what)
+        self.undo.append((what, undo))
+
+    def rollback(self) -> list[str]:
+        failed = []
+        for what, undo in reversed(self.undo):
+            try:
+                undo()
+            except Exception as e:  # noqa: BLE001 - keep undoing the rest, report what stuck
+                failed.append("%s (%s)" % (what, e))
+        self.undo.clear()
+        return failed
+
+
+def principals(iot, thing) -> list[str]:
+    return iot.list_thing_principals(thingName=thing).get("principals", [])
+
+
+def _thing_exists(iot, thing) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        iot.describe_thing(thingName=thing)
+        return True
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return False
+        raise
+
+
+def _ensure_thing_type(iot):
+    from botocore.exceptions import ClientError
+
+    try:
+        iot.describe_thing_type(thingTypeName=THING_TYPE)
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        iot.create_thing_type(thingTypeName=THING_TYPE, thingTypeProperties={
+            "thingTypeDescription": "MotorGuard ESP32 motor controller",
+            "searchableAttributes": ["model", "firmware"]})
+
+
+def _ensure_policy(iot, journal):
+    from botocore.exceptions import ClientError
+
+    try:
+        iot.get_policy(policyName=policy.POLICY_NAME)
+        return False
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+    iot.create_policy(policyName=policy.POLICY_NAME, policyDocument=policy.document_json())
+    journal.did("policy %s" % policy.POLICY_NAME, lambda: iot.delete_policy(policyName=policy.POLICY_NAME))
+    return True
+
+
+def amazon_root_ca() -> bytes:
+    """Amazon Root CA 1, which signs the ATS endpoints' certificates."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(AMAZON_ROOT_CA1_URL, timeout=15) as r:
+            return r.read()
+    except OSError as e:
+        raise ProvisionError("cannot download Amazon Root CA 1 (%s)" % e,
+                             "download %s and pass it with --root-ca FILE" % AMAZON_ROOT_CA1_URL, SERVICE_ERROR) from None
+
+
+def provision_device(home, thing: str, out=None, wifi_ssid=None, wifi_password=None, key_type: str = "ec",
+                     force: bool = False, attributes=None, root_ca_pem: bytes | None = None, session=None) -> dict:
+    identity.check_thing(thing)
+    identity.check_wifi(wifi_ssid, wifi_password)
+    identity.check_key_type(key_type)
+    reg = Registry(home)
+    out = Path(out).resolve() if out else reg.device_dir(thing)
+    iot = _client(session, "iot")
+    journal = Journal()
+    step = "checking the thing"
+    try:
+        entry = reg.get(thing)
+        exists = _thing_exists(iot, thing)
+        if exists:
+            attached = principals(iot, thing)
+            ours = entry and entry.get("backend") == "aws" and entry.get("certificate_arn") in attached
+            if ours and bundle.complete(entry["bundle"]) and not force:
+                return {"thing": thing, "backend": "aws", "changed": False, "bundle": entry["bundle"],
+                        "certificate": entry["certificate_id"], "message": "already provisioned (use --force to replace)"}
+            if attached and not ours and not force:
+                raise ProvisionError(
+                    "thing %s exists with another certificate attached (%d principal(s))" % (thing, len(attached)),
+                    "pick another name, or --force to add a new certificate (then revoke the old one)", CONFLICT)
+        step = "creating the thing type"
+        _ensure_thing_type(iot)
+        if not exists:
+            step = "creating the thing"
+            attrs = {"model": "esp32-servo", "firmware": "motorguard"}
+            attrs.update(attributes or {})
+            iot.create_thing(thingName=thing, thingTypeName=THING_TYPE, attributePayload={"attributes": attrs})
+            journal.did("thing %s" % thing, lambda: iot.delete_thing(thingName=thing))
+        step = "getting a certificate for the CSR"
+        key, csr = identity.new_key_and_csr(thing, key_type)
+        resp = iot.create_certificate_from_csr(certificateSigningRequest=identity.csr_pem(csr), setAsActive=True)
+        arn, cert_id = resp["certificateArn"], resp["certificateId"]
+
+        def drop_cert():
+            iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")
+            iot.delete_certificate(certificateId=cert_id, forceDelete=True)
+
+        journal.did("certificate %s" % cert_id, drop_cert)
+        step = "checking the certificate"
+        cert = identity.certificate_for_key(resp["certificatePem"], key)
+        step = "creating the policy"
+        _ensure_policy(iot, journal)
+        step = "attaching the policy"
+        iot.attach_policy(policyName=policy.POLICY_NAME, target=arn)
+        journal.did("policy attachment", lambda: iot.detach_policy(policyName=policy.POLICY_NAME, target=arn))
+        step = "attaching the certificate to the thing"
+        iot.attach_thing_principal(thingName=thing, principal=arn)
+        journal.did("thing attachment", lambda: iot.detach_thing_principal(thingName=thing, principal=arn))
+        step = "reading the data endpoint"
+        endpoint = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+        step = "writing the bundle"
+        ca = root_ca_pem if root_ca_pem is not None else amazon_root_ca()
+        cfg = bundle.device_config(thing, endpoint, 8883, wifi_ssid, wifi_password)
+        bundle.write(out, cfg, cert, key, ca)
+        journal.did("bundle %s" % out, lambda: shutil.rmtree(out, ignore_errors=True))
+        reg.put(thing, {"backend": "aws", "certificate_arn": arn, "certificate_id": cert_id,
+                        "fingerprint": identity.fingerprint(cert), "bundle": str(out), "endpoint": endpoint,
+                        "created": now_iso(), "status": "ACTIVE",
+                        "previous": (entry or {}).get("certificate_id") if entry else None})
+    except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported as one line
+        err = translate(e, step)
+        stuck = journal.rollback()
+        removed = ", ".join(journal.done) or "nothing had been created"
+        err.message += "; rolled back (%s)" % removed
+        if stuck:
+            err.message += "; COULD NOT REMOVE: %s" % "; ".join(stuck)
+        raise err from None
+    return {"thing": thing, "backend": "aws", "changed": True, "bundle": str(out), "certificate": cert_id,
+            "endpoint": endpoint}
+
+
+def revoke(home, thing: str, session=None, certificate_id=None) -> dict:
+    identity.check_thing(thing)
+    reg = Registry(home)
+    entry = reg.get(thing)
+    if not entry or entry.get("backend") != "aws":
+        raise ProvisionError("no AWS-provisioned device %r in the registry" % thing, "provision list shows them",
+                             NOT_FOUND)
+    iot = _client(session, "iot")
+    cert_id = certificate_id or entry["certificate_id"]
+    arn = entry["certificate_arn"] if cert_id == entry["certificate_id"] else None
+    try:
+        desc = iot.describe_certificate(certificateId=cert_id)["certificateDescription"]
+        arn = arn or desc["certificateArn"]
+        iot.update_certificate(certificateId=cert_id, newStatus="REVOKED")
+        if arn in principals(iot, thing):
+            iot.detach_thing_principal(thingName=thing, principal=arn)
+        iot.detach_policy(policyName=policy.POLICY_NAME, target=arn)
+    except Exception as e:  # noqa: BLE001
+        raise translate(e, "revoking %s" % cert_id) from None
+    if cert_id == entry["certificate_id"]:
+        entry["status"] = "REVOKED"
+        reg.put(thing, entry)
+    return {"thing": thing, "changed": True, "certificate": cert_id}
+
+
+def list_things(session=None) -> list[dict]:
+    iot = _client(session, "iot")
+    out = []
+    try:
+        for page in iot.get_paginator("list_things").paginate(thingTypeName=THING_TYPE):
+            for t in page.get("things", []):
+                out.append({"thing": t["thingName"], "attributes": t.get("attributes", {})})
+    except Exception as e:  # noqa: BLE001
+        raise translate(e, "listing things") from None
+    return out
+
+
+def policy_json() -> str:
+    return json.dumps(policy.document(), indent=2)
+
+
+def rotate_begin(home, thing: str, key_type: str = "ec", session=None, root_ca_pem: bytes | None = None) -> dict:
+    """A new certificate attached next to the current one, its bundle in <bundle>.next."""
+    reg = Registry(home)
+    entry = reg.get(thing)
+    if not entry or entry.get("backend") != "aws":
+        raise ProvisionError("no AWS-provisioned device %r in the registry" % thing, "provision list shows them",
+                             NOT_FOUND)
+    iot = _client(session, "iot")
+    journal = Journal()
+    step = "getting a certificate for the CSR"
+    current = Path(entry["bundle"])
+    nxt = current.with_name(current.name + ".next")
+    try:
+        key, csr = identity.new_key_and_csr(thing, key_type)
+        resp = iot.create_certificate_from_csr(certificateSigningRequest=identity.csr_pem(csr), setAsActive=True)
+        arn, cert_id = resp["certificateArn"], resp["certificateId"]
+
+        def drop_cert():
+            iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")
+            iot.delete_certificate(certificateId=cert_id, forceDelete=True)
+
+        journal.did("certificate %s" % cert_id, drop_cert)
+        step = "checking the certificate"
+        cert = identity.certificate_for_key(resp["certificatePem"], key)
+        step = "attaching the policy"
+        iot.attach_policy(policyName=policy.POLICY_NAME, target=arn)
+        journal.did("policy attachment", lambda: iot.detach_policy(policyName=policy.POLICY_NAME, target=arn))
+        step = "attaching the certificate to the thing"
+        iot.attach_thing_principal(thingName=thing, principal=arn)
+        journal.did("thing attachment", lambda: iot.detach_thing_principal(thingName=thing, principal=arn))
+        step = "writing the bundle"
+        cfg = json.loads((current / "config.json").read_text())
+        ca = root_ca_pem if root_ca_pem is not None else (current / "root-ca.pem").read_bytes()
+        bundle.write(nxt, cfg, cert, key, ca)
+    except Exception as e:  # noqa: BLE001
+        err = translate(e, step)
+        stuck = journal.rollback()
+        err.message += "; rolled back (%s)" % (", ".join(journal.done) or "nothing had been created")
+        if stuck:
+            err.message += "; COULD NOT REMOVE: %s" % "; ".join(stuck)
+        raise err from None
+    return {"thing": thing, "next_bundle": str(nxt), "certificate_id": cert_id, "certificate_arn": arn,
+            "fingerprint": identity.fingerprint(cert), "old_certificate_id": entry["certificate_id"]}
+
+
+def rotate_abort(pending: dict, session=None) -> None:
+    """The new certificate failed its check: remove it again."""
+    iot = _client(session, "iot")
+    arn, cert_id = pending["certificate_arn"], pending["certificate_id"]
+    for undo in (lambda: iot.detach_thing_principal(thingName=pending["thing"], principal=arn),
+                 lambda: iot.detach_policy(policyName=policy.POLICY_NAME, target=arn),
+                 lambda: iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE"),
+                 lambda: iot.delete_certificate(certificateId=cert_id, forceDelete=True)):
+        try:
+            undo()
+        except Exception:  # noqa: BLE001 - best effort; the rest still runs
+            pass
+    shutil.rmtree(pending["next_bundle"], ignore_errors=True)
+
+
+def rotate_commit(home, thing: str, pending: dict, session=None) -> dict:
+    reg = Registry(home)
+    entry = reg.get(thing)
+    current = Path(entry["bundle"])
+    old_dir = current.with_name(current.name + ".old")
+    shutil.rmtree(old_dir, ignore_errors=True)
+    current.rename(old_dir)
+    Path(pending["next_bundle"]).rename(current)
+    shutil.rmtree(old_dir, ignore_errors=True)
+    entry.update(certificate_id=pending["certificate_id"], certificate_arn=pending["certificate_arn"],
+                 fingerprint=pending["fingerprint"], created=now_iso(), status="ACTIVE")
+    reg.put(thing, entry)
+    revoke(home, thing, session=session, certificate_id=pending["old_certificate_id"])
+    return {"thing": thing, "changed": True, "certificate": pending["certificate_id"],
+            "revoked": pending["old_certificate_id"]}

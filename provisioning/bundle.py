@@ -1,0 +1,174 @@
+"""The device bundle: what goes onto the board's flash, written atomically, and copied with mpremote.
+
+    config.json       the firmware's config (thing, Wi-Fi, broker); read over DEFAULTS
+    device.crt.der    the device certificate (DER: what mbedTLS on the ESP32 loads)
+    device.key.der    the private key, mode 0600
+    root-ca.der       the CA that signed the broker's certificate
+    device.crt.pem, device.key.pem (0600), root-ca.pem: the same for host tools (provision check)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography import x509
+
+from provisioning import pki
+from provisioning.errors import MPREMOTE_MISSING, SERIAL_PORT, SERVICE_ERROR, ProvisionError
+
+BOARD_FILES = ("config.json", "device.crt.der", "device.key.der", "root-ca.der")
+KEY_FILES = ("device.key.der", "device.key.pem")
+
+
+def device_config(thing: str, host: str, port: int, wifi_ssid=None, wifi_password=None) -> dict:
+    cfg = {"thing": thing, "mqtt": {"host": host, "port": int(port)}}
+    if wifi_ssid is not None:
+        cfg["wifi"] = {"ssid": wifi_ssid, "password": wifi_password or ""}
+    return cfg
+
+
+def write(out_dir, cfg: dict, cert: x509.Certificate, key, ca_pem: bytes) -> Path:
+    """Writes the whole bundle next to out_dir and renames it into place: never half a bundle."""
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        ca = x509.load_pem_x509_certificate(ca_pem)
+        pki.write_cert(tmp / "device.crt.der", cert, der=True)
+        pki.write_cert(tmp / "device.crt.pem", cert)
+        pki.write_key(tmp / "device.key.der", key, der=True)
+        pki.write_key(tmp / "device.key.pem", key)
+        pki.write_cert(tmp / "root-ca.der", ca, der=True)
+        pki.write_cert(tmp / "root-ca.pem", ca)
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def complete(out_dir) -> bool:
+    out = Path(out_dir)
+    return all((out / f).is_file() for f in BOARD_FILES + ("device.crt.pem", "device.key.pem", "root-ca.pem"))
+
+
+def sha256s(out_dir, names=BOARD_FILES) -> dict:
+    return {n: hashlib.sha256((Path(out_dir) / n).read_bytes()).hexdigest() for n in names}
+
+
+# ------------------------------------------------------------------ onto the board
+
+
+def mpremote_cmd() -> list[str]:
+    """mpremote from $MOTORGUARD_MPREMOTE, else PATH, else next to this Python."""
+    exe = os.environ.get("MOTORGUARD_MPREMOTE") or shutil.which("mpremote") or str(Path(sys.executable).parent / "mpremote")
+    if not Path(exe).exists():
+        raise ProvisionError("mpremote is not installed", "pip install mpremote (make setup installs it)",
+                             MPREMOTE_MISSING)
+    return [exe]
+
+
+def check_port(port: str) -> None:
+    if port.startswith(("/", ".")) and not Path(port).exists():
+        raise ProvisionError("serial port %s does not exist" % port,
+                             "is the board plugged in? `mpremote devs` lists the ports", SERIAL_PORT)
+    if port.startswith("/") and not os.access(port, os.R_OK | os.W_OK):
+        raise ProvisionError("no permission to open %s" % port,
+                             "add yourself to the dialout group: sudo usermod -aG dialout $USER, then log in again",
+                             SERIAL_PORT)
+
+
+def _run(args, timeout=60):
+    try:
+        p = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ProvisionError("mpremote timed out talking to the board",
+                             "press the board's reset button and try again", SERIAL_PORT) from None
+    if p.returncode != 0:
+        err = (p.stderr or p.stdout).strip().splitlines()
+        last = err[-1] if err else "exit status %d" % p.returncode
+        if "busy" in last.lower() or "could not" in last.lower() or "no device" in last.lower():
+            raise ProvisionError("serial port unavailable: %s" % last,
+                                 "close other programs using it (a serial monitor, another mpremote)", SERIAL_PORT)
+        raise ProvisionError("mpremote failed: %s" % last, "check the connection; try `mpremote connect PORT ls`",
+                             SERVICE_ERROR)
+    return p.stdout
+
+
+_VERIFY = (
+    "import hashlib,binascii\n"
+    "for n in %r:\n"
+    "    h=hashlib.sha256()\n"
+    "    f=open(n,'rb')\n"
+    "    while True:\n"
+    "        b=f.read(512)\n"
+    "        if not b: break\n"
+    "        h.update(b)\n"
+    "    f.close()\n"
+    "    print('SHA', n, binascii.hexlify(h.digest()).decode())\n"
+)
+
+
+def parse_hashes(output: str) -> dict:
+    out = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "SHA":
+            out[parts[1]] = parts[2]
+    return out
+
+
+def push(out_dir, port: str) -> dict:
+    """Copies the board files to the board's root and reads them back; returns their hashes."""
+    cmd = mpremote_cmd()
+    check_port(port)
+    out = Path(out_dir)
+    for name in BOARD_FILES:
+        _run(cmd + ["connect", port, "fs", "cp", str(out / name), ":" + name])
+    got = parse_hashes(_run(cmd + ["connect", port, "exec", _VERIFY % (BOARD_FILES,)]))
+    want = sha256s(out)
+    bad = [n for n in BOARD_FILES if got.get(n) != want[n]]
+    if bad:
+        raise ProvisionError("the board's copy differs for %s" % ", ".join(bad),
+                             "run again; if it persists, the board's flash may be failing", SERVICE_ERROR)
+    return want
+
+
+def wait_online(port: str, timeout_s: float = 90.0) -> bool:
+    """Soft-resets the board and follows its console until the firmware reports it is online."""
+    import time
+
+    try:
+        import serial  # pyserial, installed with mpremote
+    except ImportError:
+        raise ProvisionError("pyserial is not installed", "pip install mpremote (it brings pyserial)",
+                             MPREMOTE_MISSING) from None
+    check_port(port)
+    try:
+        s = serial.Serial(port, 115200, timeout=0.5)
+    except (OSError, serial.SerialException) as e:
+        raise ProvisionError("cannot open %s: %s" % (port, e), "close other programs using the port",
+                             SERIAL_PORT) from None
+    with s:
+        s.write(b"\x03\x03\x04")  # stop the running program, soft reset
+        deadline = time.monotonic() + timeout_s
+        buf = b""
+        while time.monotonic() < deadline:
+            buf += s.read(256)
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if line.startswith(b"MG NET online"):
+                    return True
+                if line.startswith(b"MG SAFE_MODE"):
+                    return False
+    return False

@@ -1,0 +1,349 @@
+"""provision: give a MotorGuard device its identity, in AWS IoT Core or on the local broker."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+
+import click
+
+from provisioning import bundle, errors, identity
+from provisioning import local as localb
+from provisioning.errors import BAD_INPUT, ProvisionError
+from provisioning.registry import Registry, home_dir
+
+EXIT_HELP = "\n".join("  %2d  %s" % (code, text) for code, text in sorted(errors.EXIT_CODES.items()))
+
+MAIN_HELP = """Give each MotorGuard device its identity: a private key made on this host (it never goes
+to any service), a certificate for it, the least-privilege policy, and a bundle for the board.
+
+\b
+Typical use, locally (the local broker stands in for AWS IoT Core):
+  provision ca init                       # once: the fleet CA and the broker's identity
+  provision broker start                  # Mosquitto with mutual TLS on localhost:8883
+  provision device motor-001              # bundle in ~/.motorguard/devices/motor-001
+  provision check motor-001               # prove the certificate and the policy work
+  make sim BROKER=127.0.0.1:8883 DEVICE=~/.motorguard/devices/motor-001
+
+\b
+In AWS (credentials and region as for the AWS CLI):
+  provision device motor-001 --backend aws --port /dev/ttyUSB0 --wifi-ssid lab --wifi-password ...
+
+\b
+Exit codes:
+""" + EXIT_HELP
+
+
+class Ctx:
+    def __init__(self, home, debug):
+        self.home = home_dir(home)
+        self.debug = debug
+
+
+def handled(f):
+    """One line and a hint on stderr, and a distinct exit code; a traceback only with --debug."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        debug = bool(ctx.find_object(Ctx) and ctx.find_object(Ctx).debug)
+        try:
+            return f(*args, **kwargs)
+        except ProvisionError as e:
+            if debug:
+                traceback.print_exc()
+            click.echo("error: %s" % identity.redact(e.message), err=True)
+            if e.hint:
+                click.echo("hint: %s" % e.hint, err=True)
+            ctx.exit(e.code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as e:  # noqa: BLE001 - anything else: still one line
+            if debug:
+                traceback.print_exc()
+            click.echo("error: %s: %s" % (type(e).__name__, identity.redact(str(e))[:300]), err=True)
+            click.echo("hint: run again with --debug for the details", err=True)
+            ctx.exit(errors.UNEXPECTED)
+
+    return wrapper
+
+
+def emit(data, as_json, text):
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(text)
+
+
+@click.group(help=MAIN_HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--home", envvar="MOTORGUARD_HOME", type=click.Path(file_okay=False),
+              help="state dir: fleet CA, local broker, device registry and bundles [env MOTORGUARD_HOME; "
+                   "default ~/.motorguard]")
+@click.option("--debug", is_flag=True, help="show tracebacks")
+@click.pass_context
+def main(ctx, home, debug):
+    ctx.obj = Ctx(home, debug)
+
+
+# ------------------------------------------------------------------ ca / broker
+
+
+@main.group(help="The local fleet CA.")
+def ca():
+    pass
+
+
+@ca.command("init", help="Create the local fleet CA, the broker's TLS certificate and the service identity "
+                         "(once; a second run reports what exists).")
+@click.option("--port", default=localb.DEFAULT_PORT, show_default=True, help="the local broker's TLS port")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_obj
+@handled
+def ca_init(obj, port, as_json):
+    r = localb.ca_init(obj.home, port)
+    emit(r, as_json, ("created fleet CA %s" if r["created"] else "fleet CA exists: %s") % r["ca"])
+
+
+@main.group(help="The local broker: Mosquitto with mutual TLS and an ACL that mirrors the AWS policy.")
+def broker():
+    pass
+
+
+@broker.command("start", help="Start it (creating the CA first if needed).")
+@click.option("--port", type=int, default=None, help="TLS port (default: the last one used, else 8883)")
+@click.pass_obj
+@handled
+def broker_start(obj, port):
+    b = localb.broker_start(obj.home, port)
+    click.echo("local broker on mqtts://%s:%d (pid %s); log %s" % (b.host, b.port, b.pid(), b.log_path))
+
+
+@broker.command("stop", help="Stop it.")
+@click.pass_obj
+@handled
+def broker_stop(obj):
+    b = localb.broker(obj.home)
+    was = b.running()
+    b.stop()
+    click.echo("stopped" if was else "not running")
+
+
+@broker.command("status", help="Is it running and accepting TLS? Exit 0 if so, 9 if not.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handled
+def broker_status(obj, as_json):
+    st = localb.broker(obj.home).status()
+    emit(st, as_json, "\n".join("%s: %s" % kv for kv in st.items()))
+    if not (st.get("running") and st.get("tls_ok")):
+        raise click.exceptions.Exit(errors.SERVICE_ERROR)
+
+
+# ------------------------------------------------------------------ devices
+
+
+def _read_root_ca(path):
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _parse_attributes(pairs):
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ProvisionError("attribute %r is not KEY=VALUE" % p, "e.g. --attribute site=hall-3", BAD_INPUT)
+        k, v = p.split("=", 1)
+        out[k] = v
+    return out
+
+
+def _provision_one(obj, thing, backend, out, wifi_ssid, wifi_password, key_type, force, attributes=(), root_ca=None):
+    if backend == "local":
+        return localb.provision_device(obj.home, thing, out, wifi_ssid, wifi_password, key_type, force)
+    from provisioning import aws
+
+    return aws.provision_device(obj.home, thing, out, wifi_ssid, wifi_password, key_type, force,
+                                _parse_attributes(attributes), _read_root_ca(root_ca))
+
+
+@main.command(help="""Provision one device: key and CSR on this host, certificate (signed by AWS IoT or by the
+local fleet CA), the fleet policy, the bundle (config.json, device.crt.der, device.key.der [0600],
+root-ca.der) and, with --port, the bundle copied onto the board and read back.
+
+Running it again changes nothing unless --force; a failure part-way removes what the run created.""")
+@click.argument("thing")
+@click.option("--backend", type=click.Choice(["local", "aws"]), default="local", show_default=True)
+@click.option("--port", "serial_port", help="copy the bundle onto the board on this serial port (mpremote)")
+@click.option("--out", type=click.Path(file_okay=False), help="bundle dir [default: <home>/devices/THING]")
+@click.option("--wifi-ssid", help="the Wi-Fi network the board joins")
+@click.option("--wifi-password", help="its WPA2 passphrase (stored only in the bundle's config.json)")
+@click.option("--key-type", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True,
+              help="EC P-256 (small, fast on the ESP32) or RSA 2048")
+@click.option("--attribute", "attributes", multiple=True, metavar="KEY=VALUE", help="thing attribute (aws; repeatable)")
+@click.option("--root-ca", type=click.Path(dir_okay=False, exists=True),
+              help="aws: Amazon Root CA 1 PEM [default: downloaded from amazontrust.com]")
+@click.option("--force", is_flag=True, help="replace an existing identity (the old certificate is revoked)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_obj
+@handled
+def device(obj, thing, backend, serial_port, out, wifi_ssid, wifi_password, key_type, attributes, root_ca, force,
+           as_json):
+    identity.check_thing(thing)
+    identity.check_wifi(wifi_ssid, wifi_password)
+    if serial_port:
+        bundle.mpremote_cmd()
+        bundle.check_port(serial_port)
+    r = _provision_one(obj, thing, backend, out, wifi_ssid, wifi_password, key_type, force, attributes, root_ca)
+    if serial_port:
+        r["board"] = bundle.push(r["bundle"], serial_port)
+    if r["changed"]:
+        text = "provisioned %s (%s): certificate %s\nbundle: %s" % (thing, backend, r["certificate"][:16], r["bundle"])
+    else:
+        text = "%s: %s\nbundle: %s" % (thing, r["message"], r["bundle"])
+    if serial_port:
+        text += "\ncopied to the board on %s and verified (%d files)" % (serial_port, len(r["board"]))
+    emit(r, as_json, text)
+
+
+def _bundle_of(obj, thing):
+    identity.check_thing(thing)
+    entry = Registry(obj.home).get(thing)
+    if not entry:
+        raise ProvisionError("no device %r in %s" % (thing, obj.home), "provision list shows them", errors.NOT_FOUND)
+    return entry
+
+
+def _run_check(obj, entry, bundle_dir=None):
+    from provisioning import check as checkmod
+
+    observer = None
+    if entry["backend"] == "local":
+        observer = localb.broker(obj.home)
+        if not observer.running():
+            raise ProvisionError("the local broker is not running", "provision broker start", errors.SERVICE_ERROR)
+    return checkmod.run(bundle_dir or entry["bundle"], observer_broker=observer)
+
+
+@main.command(help="""Connect with the device's bundle (awsiotsdk), publish to its telemetry topic, and confirm
+that another device's topics are refused. Exit 0 when every step passes, 8 otherwise.""")
+@click.argument("thing")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handled
+def check(obj, thing, as_json):
+    entry = _bundle_of(obj, thing)
+    steps = _run_check(obj, entry)
+    ok = all(s["ok"] for s in steps)
+    emit({"thing": thing, "ok": ok, "steps": steps}, as_json,
+         "\n".join("%s %s  %s" % ("ok  " if s["ok"] else "FAIL", s["step"], s["detail"]) for s in steps))
+    if not ok:
+        raise click.exceptions.Exit(errors.CHECK_FAILED)
+
+
+@main.command("list", help="Devices provisioned from this host (add --aws for the things in the account).")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--aws", "from_aws", is_flag=True, help="list the account's MotorGuard things instead")
+@click.pass_obj
+@handled
+def list_cmd(obj, as_json, from_aws):
+    if from_aws:
+        from provisioning import aws
+
+        things = aws.list_things()
+        emit(things, as_json, "\n".join(t["thing"] for t in things) or "(none)")
+        return
+    things = Registry(obj.home).all()
+    rows = [{"thing": k, **v} for k, v in sorted(things.items())]
+    if as_json:
+        emit(rows, True, "")
+        return
+    if not rows:
+        click.echo("(no devices; provision device THING adds one)")
+        return
+    click.echo("%-24s %-6s %-8s %-20s %s" % ("THING", "BACKEND", "STATUS", "CREATED", "BUNDLE"))
+    for r in rows:
+        click.echo("%-24s %-6s %-8s %-20s %s" % (r["thing"], r["backend"], r["status"], r["created"][:19], r["bundle"]))
+
+
+@main.command(help="Revoke the device's certificate (aws: REVOKED and detached; local: CRL updated, broker reloaded).")
+@click.argument("thing")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handled
+def revoke(obj, thing, as_json):
+    entry = _bundle_of(obj, thing)
+    if entry["backend"] == "local":
+        r = localb.revoke(obj.home, thing)
+    else:
+        from provisioning import aws
+
+        r = aws.revoke(obj.home, thing)
+    emit(r, as_json, "revoked %s" % thing if r["changed"] else "%s: %s" % (thing, r.get("message")))
+
+
+@main.command(help="""Rotate the device's certificate: a new key and certificate (attached next to the old one),
+checked from the host, pushed to the board with --port; the old certificate is revoked only once the
+device is confirmed on the new one (--port: it comes back online with it), or with --force.""")
+@click.argument("thing")
+@click.option("--port", "serial_port", help="push the new bundle to the board and wait for it to come online")
+@click.option("--force", is_flag=True, help="revoke the old certificate without confirming the device")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handled
+def rotate(obj, thing, serial_port, force, as_json):
+    entry = _bundle_of(obj, thing)
+    if serial_port:
+        bundle.mpremote_cmd()
+        bundle.check_port(serial_port)
+    if entry["backend"] == "local":
+        backend = localb
+        pending = localb.rotate_begin(obj.home, thing)
+    else:
+        from provisioning import aws as backend
+
+        pending = backend.rotate_begin(obj.home, thing)
+    steps = _run_check(obj, entry, pending["next_bundle"])
+    if not all(s["ok"] for s in steps):
+        backend.rotate_abort(pending)
+        raise ProvisionError("the new certificate failed the check: %s" % next(
+            s["step"] + ": " + s["detail"] for s in steps if not s["ok"]), "the old certificate stays in use",
+            errors.CHECK_FAILED)
+    confirmed = False
+    if serial_port:
+        bundle.push(pending["next_bundle"], serial_port)
+        confirmed = bundle.wait_online(serial_port)
+    if not (confirmed or force):
+        emit({"thing": thing, "pending": pending, "committed": False}, as_json,
+             "new certificate checked and staged in %s; the old one stays valid.\n"
+             "Put the new bundle on the board, then run: provision rotate %s --force" % (pending["next_bundle"], thing))
+        return
+    r = backend.rotate_commit(obj.home, thing, pending)
+    emit(r, as_json, "rotated %s: now on the new certificate; the old one is revoked" % thing)
+
+
+@main.command(help="Provision many devices PREFIX-001..PREFIX-N (for fleets and load tests), with a progress bar.")
+@click.option("--count", type=int, required=True, help="how many")
+@click.option("--prefix", required=True, help="thing name prefix; names are PREFIX-001, PREFIX-002, ...")
+@click.option("--backend", type=click.Choice(["local", "aws"]), default="local", show_default=True)
+@click.option("--key-type", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handled
+def batch(obj, count, prefix, backend, key_type, as_json):
+    identity.check_prefix(prefix, count)
+    names = [identity.batch_name(prefix, i, count) for i in range(count)]
+    results = []
+    with click.progressbar(names, label="provisioning", file=sys.stderr) as bar:
+        for name in bar:
+            results.append(_provision_one(obj, name, backend, None, None, None, key_type, False))
+    changed = sum(1 for r in results if r["changed"])
+    emit(results, as_json, "%d devices: %d new, %d already provisioned; bundles in %s" % (
+        count, changed, count - changed, Registry(obj.home).home / "devices"))
+
+
+if __name__ == "__main__":
+    main()
