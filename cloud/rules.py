@@ -35,21 +35,15 @@ RULES = [
         "error_action": ERROR_ACTION,
     },
     {
-        # Cold path: every telemetry batch into DynamoDB through ingest, and raw into S3.
+        # Cold path: every telemetry batch into DynamoDB through ingest. The raw archive in S3
+        # (raw/<device>/<YYYY>/<MM>/<DD>/<HH>.jsonl) is written by the hourly aggregate job, one
+        # object per device-hour: an S3 action here would cost one PUT per message, which alone
+        # is ~$0.43 per device-month at one message every 30 s (docs/cloud.md).
         "name": "motorguard_telemetry",
         "sql": (
             "SELECT *, topic(2) AS thing, topic(3) AS kind, timestamp() AS received_ms FROM '%s'" % TELEMETRY_FILTER
         ),
-        "actions": [
-            {"lambda": {"function": "ingest"}},
-            {
-                "s3": {
-                    "bucket": "archive",
-                    # Substitution templates as AWS IoT evaluates them.
-                    "key": "raw/${topic(2)}/${parse_time('yyyy/MM/dd/HH', timestamp())}/${newuuid()}.json",
-                }
-            },
-        ],
+        "actions": [{"lambda": {"function": "ingest"}}],
         "error_action": ERROR_ACTION,
         # Devices may publish telemetry to $aws/rules/motorguard_telemetry/devices/<thing>/telemetry
         # instead (Basic Ingest: no messaging charge); topic() then still reads devices/<thing>/telemetry.

@@ -48,12 +48,23 @@ def test_config_mirrors_the_aws_iot_setup(made):
 def test_acl_is_least_privilege():
     acl = [ln for ln in acl_text().splitlines() if ln and not ln.startswith("#")]
     assert acl == [
-        "pattern write devices/%u/#",
+        "pattern write devices/%u/telemetry",
+        "pattern write devices/%u/events",
+        "pattern write devices/%u/status",
+        "pattern write devices/%u/ack",
+        "pattern write $aws/rules/motorguard_telemetry/devices/%u/telemetry",
         "pattern read devices/%u/cmd",
         "user motorguard-service",
         "topic read devices/#",
+        "topic read $aws/rules/#",
         "topic write devices/+/cmd",
     ]
+
+
+def test_acl_mirrors_the_aws_policy():
+    from provisioning import policy
+
+    assert broker_mod.DEVICE_PUBLISH_TOPICS == policy.PUBLISH_TOPICS
 
 
 def test_missing_mosquitto_names_the_install_command(monkeypatch, made):

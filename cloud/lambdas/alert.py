@@ -1,0 +1,80 @@
+"""alert: a FAULT or an emergency stop, told to people at once, and only once per window.
+
+Env: ALERTS_TOPIC_NAME, STATE_TABLE, ALERT_WINDOW_S (300); optional TELEGRAM_BOT_TOKEN +
+TELEGRAM_CHAT_ID (TELEGRAM_API_URL overrides api.telegram.org) and DISCORD_WEBHOOK_URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
+
+from cloud.domain import alerts, messages
+from cloud.lambdas.common import client, env, setting, table, topic_arn
+
+logger = Logger(service="motorguard-alert")
+metrics = Metrics(namespace="MotorGuard", service="alert")
+
+
+def first_in_window(key: str, window_s: float, now: float) -> bool:
+    """Claims the alert's slot for window_s; False if an identical alert claimed it already."""
+    try:
+        table("STATE_TABLE").put_item(
+            Item={"id": key, "expiration": int(now + window_s)},
+            ConditionExpression="attribute_not_exists(id) OR expiration < :now",
+            ExpressionAttributeValues={":now": int(now)},
+        )
+        return True
+    except ClientError as e:
+        if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+
+
+def post_json(url: str, body: dict, what: str) -> bool:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return 200 <= r.status < 300
+    except (urllib.error.URLError, OSError) as e:
+        # The URL may hold a token: name the channel only.
+        logger.warning("webhook failed", extra={"channel": what, "error": type(e).__name__})
+        return False
+
+
+def send_webhooks(subject: str, body: str) -> dict:
+    sent = {}
+    token, chat = os.environ.get("TELEGRAM_BOT_TOKEN"), os.environ.get("TELEGRAM_CHAT_ID")
+    if token and chat:
+        base = os.environ.get("TELEGRAM_API_URL", "https://api.telegram.org")
+        sent["telegram"] = post_json("%s/bot%s/sendMessage" % (base, token), {"chat_id": chat, "text": body},
+                                     "telegram")
+    hook = os.environ.get("DISCORD_WEBHOOK_URL")
+    if hook:
+        sent["discord"] = post_json(hook, {"content": "**%s**\n```\n%s\n```" % (subject, body)}, "discord")
+    return sent
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event, context):
+    msg = messages.device_part(event)
+    problem = messages.problems("event", msg)
+    if problem:
+        raise ValueError("alert: invalid event (%s)" % problem)  # the rule's error action keeps it
+    now = time.time()
+    if not first_in_window(alerts.suppression_key(msg), setting("ALERT_WINDOW_S", 300), now):
+        metrics.add_metric(name="AlertsSuppressed", unit=MetricUnit.Count, value=1)
+        return {"status": "suppressed"}
+    subject, body = alerts.format_alert(msg)
+    client("sns").publish(TopicArn=topic_arn(env("ALERTS_TOPIC_NAME")), Subject=subject, Message=body)
+    sent = send_webhooks(subject, body)
+    metrics.add_metric(name="AlertsSent", unit=MetricUnit.Count, value=1)
+    return {"status": "sent", "subject": subject, "webhooks": sent}

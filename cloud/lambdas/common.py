@@ -1,0 +1,49 @@
+"""What the handlers share: boto3 clients (AWS_ENDPOINT_URL makes them reach moto locally) and settings."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import boto3
+
+from cloud import resources
+
+
+def env(name: str) -> str:
+    return os.environ.get(name) or resources.ENV[name]
+
+
+@functools.lru_cache(maxsize=None)
+def client(service: str):
+    return boto3.client(service)
+
+
+@functools.lru_cache(maxsize=None)
+def table(env_name: str):
+    return boto3.resource("dynamodb").Table(env(env_name))
+
+
+@functools.lru_cache(maxsize=None)
+def queue_url(name: str) -> str:
+    return client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+
+
+@functools.lru_cache(maxsize=None)
+def topic_arn(name: str) -> str:
+    return client("sns").create_topic(Name=name)["TopicArn"]  # idempotent: returns the existing ARN
+
+
+def reset_clients():
+    """Tests and the local core switch endpoints: forget cached clients."""
+    client.cache_clear()
+    table.cache_clear()
+    queue_url.cache_clear()
+    topic_arn.cache_clear()
+
+
+def setting(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default

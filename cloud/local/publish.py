@@ -1,0 +1,40 @@
+"""Publishing to the local broker as the cloud's service identity (what iot-data publish is in AWS)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+_lock = threading.Lock()
+_clients = {}
+
+
+def _client(broker_dir: str):
+    import paho.mqtt.client as mqtt
+
+    from provisioning.broker import LocalBroker
+
+    with _lock:
+        c = _clients.get(broker_dir)
+        if c is not None and c.is_connected():
+            return c
+        b = LocalBroker.from_state_dir(broker_dir)
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="motorguard-api-%d" % time.monotonic_ns(),
+                        protocol=mqtt.MQTTv311)
+        c.tls_set_context(b.client_context())
+        c.connect(b.host, b.port, keepalive=60)
+        c.loop_start()
+        deadline = time.monotonic() + 5
+        while not c.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not c.is_connected():
+            raise ConnectionError("cannot reach the local broker in %s" % broker_dir)
+        _clients[broker_dir] = c
+        return c
+
+
+def publish(broker_dir: str, topic: str, payload: str, qos: int = 1) -> None:
+    info = _client(broker_dir).publish(topic, payload, qos=qos)
+    info.wait_for_publish(5)
+    if not info.is_published():
+        raise ConnectionError("the local broker did not acknowledge the publish to %s" % topic)

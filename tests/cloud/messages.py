@@ -1,0 +1,26 @@
+"""Device messages for the cloud tests, built the way the firmware builds them (schema-valid)."""
+
+import time
+
+
+def telemetry(device="m1", boot="0a0b0c0d", seq=0, n=30, t0=None, temp=30.0, current=0.8, step_ms=1000, dropped=0):
+    t0 = int(time.time() * 1000) if t0 is None else t0
+    return {"v": 1, "device": device, "boot": boot, "fw": "0.1.0", "uptime_s": 100, "heap_free": 20000, "rssi": -60,
+            "seq": seq, "dropped": dropped,
+            "samples": [{"time": t0 + i * step_ms, "temperature_c": round(temp + 0.1 * i, 1),
+                         "current_a": current, "position": 90.0, "speed": 60, "state": "RUNNING"} for i in range(n)]}
+
+
+def event(device="m1", kind="FAULT", boot="0a0b0c0d", seq=1, t=None, reason="overtemp_overcurrent", state=None):
+    msg = {"v": 1, "device": device, "boot": boot, "fw": "0.1.0", "uptime_s": 100, "heap_free": 20000, "rssi": -60,
+           "seq": seq, "dropped": 0, "time": int(time.time() * 1000) if t is None else t, "event": kind,
+           "state": state or {"FAULT": "FAULT", "STARTED": "RUNNING"}.get(kind, "STOPPED"),
+           "temperature_c": 41.5, "current_a": 2.2}
+    if kind == "FAULT":
+        msg["reason"] = reason
+    return msg
+
+
+def as_rule_output(msg, kind):
+    """What the rules SELECT: the message plus thing, kind and received_ms."""
+    return dict(msg, thing=msg["device"], kind=kind, received_ms=int(time.time() * 1000))
