@@ -123,7 +123,7 @@ class Engine:
         c.max_inflight_messages_set(100)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
-        c.reconnect_delay_set(0.2, 2)
+        c.reconnect_delay_set(0.1, 0.5)  # the rules must be back as soon as the broker is
         self._subscribed = threading.Event()
         c.on_subscribe = lambda *a: self._subscribed.set()
         c.connect(self.broker.host, self.broker.port, keepalive=30)
@@ -146,6 +146,9 @@ class Engine:
                 pass
         for t in self._threads:
             t.join(5)
+
+    def connected(self) -> bool:
+        return self.client is not None and self.client.is_connected()
 
     def filters(self) -> list[str]:
         out = []

@@ -28,7 +28,7 @@ def test_config_mirrors_the_aws_iot_setup(made):
     lines = set(conf.splitlines())
     for needed in (
         "allow_anonymous false",
-        "persistence false",
+        "persistence true",
         "listener 18883 127.0.0.1",
         "require_certificate true",
         "use_identity_as_username true",

@@ -1,0 +1,175 @@
+"""The local rules engine between the real Mosquitto and moto: rules fire on what devices publish,
+every action type lands, failures reach the error action with AWS's payload, nothing is lost."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+
+import boto3
+import pytest
+
+from cloud import resources
+from cloud.local.engine import Engine
+from cloud.local.sql import SqlError
+
+from messages import event
+
+
+class Publisher:
+    """A device: a paho client with its own certificate from the broker's CA."""
+
+    def __init__(self, broker, thing):
+        import paho.mqtt.client as mqtt
+
+        creds = broker.issue_device(thing)
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311)
+        c.tls_set_context(broker.client_context(creds["cert_pem"], creds["key_pem"]))
+        c.max_inflight_messages_set(200)
+        c.max_queued_messages_set(0)
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        self.client = c
+
+    def publish(self, topic, payload, qos=1):
+        return self.client.publish(topic, payload if isinstance(payload, (bytes, str)) else json.dumps(payload), qos=qos)
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def wait_for(pred, timeout=10, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("no %s within %s s" % (what, timeout))
+
+
+def dead_letters():
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=resources.DEAD_LETTER_QUEUE)["QueueUrl"]
+    r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    return [json.loads(m["Body"]) for m in r.get("Messages", [])]
+
+
+TEST_RULES = [
+    {"name": "to_everything", "sql": "SELECT *, topic(2) AS thing FROM 'devices/+/events' WHERE event = 'FAULT'",
+     "actions": [{"lambda": {"function": "record"}},
+                 {"s3": {"bucket": "archive", "key": "test/${topic(2)}/${seq}.json"}},
+                 {"sqs": {"queue": "watch"}},
+                 {"sns": {"topic": "alerts"}},
+                 {"dynamoDBv2": {"table": "motorguard-aggregates"}},
+                 {"republish": {"topic": "devices/${topic(2)}/cmd", "qos": 1}}],
+     "error_action": {"sqs": {"queue": "dead_letter"}}},
+    {"name": "failing", "sql": "SELECT device, 'x' AS sk FROM 'devices/+/events' WHERE event = 'ESTOP'",
+     "actions": [{"lambda": {"function": "explode"}}], "error_action": {"sqs": {"queue": "dead_letter"}}},
+    {"name": "motorguard_telemetry", "sql": "SELECT *, topic() AS t FROM 'devices/+/telemetry'",
+     "actions": [{"lambda": {"function": "record"}}], "error_action": {"sqs": {"queue": "dead_letter"}},
+     "basic_ingest": True},
+]
+
+
+@pytest.fixture
+def recorded():
+    return []
+
+
+@pytest.fixture
+def engine(aws, broker, recorded):
+    boto3.client("sqs").create_queue(QueueName="watch")
+
+    def explode(event, context):
+        raise RuntimeError("handler failed on purpose")
+
+    funcs = {"record": lambda e, c: recorded.append((e, c.function_name)), "explode": explode}
+    e = Engine(broker, functions=funcs, rules=TEST_RULES).start()
+    yield e
+    e.stop()
+
+
+def test_every_action_type_lands(engine, broker, recorded):
+    from cloud import rules as rule_defs
+
+    rule_defs.TARGETS.setdefault("watch", "watch")
+    dev = Publisher(broker, "m1")
+    copies = []
+    got = threading.Event()
+    engine.client.message_callback_add("devices/+/cmd", lambda c, u, m: (copies.append(m.payload), got.set()))
+    engine.client.subscribe("devices/+/cmd", qos=1)  # the service may write (and read) cmd topics
+    try:
+        dev.publish("devices/m1/events", event(kind="STARTED"))  # WHERE false: nothing fires
+        dev.publish("devices/m1/events", dict(event(kind="FAULT", seq=5), sk="k5"))
+        wait_for(lambda: recorded, what="the lambda action")
+        out, fn = recorded[0]
+        assert out["thing"] == "m1" and out["event"] == "FAULT" and fn == "motorguard-record"
+        s3 = boto3.client("s3")
+        body = wait_for(lambda: s3.list_objects_v2(Bucket=resources.ARCHIVE_BUCKET, Prefix="test/").get("Contents"))
+        assert body[0]["Key"] == "test/m1/5.json"
+        sqs = boto3.client("sqs")
+        url = sqs.get_queue_url(QueueName="watch")["QueueUrl"]
+        msg = wait_for(lambda: sqs.receive_message(QueueUrl=url).get("Messages"))
+        assert json.loads(msg[0]["Body"])["seq"] == 5
+        item = wait_for(lambda: boto3.resource("dynamodb").Table("motorguard-aggregates").scan()["Items"])
+        assert item[0]["device"] == "m1" and item[0]["sk"] == "k5"
+        assert got.wait(5) and json.loads(copies[0])["event"] == "FAULT"
+        st = wait_for(lambda: engine.stats()["acked"] >= 2 and engine.stats())
+        assert st["fired"] == {"to_everything": 1} and st["actions_ok"] == 6 and st["actions_failed"] == 0
+    finally:
+        dev.close()
+
+
+def test_failed_action_goes_to_the_error_action_with_aws_payload(engine, broker):
+    dev = Publisher(broker, "m2")
+    try:
+        payload = json.dumps(event(device="m2", kind="ESTOP"))
+        dev.publish("devices/m2/events", payload)
+        dead = wait_for(dead_letters, what="a dead letter")
+        d = dead[0]
+        assert d["ruleName"] == "failing" and d["topic"] == "devices/m2/events"
+        assert base64.b64decode(d["base64OriginalPayload"]).decode() == payload
+        assert d["failures"][0]["failedAction"] == "LambdaAction"
+        assert d["failures"][0]["failedResource"] == "motorguard-explode"
+        assert "handler failed on purpose" in d["failures"][0]["errorMessage"]
+        assert set(d) >= {"ruleName", "topic", "clientId", "base64OriginalPayload", "failures"}
+    finally:
+        dev.close()
+
+
+def test_basic_ingest_topic_reaches_only_its_rule(engine, broker, recorded):
+    dev = Publisher(broker, "m3")
+    try:
+        dev.publish("$aws/rules/motorguard_telemetry/devices/m3/telemetry", {"device": "m3", "x": 1})
+        out, _ = wait_for(lambda: recorded, what="the basic ingest rule")[0]
+        assert out["t"] == "devices/m3/telemetry" and out["x"] == 1  # topic() without the prefix
+        assert engine.stats()["basic_ingest"] == 1
+    finally:
+        dev.close()
+
+
+def test_a_burst_is_neither_dropped_nor_left_unacknowledged(engine, broker, recorded):
+    dev = Publisher(broker, "m4")
+    n = 3000
+    try:
+        for i in range(n):
+            dev.publish("devices/m4/telemetry", {"device": "m4", "i": i})
+        wait_for(lambda: len(recorded) >= n, timeout=60, what="%d messages" % n)
+        assert sorted(e["i"] for e, _ in recorded) == list(range(n))
+        st = wait_for(lambda: engine.stats()["acked"] >= n and engine.stats(), what="every PUBACK")
+        assert st["received"] == n and st["fired"]["motorguard_telemetry"] == n
+    finally:
+        dev.close()
+
+
+def test_unsupported_sql_is_refused_when_the_rule_loads(broker):
+    with pytest.raises(SqlError, match="rule bad: .*LIKE"):
+        Engine(broker, functions={}, rules=[{"name": "bad", "sql": "SELECT * FROM 'a' WHERE x LIKE 'y'",
+                                             "actions": []}])
+    with pytest.raises(SqlError, match="not supported locally"):
+        Engine(broker, functions={}, rules=[{"name": "k", "sql": "SELECT * FROM 'a'",
+                                             "actions": [{"kinesis": {"stream": "s"}}]}])
