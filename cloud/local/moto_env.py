@@ -25,6 +25,9 @@ def use_endpoint(url: str) -> None:
     os.environ["AWS_DEFAULT_REGION"] = REGION
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF lines would flood a local terminal
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    import warnings
+
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     from cloud.lambdas import common
 
     common.reset_clients()

@@ -1,0 +1,158 @@
+"""The MotorGuard cloud as an AWS CDK v2 stack, built from the same definitions the local IoT Core runs:
+cloud/resources.py (tables, bucket, topic, queue, functions) and cloud/rules.py (topic rules)."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import (CfnOutput, Duration, RemovalPolicy, Stack, aws_apigateway as apigw, aws_cloudwatch as cw,
+                     aws_cloudwatch_actions as cw_actions, aws_dynamodb as ddb, aws_events as events,
+                     aws_events_targets as targets, aws_iam as iam, aws_iot as iot, aws_lambda as lambda_,
+                     aws_s3 as s3, aws_sns as sns, aws_sqs as sqs)
+from constructs import Construct
+
+from cloud import resources, rules
+from provisioning import policy
+
+POWERTOOLS_LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:27"
+MEMORY_MB = {"ingest": 256, "alert": 256, "api": 256, "aggregate": 512}
+TIMEOUT_S = {"ingest": 10, "alert": 10, "api": 15, "aggregate": 300}
+
+
+class MotorGuardStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, code_dir: str, **kw):
+        super().__init__(scope, construct_id, **kw)
+        self.tables = {}
+        for logical, (name, pk, sk, ttl) in resources.TABLES.items():
+            self.tables[logical] = ddb.Table(
+                self, "Table-" + logical, table_name=name,
+                partition_key=ddb.Attribute(name=pk, type=ddb.AttributeType.STRING),
+                sort_key=ddb.Attribute(name=sk, type=ddb.AttributeType.STRING) if sk else None,
+                billing_mode=ddb.BillingMode.PAY_PER_REQUEST, time_to_live_attribute=ttl,
+                point_in_time_recovery_specification=ddb.PointInTimeRecoverySpecification(
+                    point_in_time_recovery_enabled=True),
+                removal_policy=RemovalPolicy.RETAIN)
+        self.bucket = s3.Bucket(
+            self, "Archive", bucket_name=None, encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, removal_policy=RemovalPolicy.RETAIN,
+            lifecycle_rules=[s3.LifecycleRule(id="glacier-after-90-days", transitions=[
+                s3.Transition(storage_class=s3.StorageClass.GLACIER, transition_after=Duration.days(90))])])
+        self.topic = sns.Topic(self, "Alerts", topic_name=resources.ALERTS_TOPIC)
+        self.dlq = sqs.Queue(self, "RulesDeadLetter", queue_name=resources.DEAD_LETTER_QUEUE,
+                             retention_period=Duration.days(14), enforce_ssl=True)
+
+        layer = lambda_.LayerVersion.from_layer_version_arn(
+            self, "Powertools", POWERTOOLS_LAYER.format(region=self.region))
+        env = {
+            "TELEMETRY_TABLE": self.tables["telemetry"].table_name,
+            "DEVICES_TABLE": self.tables["devices"].table_name,
+            "EVENTS_TABLE": self.tables["events"].table_name,
+            "AGGREGATES_TABLE": self.tables["aggregates"].table_name,
+            "STATE_TABLE": self.tables["state"].table_name,
+            "ARCHIVE_BUCKET": self.bucket.bucket_name,
+            "ALERTS_TOPIC_NAME": resources.ALERTS_TOPIC,
+            "DEAD_LETTER_QUEUE_NAME": resources.DEAD_LETTER_QUEUE,
+            "POWERTOOLS_METRICS_NAMESPACE": "MotorGuard",
+        }
+        assert set(env) >= set(resources.ENV), "every env var the Lambdas read must be set"
+        code = lambda_.Code.from_asset(code_dir)
+        self.functions = {}
+        for logical, handler in resources.FUNCTIONS.items():
+            self.functions[logical] = lambda_.Function(
+                self, "Fn-" + logical, function_name=resources.function_name(logical),
+                runtime=lambda_.Runtime.PYTHON_3_12, architecture=lambda_.Architecture.X86_64, handler=handler,
+                code=code, layers=[layer], memory_size=MEMORY_MB[logical], timeout=Duration.seconds(TIMEOUT_S[logical]),
+                environment=dict(env, POWERTOOLS_SERVICE_NAME="motorguard-" + logical))
+        f = self.functions
+        # Least privilege, function by function.
+        self.tables["telemetry"].grant_write_data(f["ingest"])
+        self.tables["events"].grant_write_data(f["ingest"])
+        self.tables["devices"].grant_read_write_data(f["ingest"])
+        self.dlq.grant_send_messages(f["ingest"])
+        self.tables["state"].grant_read_write_data(f["alert"])
+        self.topic.grant_publish(f["alert"])
+        f["alert"].add_to_role_policy(iam.PolicyStatement(actions=["sns:CreateTopic"], resources=[self.topic.topic_arn]))
+        for t in ("devices", "telemetry", "events"):
+            self.tables[t].grant_read_data(f["api"])
+        f["api"].add_to_role_policy(iam.PolicyStatement(
+            actions=["iot:Publish"], resources=[self.format_arn(service="iot", resource="topic",
+                                                                resource_name="devices/*/cmd")]))
+        for t in ("devices", "telemetry"):
+            self.tables[t].grant_read_data(f["aggregate"])
+        self.tables["aggregates"].grant_write_data(f["aggregate"])
+        self.bucket.grant_put(f["aggregate"])
+
+        # The device policy: the same document provisioning attaches to each certificate.
+        iot.CfnPolicy(self, "DevicePolicy", policy_name=policy.POLICY_NAME,
+                      policy_document=policy.document(self.region, self.account))
+
+        # Topic rules, generically from cloud/rules.py.
+        self.rule_role = iam.Role(self, "RuleActions", assumed_by=iam.ServicePrincipal("iot.amazonaws.com"))
+        self.dlq.grant_send_messages(self.rule_role)
+        self.rules = {}
+        for spec in rules.RULES:
+            self.rules[spec["name"]] = self._topic_rule(spec)
+
+        # REST API with IAM authentication (SigV4): operators call it with their AWS credentials,
+        # nothing to leak or rotate; an API key alone would authenticate no one.
+        self.api = apigw.LambdaRestApi(
+            self, "Api", handler=f["api"], proxy=True, rest_api_name="motorguard-api",
+            default_method_options=apigw.MethodOptions(authorization_type=apigw.AuthorizationType.IAM),
+            deploy_options=apigw.StageOptions(stage_name="prod", throttling_rate_limit=50, throttling_burst_limit=100))
+
+        events.Rule(self, "Hourly", schedule=events.Schedule.cron(minute="5"),
+                    targets=[targets.LambdaFunction(f["aggregate"])])
+
+        alarm_action = cw_actions.SnsAction(self.topic)
+        for logical, fn in f.items():
+            a = cw.Alarm(self, "Errors-" + logical, metric=fn.metric_errors(period=Duration.minutes(5)), threshold=1,
+                         evaluation_periods=1, alarm_description="%s Lambda errors" % logical,
+                         treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
+            a.add_alarm_action(alarm_action)
+        depth = cw.Alarm(self, "DeadLetterDepth", metric=self.dlq.metric_approximate_number_of_messages_visible(
+            period=Duration.minutes(5)), threshold=1, evaluation_periods=1,
+            alarm_description="messages rejected or failed by the rules", treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
+        depth.add_alarm_action(alarm_action)
+        for name in self.rules:
+            a = cw.Alarm(self, "RuleFailures-" + name, metric=cw.Metric(
+                namespace="AWS/IoT", metric_name="Failure", dimensions_map={"RuleName": name},
+                statistic="Sum", period=Duration.minutes(5)), threshold=1, evaluation_periods=1,
+                alarm_description="rule %s failed actions" % name, treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
+            a.add_alarm_action(alarm_action)
+
+        CfnOutput(self, "ApiUrl", value=self.api.url)
+        CfnOutput(self, "ArchiveBucket", value=self.bucket.bucket_name)
+        CfnOutput(self, "AlertsTopic", value=self.topic.topic_arn)
+        CfnOutput(self, "DeviceEndpoint", value="aws iot describe-endpoint --endpoint-type iot:Data-ATS")
+
+    def _action(self, action: dict) -> dict:
+        kind, params = next(iter(action.items()))
+        if kind == "lambda":
+            return {"lambda": {"functionArn": self.functions[params["function"]].function_arn}}
+        if kind == "sqs":
+            return {"sqs": {"queueUrl": self.dlq.queue_url, "roleArn": self.rule_role.role_arn, "useBase64": False}}
+        if kind == "s3":
+            self.bucket.grant_put(self.rule_role)
+            return {"s3": {"bucketName": self.bucket.bucket_name, "key": params["key"], "roleArn": self.rule_role.role_arn}}
+        if kind == "sns":
+            self.topic.grant_publish(self.rule_role)
+            return {"sns": {"targetArn": self.topic.topic_arn, "roleArn": self.rule_role.role_arn,
+                            "messageFormat": "RAW"}}
+        raise ValueError("rule action %r has no CDK translation yet" % kind)
+
+    def _topic_rule(self, spec: dict):
+        rule = iot.CfnTopicRule(self, "Rule-" + spec["name"], rule_name=spec["name"], topic_rule_payload={
+            "sql": spec["sql"], "awsIotSqlVersion": rules.SQL_VERSION, "ruleDisabled": False,
+            "actions": [self._action(a) for a in spec["actions"]],
+            "errorAction": self._action(spec["error_action"]),
+        })
+        for a in spec["actions"]:
+            if "lambda" in a:
+                self.functions[a["lambda"]["function"]].add_permission(
+                    "Invoke-" + spec["name"], principal=iam.ServicePrincipal("iot.amazonaws.com"),
+                    source_arn=rule.attr_arn, source_account=self.account)
+        return rule
+
+
+def policy_json(stack) -> str:
+    return json.dumps(policy.document(stack.region, stack.account))
