@@ -12,11 +12,10 @@ import json
 import time
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from boto3.dynamodb.conditions import Key
 
 from cloud.domain import aggregates, history
-from cloud.lambdas.common import client, env, table
+from cloud.lambdas.common import add_metric, client, env, table
 
 logger = Logger(service="motorguard-aggregate")
 metrics = Metrics(namespace="MotorGuard", service="aggregate")
@@ -64,10 +63,10 @@ def aggregate_device(device: str, hour: str) -> dict | None:
     return result
 
 
-@metrics.log_metrics
+@metrics.log_metrics(raise_on_empty_metrics=False)
 @logger.inject_lambda_context
 def handler(event, context):
     hour = (event or {}).get("hour") or aggregates.previous_hour(int(time.time() * 1000))
     done = [r for r in (aggregate_device(d, hour) for d in devices()) if r]
-    metrics.add_metric(name="DeviceHoursAggregated", unit=MetricUnit.Count, value=len(done))
+    add_metric(metrics, "DeviceHoursAggregated", len(done))
     return {"hour": hour, "devices": len(done), "results": done}

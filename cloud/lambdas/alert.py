@@ -13,11 +13,10 @@ import urllib.error
 import urllib.request
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
 from cloud.domain import alerts, messages
-from cloud.lambdas.common import client, env, setting, table, topic_arn
+from cloud.lambdas.common import add_metric, client, env, setting, table, topic_arn
 
 logger = Logger(service="motorguard-alert")
 metrics = Metrics(namespace="MotorGuard", service="alert")
@@ -28,7 +27,7 @@ def first_in_window(key: str, window_s: float, now: float) -> bool:
     try:
         table("STATE_TABLE").put_item(
             Item={"id": key, "expiration": int(now + window_s)},
-            ConditionExpression="attribute_not_exists(id) OR expiration < :now",
+            ConditionExpression="attribute_not_exists(id) OR expiration <= :now",
             ExpressionAttributeValues={":now": int(now)},
         )
         return True
@@ -62,7 +61,7 @@ def send_webhooks(subject: str, body: str) -> dict:
     return sent
 
 
-@metrics.log_metrics
+@metrics.log_metrics(raise_on_empty_metrics=False)
 @logger.inject_lambda_context
 def handler(event, context):
     msg = messages.device_part(event)
@@ -71,10 +70,10 @@ def handler(event, context):
         raise ValueError("alert: invalid event (%s)" % problem)  # the rule's error action keeps it
     now = time.time()
     if not first_in_window(alerts.suppression_key(msg), setting("ALERT_WINDOW_S", 300), now):
-        metrics.add_metric(name="AlertsSuppressed", unit=MetricUnit.Count, value=1)
+        add_metric(metrics, "AlertsSuppressed", 1)
         return {"status": "suppressed"}
     subject, body = alerts.format_alert(msg)
     client("sns").publish(TopicArn=topic_arn(env("ALERTS_TOPIC_NAME")), Subject=subject, Message=body)
     sent = send_webhooks(subject, body)
-    metrics.add_metric(name="AlertsSent", unit=MetricUnit.Count, value=1)
+    add_metric(metrics, "AlertsSent", 1)
     return {"status": "sent", "subject": subject, "webhooks": sent}

@@ -47,3 +47,13 @@ def setting(name: str, default: float) -> float:
         return float(os.environ.get(name, default))
     except ValueError:
         return default
+
+
+def add_metric(metrics, name: str, value: float = 1) -> None:
+    """Powertools keeps metrics in memory (and prints them once 100 pile up) even when
+    POWERTOOLS_METRICS_DISABLED is set: record nothing then (local runs)."""
+    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+    if not is_metrics_disabled():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

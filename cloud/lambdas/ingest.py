@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
 from cloud.domain import history, messages
-from cloud.lambdas.common import client, env, queue_url, setting, table
+from cloud.lambdas.common import add_metric, client, env, queue_url, setting, table
 
 logger = Logger(service="motorguard-ingest")
 metrics = Metrics(namespace="MotorGuard", service="ingest")
@@ -25,7 +24,7 @@ def reject(event: dict, reason: str) -> dict:
         event.get("thing"), event.get("kind")), "message": messages.device_part(event)}, default=str)
     client("sqs").send_message(QueueUrl=queue_url(env("DEAD_LETTER_QUEUE_NAME")), MessageBody=body)
     logger.warning("rejected", extra={"reason": reason, "thing": event.get("thing")})
-    metrics.add_metric(name="Rejected", unit=MetricUnit.Count, value=1)
+    add_metric(metrics, "Rejected", 1)
     return {"status": "rejected", "reason": reason}
 
 
@@ -44,8 +43,7 @@ def ingest_telemetry(msg: dict) -> dict:
     item = history.telemetry_item(msg, setting("HISTORY_TTL_DAYS", 7), setting("DEADBAND_TEMP_C", 0),
                                   setting("DEADBAND_CURRENT_A", 0))
     stored = put_once(table("TELEMETRY_TABLE"), item)
-    metrics.add_metric(name="SamplesStored" if stored else "Duplicates", unit=MetricUnit.Count,
-                       value=item["n"] if stored else 1)
+    add_metric(metrics, "SamplesStored" if stored else "Duplicates", item["n"] if stored else 1)
     return {"status": "stored" if stored else "duplicate", "samples": item["n"], "sk": item["sk"]}
 
 
@@ -73,7 +71,7 @@ def update_latest(msg: dict) -> None:
             raise
 
 
-@metrics.log_metrics
+@metrics.log_metrics(raise_on_empty_metrics=False)
 @logger.inject_lambda_context
 def handler(event, context):
     kind = event.get("kind")

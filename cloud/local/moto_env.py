@@ -24,7 +24,7 @@ def use_endpoint(url: str) -> None:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     os.environ["AWS_DEFAULT_REGION"] = REGION
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF lines would flood a local terminal
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")  # rejections show in the DLQ count
     import warnings
 
     warnings.filterwarnings("ignore", message="No application metrics to publish")

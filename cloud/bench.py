@@ -1,0 +1,284 @@
+"""make bench-cloud: throughput, alert latency and cost of the cloud side, measured on the local IoT Core.
+
+    python -m cloud.bench [--devices 20] [--messages 3000] [--alerts 100] [--cost-devices 10]
+
+Prints machine-readable lines:
+
+    pipeline_msgs_per_s=... devices=... messages=... stored=... lost=...
+    alert_latency_ms p50=... p99=... max=... n=...
+    cost_usd_per_device_month=... basic_ingest=true sampling_hz=1 samples_per_message=30
+    cost_item name=... usd_per_device_month=...           (one per billed item)
+
+pipeline: devices publish schema-valid 30-sample telemetry batches (QoS 1) as fast as the broker takes
+them, through Mosquitto, the rules engine and the ingest Lambda into DynamoDB (moto, in its own
+process); the rate is messages stored per second, and every message is checked to be stored.
+alert latency: from publishing a FAULT event to the alert Lambda having published to SNS.
+cost: one simulated hour per device at 1 Hz with the firmware's default publish settings (30 samples a
+message), including the hourly aggregate job, counted operation by operation (cloud/local/meter.py)
+and priced with cloud/costs.py's dated table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from cloud import costs, resources
+from cloud.local import moto_env
+
+SAMPLES_PER_MESSAGE = 30  # firmware/motorguard/config.py DEFAULTS["telemetry"]["samples_per_message"]
+
+
+def telemetry(device, seq, t0, n=SAMPLES_PER_MESSAGE):
+    return {"v": 1, "device": device, "boot": "0badc0de", "fw": "0.1.0", "uptime_s": seq * n, "heap_free": 20000,
+            "rssi": -60, "seq": seq, "dropped": 0,
+            "samples": [{"time": t0 + i * 1000, "temperature_c": round(30 + (i % 7) * 0.3, 1), "current_a": 0.812,
+                         "position": 90.0 + i, "speed": 60, "state": "RUNNING"} for i in range(n)]}
+
+
+def fault(device, seq):
+    return {"v": 1, "device": device, "boot": "0badc0de", "fw": "0.1.0", "uptime_s": 10, "heap_free": 20000,
+            "rssi": -60, "seq": seq, "dropped": 0, "time": int(time.time() * 1000), "event": "FAULT",
+            "state": "FAULT", "reason": "overcurrent", "temperature_c": 30.1, "current_a": 3.2}
+
+
+class MotoProcess:
+    """moto's server in its own process, so it does not share a core (and the GIL) with the engine."""
+
+    def __init__(self):
+        self.port = moto_env.free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        exe = Path(sys.executable).parent / "moto_server"
+        self.proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(self.port)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+    def start(self):
+        import urllib.request
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        self.arns = moto_env.create_resources(self.url)
+        moto_env.use_endpoint(self.url)
+        return self
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class Device:
+    def __init__(self, broker, thing):
+        import paho.mqtt.client as mqtt
+
+        creds = broker.issue_device(thing)
+        self.thing = thing
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311)
+        c.tls_set_context(broker.client_context(creds["cert_pem"], creds["key_pem"]))
+        c.max_inflight_messages_set(20)  # what the broker allows a device; the rest waits in paho
+        c.max_queued_messages_set(0)
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        self.client = c
+
+    def publish(self, topic, msg):
+        return self.client.publish(topic, json.dumps(msg, separators=(",", ":")), qos=1)
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def count_items(table_logical):
+    import boto3
+
+    ddb = boto3.client("dynamodb")
+    n, kw = 0, {"Select": "COUNT"}
+    while True:
+        r = ddb.scan(TableName=resources.TABLES[table_logical][0], **kw)
+        n += r["Count"]
+        if "LastEvaluatedKey" not in r:
+            return n
+        kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+
+
+def start_core(home, workers, functions=None):
+    from cloud.local.core import LocalCore
+    from provisioning.broker import free_port
+
+    core = LocalCore(home, broker_port=free_port(), workers=workers, functions=functions)
+    # The same parts as LocalCore.start, with moto in its own process.
+    from cloud.local.apigw import ApiServer
+    from cloud.local.engine import Engine, default_functions
+    from provisioning import local as localb
+
+    localb.ca_init(home, core.broker_port)
+    core.broker = localb.broker_start(home)
+    core.moto = MotoProcess().start()
+    os.environ["MOTORGUARD_LOCAL_BROKER_DIR"] = str(core.broker.state_dir)
+    core.meter.install()
+    core.engine = Engine(core.broker, functions=functions or default_functions(), workers=workers).start()
+    core.api = ApiServer().start()
+    return core
+
+
+def bench_pipeline(core, devices, messages, log):
+    from provisioning.broker import LocalBroker
+
+    broker = LocalBroker.from_state_dir(core.broker.state_dir)
+    fleet = [Device(broker, "bench-%03d" % i) for i in range(devices)]
+    per = messages // devices
+    t0_ms = int(time.time() * 1000) - 86400 * 1000
+    start = time.monotonic()
+
+    def run(d, k):
+        for seq in range(per):
+            d.publish("devices/%s/telemetry" % d.thing, telemetry(d.thing, seq, t0_ms + seq * 30_000))
+
+    threads = [threading.Thread(target=run, args=(d, k)) for k, d in enumerate(fleet)]
+    for t in threads:
+        t.start()
+    total = per * devices
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        st = core.engine.stats()
+        if st["acked"] >= total and st["queued"] == 0:
+            break
+        time.sleep(0.2)
+    elapsed = time.monotonic() - start
+    for t in threads:
+        t.join()
+    for d in fleet:
+        d.close()
+    stored = count_items("telemetry")
+    row = {"pipeline_msgs_per_s": round(total / elapsed, 1), "devices": devices, "messages": total,
+           "stored": stored, "lost": total - stored, "workers": core.engine.workers}
+    log("pipeline_msgs_per_s=%(pipeline_msgs_per_s)s devices=%(devices)d messages=%(messages)d stored=%(stored)d "
+        "lost=%(lost)d workers=%(workers)d" % row)
+    return row
+
+
+def bench_alerts(core, alerts_seen, n, log):
+    from provisioning.broker import LocalBroker
+
+    broker = LocalBroker.from_state_dir(core.broker.state_dir)
+    dev = Device(broker, "bench-alerts")
+    os.environ["ALERT_WINDOW_S"] = "0"
+    lat = []
+    for i in range(n):
+        msg = fault("bench-alerts", i)  # ALERT_WINDOW_S=0 below: every FAULT pages
+        before = len(alerts_seen)
+        t0 = time.time_ns()
+        dev.publish("devices/bench-alerts/events", msg)
+        deadline = time.monotonic() + 10
+        while len(alerts_seen) == before and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        if len(alerts_seen) > before:
+            lat.append((alerts_seen[-1] - t0) / 1e6)
+    dev.close()
+    os.environ.pop("ALERT_WINDOW_S", None)
+    lat.sort()
+    row = {"p50": lat[len(lat) // 2], "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))], "max": lat[-1], "n": len(lat)}
+    log("alert_latency_ms p50=%(p50).1f p99=%(p99).1f max=%(max).1f n=%(n)d" % row)
+    return row
+
+
+def bench_cost(core, devices, log, hours=1):
+    """One simulated hour per device at 1 Hz, published with Basic Ingest, then the hourly job."""
+    from cloud.domain import aggregates
+    from cloud.lambdas import aggregate
+    from cloud.local.apigw import LambdaContext
+    from provisioning.broker import LocalBroker
+
+    broker = LocalBroker.from_state_dir(core.broker.state_dir)
+    before = core.counts(0, 1)
+    st0 = core.engine.stats()
+    hour_start = aggregates.hour_start_ms(aggregates.previous_hour(int(time.time() * 1000)))
+    per_device = hours * 3600 // SAMPLES_PER_MESSAGE
+    fleet = [Device(broker, "cost-%03d" % i) for i in range(devices)]
+    for d in fleet:
+        boot = dict(fault(d.thing, 0), event="BOOT", state="STOPPED", time=hour_start, detail="power_on")
+        boot.pop("reason")
+        d.publish("devices/%s/events" % d.thing, boot)  # every device says BOOT first
+        for seq in range(per_device):
+            topic = "$aws/rules/motorguard_telemetry/devices/%s/telemetry" % d.thing
+            d.publish(topic, telemetry(d.thing, seq, hour_start + seq * SAMPLES_PER_MESSAGE * 1000))
+    total = st0["received"] + devices * (per_device + 1)
+    deadline = time.monotonic() + 600
+    while core.engine.stats()["acked"] < total and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for d in fleet:
+        d.close()
+    aggregated = 0
+    for h in range(hours):
+        r = aggregate.handler({"hour": aggregates.hour_of(hour_start + h * 3600_000)}, LambdaContext("motorguard-aggregate"))
+        aggregated += sum(1 for x in r["results"] if x["device"].startswith("cost-"))
+    if aggregated != devices * hours:
+        raise RuntimeError("cost run: %d device-hours aggregated, expected %d" % (aggregated, devices * hours))
+    after = core.counts(devices, hours * 3600)
+    run = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    run["iot_connection_minute"] = devices * hours * 60
+    run["lambda_request"] += devices * 0 + hours  # the hourly aggregate invocations (one per hour)
+    result = costs.monthly_cost(run, devices, hours * 3600, basic_ingest=True)
+    log("cost_usd_per_device_month=%.4f basic_ingest=true sampling_hz=1 samples_per_message=%d devices=%d "
+        "simulated_hours=%d prices=%r" % (result["usd_per_device_month"], SAMPLES_PER_MESSAGE, devices, hours,
+                                          costs.PRICES_DATE))
+    for name, usd in sorted(result["lines"].items(), key=lambda kv: -kv[1]):
+        if usd:
+            log("cost_item name=%s usd_per_device_month=%.5f" % (name, usd))
+    # Without Basic Ingest every telemetry message also pays the messaging charge:
+    per_month_msgs = 30 * 24 * 3600 / SAMPLES_PER_MESSAGE
+    extra = per_month_msgs * costs.PRICES["iot_message_5kb"]
+    log("cost_usd_per_device_month_without_basic_ingest=%.4f" % (result["usd_per_device_month"] + extra))
+    return result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cloud.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--devices", type=int, default=20, help="publishing devices in the throughput run")
+    ap.add_argument("--messages", type=int, default=4000, help="messages in the throughput run")
+    ap.add_argument("--workers", type=int, default=8, help="rules engine worker threads")
+    ap.add_argument("--alerts", type=int, default=100, help="FAULT events for the alert latency")
+    ap.add_argument("--cost-devices", type=int, default=5, help="devices in the cost run (one simulated hour each)")
+    a = ap.parse_args(argv)
+
+    def log(line):
+        print(line, flush=True)
+
+    from cloud.local.engine import default_functions
+
+    alerts_seen = []
+    funcs = default_functions()
+    real_alert = funcs["alert"]
+
+    def timed_alert(event, context):
+        out = real_alert(event, context)
+        alerts_seen.append(time.time_ns())
+        return out
+
+    funcs["alert"] = timed_alert
+    home = Path(tempfile.mkdtemp(prefix="mg-bench-cloud-"))
+    core = start_core(home, a.workers, funcs)
+    try:
+        bench_pipeline(core, a.devices, a.messages, log)
+        bench_alerts(core, alerts_seen, a.alerts, log)
+        bench_cost(core, a.cost_devices, log)
+    finally:
+        core.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
