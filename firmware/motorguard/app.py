@@ -185,6 +185,16 @@ class App:
         self.cmd = CMD_NONE
 
     async def control_task(self):
+        try:
+            await self._control_loop()
+        except Exception as e:  # noqa: BLE001 - a dead control loop must not wait for the watchdog
+            self.pwm.duty_ns(0)
+            self.duty = 0
+            sys.print_exception(e)
+            log("CRASH", "control_task", repr(e))
+            machine.reset()
+
+    async def _control_loop(self):
         period = self.period_ms
         wdt_ms = self.cfg["control"]["wdt_timeout_ms"]
         self.wdt = machine.WDT(timeout=wdt_ms)
@@ -216,6 +226,10 @@ def run(cfg):
     gc.collect()
 
     async def main():
+        if cfg["test_hook"]:  # test configurations only (hil_tests/): inputs from the console
+            from motorguard.testhook import Hook
+
+            asyncio.create_task(Hook(app).run())
         asyncio.create_task(app.control_task())
         await net.network_task(app)
 

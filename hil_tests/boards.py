@@ -1,0 +1,138 @@
+"""One interface to a MotorGuard board under test: the virtual ESP32, or a real board on a serial port.
+
+Both are driven the same way, through the firmware's test hook on the serial console
+(firmware/motorguard/testhook.py: HOOK press/hold/temp/current/stop/stall), and observed through
+the console lines the firmware prints (MG STATE, MG NET, MG HOOK ...).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+
+class Board:
+    """Console lines with timestamps, and the hook commands."""
+
+    def __init__(self):
+        self.lines: list[tuple[float, str]] = []
+        self._cv = threading.Condition()
+
+    # to implement: write(text), reboot(), close()
+    def _add(self, text):
+        with self._cv:
+            self.lines.append((time.monotonic(), text))
+            self._cv.notify_all()
+
+    def mark(self) -> int:
+        with self._cv:
+            return len(self.lines)
+
+    def wait_for(self, pattern, timeout=10.0, since=0) -> str:
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                for _, text in self.lines[since:]:
+                    if rx.search(text):
+                        return text
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    tail = "\n".join(t for _, t in self.lines[-25:])
+                    raise AssertionError("no console line matching %r in %s s; last lines:\n%s" % (pattern, timeout, tail))
+                self._cv.wait(left)
+
+    def state(self) -> str | None:
+        with self._cv:
+            for _, text in reversed(self.lines):
+                m = re.match(r"MG STATE (\S+)", text)
+                if m:
+                    return m.group(1)
+        return None
+
+    def wait_for_state(self, state, timeout=5.0, since=None):
+        since = self.mark() if since is None else since
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.state() == state:
+                return
+            time.sleep(0.02)
+        tail = "\n".join(t for _, t in self.lines[-25:])
+        raise AssertionError("state %s not reached (now %s); last lines:\n%s" % (state, self.state(), tail))
+
+    def hook(self, command, reply=r"MG HOOK (ok|error|stalling|state=|stop_latency)", timeout=5.0) -> str:
+        since = self.mark()
+        self.write("HOOK %s\n" % command)
+        return self.wait_for(reply, timeout, since)
+
+    def press(self, button, ms=100):
+        """Press and release, like a person: returns once the button is up again (and debounced)."""
+        reply = self.hook("press %s %d" % (button, ms))
+        time.sleep((ms + 60) / 1000.0)
+        return reply
+
+
+class VirtualBoard(Board):
+    def __init__(self, device_dir, broker_addr, firmware_dir):
+        super().__init__()
+        from vesp32.harness import VirtualESP32
+
+        self.vm = VirtualESP32(device_dir, firmware_dir=firmware_dir, broker=broker_addr,
+                               on_line=lambda line: self._add(line.text))
+        self.vm.start()
+        self.wait_for("MG HOOK ready", 15)
+
+    def write(self, text):
+        self.vm.serial_write(text)
+
+    def reboot(self):
+        since = self.mark()
+        self.vm.reboot()
+        self.wait_for("MG HOOK ready", 15, since=since)
+
+    @property
+    def boots(self):
+        return self.vm.boots
+
+    def close(self):
+        self.vm.stop()
+
+
+class SerialBoard(Board):
+    """A real ESP32 running MotorGuard with a test config (test_hook: true), on a serial port."""
+
+    def __init__(self, port):
+        super().__init__()
+        import serial
+
+        self.serial = serial.Serial(port, 115200, timeout=0.2)
+        self._stop = False
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+        self.reboot()
+
+    def _read(self):
+        buf = b""
+        while not self._stop:
+            buf += self.serial.read(256)
+            *lines, buf = buf.split(b"\n")
+            for raw in lines:
+                self._add(raw.decode(errors="replace").rstrip("\r"))
+
+    def write(self, text):
+        self.serial.write(text.encode())
+
+    def reboot(self):
+        since = self.mark()
+        self.serial.write(b"\x03\x03\x04")  # interrupt, soft reset: main.py runs again
+        self.wait_for("MG HOOK ready", 30, since)
+
+    @property
+    def boots(self):
+        return [line for _, line in self.lines if line.startswith("MG BOOT")]
+
+    def close(self):
+        self._stop = True
+        self._t.join(2)
+        self.serial.close()

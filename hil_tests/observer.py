@@ -1,0 +1,59 @@
+"""The cloud side of the HIL tests: subscribes to the board's topics with the service identity through
+the AWS IoT Device SDK v2 (awsiotsdk), locally against Mosquitto or on AWS IoT Core."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from cloud import schemas
+
+
+class Observer:
+    def __init__(self, site):
+        from awscrt import mqtt
+        from awsiot import mqtt_connection_builder
+
+        host, _, port = site.endpoint.rpartition(":")
+        self.thing = site.thing
+        self.messages = []
+        self._cv = threading.Condition()
+        self.conn = mqtt_connection_builder.mtls_from_path(
+            endpoint=host, port=int(port or 8883), cert_filepath=site.cert, pri_key_filepath=site.key,
+            ca_filepath=site.ca, client_id="hil-observer-%d" % time.monotonic_ns(), clean_session=True,
+            keep_alive_secs=30, enable_metrics_collection=False)
+        self.conn.connect().result(10)
+        fut, _ = self.conn.subscribe("devices/%s/#" % site.thing, mqtt.QoS.AT_LEAST_ONCE, callback=self._on)
+        fut.result(10)
+        self.qos1 = mqtt.QoS.AT_LEAST_ONCE
+
+    def _on(self, topic, payload, **kw):
+        kind = topic.rsplit("/", 1)[-1]
+        with self._cv:
+            self.messages.append((kind, json.loads(payload)))
+            self._cv.notify_all()
+
+    def wait(self, pred, timeout=10.0, what="message"):
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                found = [b for k, b in self.messages if pred(k, b)]
+                if found:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("observer: no %s in %s s (got %s)" % (what, timeout, [k for k, _ in self.messages]))
+                self._cv.wait(left)
+
+    def invalid(self):
+        kinds = {"telemetry": "telemetry", "events": "event", "status": "status", "ack": "ack"}
+        with self._cv:
+            return [(k, schemas.errors(kinds[k], b)) for k, b in self.messages if k in kinds and schemas.errors(kinds[k], b)]
+
+    def command(self, **cmd):
+        fut, _ = self.conn.publish("devices/%s/cmd" % self.thing, json.dumps(cmd), self.qos1)
+        fut.result(10)
+
+    def close(self):
+        self.conn.disconnect().result(10)

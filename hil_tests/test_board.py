@@ -1,0 +1,100 @@
+"""The same checks on the virtual ESP32 and on a real board (--board serial)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+
+def test_boots_into_stopped(board):
+    assert board.state() == "STOPPED"
+    assert board.hook("state", r"MG HOOK state=").split()[2] == "state=STOPPED"
+    assert "duty_ns=0" in board.hook("state", r"MG HOOK state=")
+
+
+def test_start_and_stop(board):
+    board.press("start")
+    board.wait_for_state("RUNNING")
+    assert "duty_ns=0" not in board.hook("state", r"MG HOOK state=")
+    board.press("stop")
+    board.wait_for_state("STOPPED")
+    assert "duty_ns=0" in board.hook("state", r"MG HOOK state=")
+
+
+def test_fault_latches_refuses_start_and_resets_only_once_clear(board):
+    board.press("start")
+    board.wait_for_state("RUNNING")
+    board.hook("temp 40")
+    board.hook("current 2.0")
+    board.wait_for_state("FAULT")
+    board.wait_for(r"MG STATE FAULT reason=overtemp_overcurrent")
+    mark = board.mark()
+    board.press("start")
+    board.wait_for("MG START_REFUSED", since=mark)
+    mark = board.mark()
+    board.press("stop")  # still hot and loaded: refused
+    board.wait_for("MG RESET_REFUSED", since=mark)
+    assert board.state() == "FAULT"
+    board.hook("temp 25")
+    board.hook("current 0.3")
+    board.press("stop")
+    board.wait_for_state("STOPPED")
+    board.wait_for("MG STATE STOPPED event=FAULT_CLEARED")
+    board.hook("temp off")
+    board.hook("current off")
+
+
+def test_open_sensor_faults_in_any_state(board):
+    board.hook("uv temp 3300000")  # open NTC: the divider reads the rail
+    board.wait_for(r"MG STATE FAULT reason=temp_sensor_implausible")
+    board.hook("uv temp off")
+
+
+def test_watchdog_resets_a_hung_loop_motor_off(board, site):
+    if not site.virtual:
+        pytest.skip("stalling a real board resets it through its watchdog: run with --run-watchdog by hand")
+    board.press("start")
+    board.wait_for_state("RUNNING")
+    mark = board.mark()
+    board.write("HOOK stall 3000\n")
+    line = board.wait_for(r"MG BOOT .*cause=watchdog", 10, mark)
+    assert "cause=watchdog" in line
+    board.wait_for_state("STOPPED")  # never an automatic restart
+
+
+def test_stop_latency_on_the_boards_own_clock(board, capsys):
+    board.press("start")
+    board.wait_for_state("RUNNING")
+    figures = []
+    for _ in range(5):
+        line = board.hook("stop", r"MG HOOK stop_latency_us=")
+        figures.append(int(re.search(r"stop_latency_us=(-?\d+)", line).group(1)))
+        board.wait_for_state("STOPPED")
+        time.sleep(0.2)  # the injected stop press is released
+        board.press("start")
+        board.wait_for_state("RUNNING")
+    assert all(f >= 0 for f in figures), figures  # -1 would mean the PWM never went off
+    with capsys.disabled():
+        print("\nhil stop_latency_us max=%d values=%s" % (max(figures), figures))
+
+
+def test_tls_connection_and_valid_messages(board, observer):
+    board.wait_for("MG NET online", 30)
+    board.press("start")
+    board.wait_for_state("RUNNING")
+    observer.wait(lambda k, b: k == "events" and b["event"] == "STARTED", what="STARTED event")
+    observer.wait(lambda k, b: k == "telemetry", 15, "telemetry")
+    assert observer.invalid() == []
+
+
+def test_commands_and_acks(board, observer):
+    board.wait_for("MG NET online", 30)
+    observer.command(id="hil-1", cmd="start")
+    ack = observer.wait(lambda k, b: k == "ack" and b["id"] == "hil-1", what="ack")[0]
+    assert ack["ok"] is True
+    board.wait_for_state("RUNNING")
+    observer.command(id="hil-2", cmd="stop")
+    observer.wait(lambda k, b: k == "ack" and b["id"] == "hil-2", what="ack")
+    board.wait_for_state("STOPPED")
