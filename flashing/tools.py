@@ -127,8 +127,9 @@ def compile_firmware(out=None) -> Path:
 BUNDLE_FILES = ("config.json", "device.crt.der", "device.key.der", "root-ca.der")
 
 
-def board_files(compiled: Path, bundle=None) -> dict:
-    """{path on the board: local file}: the compiled firmware and, when given, the device bundle."""
+def board_files(compiled: Path, bundle=None, config=None) -> dict:
+    """{path on the board: local file}: the compiled firmware and, when given, the device bundle
+    (or just a config.json, e.g. the Wokwi one, which uses no keys)."""
     files = {}
     for f in sorted(compiled.rglob("*")):
         if f.is_file():
@@ -141,16 +142,18 @@ def board_files(compiled: Path, bundle=None) -> dict:
                              "make one with: provision device THING --out DIR", BAD_INPUT)
         for n in BUNDLE_FILES:
             files[n] = b / n
+    if config:
+        files["config.json"] = Path(config)
     return files
 
 
-def build_image(out=None, firmware_path=None, bundle=None, compiled=None) -> Path:
+def build_image(out=None, firmware_path=None, bundle=None, compiled=None, config=None) -> Path:
     """build/flash-4MB.bin: MicroPython at 0x1000 and a littlefs image of the files at the vfs offset."""
     from littlefs import LittleFS
 
     fw = firmware(firmware_path)
     compiled = Path(compiled) if compiled else compile_firmware()
-    files = board_files(compiled, bundle)
+    files = board_files(compiled, bundle, config)
     fs = LittleFS(block_size=release.BLOCK_SIZE, block_count=release.BLOCK_COUNT, prog_size=release.PROG_SIZE,
                   read_size=release.READ_SIZE)
     for name, src in files.items():

@@ -230,8 +230,12 @@ def run(cfg):
             from motorguard.testhook import Hook
 
             asyncio.create_task(Hook(app).run())
-        asyncio.create_task(app.control_task())
-        await net.network_task(app)
+        if cfg["offline"]:
+            log("NET", "offline_mode")
+            await app.control_task()
+        else:
+            asyncio.create_task(app.control_task())
+            await net.network_task(app)
 
     asyncio.run(main())
 
