@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from flashing import release
+from provisioning.bundle import VERIFY_SCRIPT
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
@@ -179,27 +180,11 @@ def mpremote(*args):
     return [exe, *args]
 
 
-VERIFY = (
-    "import hashlib,binascii,os\n"
-    "for n in %r:\n"
-    "    h=hashlib.sha256()\n"
-    "    f=open(n,'rb')\n"
-    "    while True:\n"
-    "        b=f.read(512)\n"
-    "        if not b: break\n"
-    "        h.update(b)\n"
-    "    f.close()\n"
-    "    print('SHA',n,binascii.hexlify(h.digest()).decode())\n"
-)
-
-
 def verify_hashes(output: str, files: dict) -> list[str]:
     """Board paths whose hash on the board differs from the local file's."""
-    got = {}
-    for line in output.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "SHA":
-            got[parts[1]] = parts[2]
+    from provisioning.bundle import parse_hashes
+
+    got = parse_hashes(output)
     return [n for n, src in files.items() if got.get(n) != sha256_file(src)]
 
 
@@ -212,7 +197,7 @@ def deploy(port, bundle=None, follow_s=60.0, echo=print):
         subprocess.run(mpremote("connect", port, "fs", "mkdir", ":" + d), capture_output=True)
     for name, src in files.items():
         run_tool(mpremote("connect", port, "fs", "cp", str(src), ":" + name), "copying %s" % name)
-    bad = verify_hashes(run_tool(mpremote("connect", port, "exec", VERIFY % (list(files),)), "verify"), files)
+    bad = verify_hashes(run_tool(mpremote("connect", port, "exec", VERIFY_SCRIPT % (list(files),)), "verify"), files)
     if bad:
         raise FlashError("the board's copy differs for %s" % ", ".join(bad), "run make deploy again", TOOL_FAILED)
     echo("deployed %d files, verified by SHA-256; soft reset, following the console" % len(files))

@@ -10,8 +10,6 @@ need the service identity of the broker the board uses (skipped without it).
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -64,18 +62,12 @@ def site_and_board(request, tmp_path_factory):
     work = tmp_path_factory.mktemp("hil")
     broker = LocalBroker.with_new_pki(work / "broker", free_port())
     broker.start()
-    creds = broker.issue_device(THING)
-    dev = work / THING
-    dev.mkdir()
-    shutil.copy(creds["cert_der"], dev / "device.crt.der")
-    shutil.copy(creds["key_der"], dev / "device.key.der")
-    shutil.copy(creds["ca_der"], dev / "root-ca.der")
-    (dev / "config.json").write_text(json.dumps({
+    dev = broker.device_dir(THING, work / THING, {
         "thing": THING, "test_hook": True, "wifi": {"ssid": "hil-lab", "password": "hil-pass"},
         "mqtt": {"host": "localhost", "port": 8883, "backoff_min_ms": 200, "backoff_max_ms": 1000},
         "telemetry": {"sample_period_ms": 200, "samples_per_message": 5},
         "control": {"wdt_timeout_ms": 1000},
-    }))
+    })
     from hil_tests.boards import VirtualBoard
 
     board = VirtualBoard(dev, "%s:%d" % (broker.host, broker.port), ROOT / "firmware")

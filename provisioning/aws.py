@@ -139,6 +139,48 @@ def amazon_root_ca() -> bytes:
                              "download %s and pass it with --root-ca FILE" % AMAZON_ROOT_CA1_URL, SERVICE_ERROR) from None
 
 
+class Run:
+    """One provisioning run: the current step (for the error message) and the undo journal."""
+
+    def __init__(self):
+        self.journal = Journal()
+        self.step = "starting"
+
+    def failed(self, e: Exception) -> ProvisionError:
+        err = translate(e, self.step)
+        stuck = self.journal.rollback()
+        err.message += "; rolled back (%s)" % (", ".join(self.journal.done) or "nothing had been created")
+        if stuck:
+            err.message += "; COULD NOT REMOVE: %s" % "; ".join(stuck)
+        return err
+
+
+def _certify(iot, run: Run, thing: str, key_type: str, ensure_policy: bool):
+    """Key and CSR here, certificate from AWS (checked to carry our key), policy and thing attached."""
+    run.step = "getting a certificate for the CSR"
+    key, csr = identity.new_key_and_csr(thing, key_type)
+    resp = iot.create_certificate_from_csr(certificateSigningRequest=identity.csr_pem(csr), setAsActive=True)
+    arn, cert_id = resp["certificateArn"], resp["certificateId"]
+
+    def drop_cert():
+        iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")
+        iot.delete_certificate(certificateId=cert_id, forceDelete=True)
+
+    run.journal.did("certificate %s" % cert_id, drop_cert)
+    run.step = "checking the certificate"
+    cert = identity.certificate_for_key(resp["certificatePem"], key)
+    if ensure_policy:
+        run.step = "creating the policy"
+        _ensure_policy(iot, run.journal)
+    run.step = "attaching the policy"
+    iot.attach_policy(policyName=policy.POLICY_NAME, target=arn)
+    run.journal.did("policy attachment", lambda: iot.detach_policy(policyName=policy.POLICY_NAME, target=arn))
+    run.step = "attaching the certificate to the thing"
+    iot.attach_thing_principal(thingName=thing, principal=arn)
+    run.journal.did("thing attachment", lambda: iot.detach_thing_principal(thingName=thing, principal=arn))
+    return key, cert, arn, cert_id
+
+
 def provision_device(home, thing: str, out=None, wifi_ssid=None, wifi_password=None, key_type: str = "ec",
                      force: bool = False, attributes=None, root_ca_pem: bytes | None = None, session=None) -> dict:
     identity.check_thing(thing)
@@ -147,8 +189,8 @@ def provision_device(home, thing: str, out=None, wifi_ssid=None, wifi_password=N
     reg = Registry(home)
     out = Path(out).resolve() if out else reg.device_dir(thing)
     iot = _client(session, "iot")
-    journal = Journal()
-    step = "checking the thing"
+    run = Run()
+    run.step = "checking the thing"
     try:
         entry = reg.get(thing)
         exists = _thing_exists(iot, thing)
@@ -162,53 +204,27 @@ def provision_device(home, thing: str, out=None, wifi_ssid=None, wifi_password=N
                 raise ProvisionError(
                     "thing %s exists with another certificate attached (%d principal(s))" % (thing, len(attached)),
                     "pick another name, or --force to add a new certificate (then revoke the old one)", CONFLICT)
-        step = "creating the thing type"
+        run.step = "creating the thing type"
         _ensure_thing_type(iot)
         if not exists:
-            step = "creating the thing"
+            run.step = "creating the thing"
             attrs = {"model": "esp32-servo", "firmware": "motorguard"}
             attrs.update(attributes or {})
             iot.create_thing(thingName=thing, thingTypeName=THING_TYPE, attributePayload={"attributes": attrs})
-            journal.did("thing %s" % thing, lambda: iot.delete_thing(thingName=thing))
-        step = "getting a certificate for the CSR"
-        key, csr = identity.new_key_and_csr(thing, key_type)
-        resp = iot.create_certificate_from_csr(certificateSigningRequest=identity.csr_pem(csr), setAsActive=True)
-        arn, cert_id = resp["certificateArn"], resp["certificateId"]
-
-        def drop_cert():
-            iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")
-            iot.delete_certificate(certificateId=cert_id, forceDelete=True)
-
-        journal.did("certificate %s" % cert_id, drop_cert)
-        step = "checking the certificate"
-        cert = identity.certificate_for_key(resp["certificatePem"], key)
-        step = "creating the policy"
-        _ensure_policy(iot, journal)
-        step = "attaching the policy"
-        iot.attach_policy(policyName=policy.POLICY_NAME, target=arn)
-        journal.did("policy attachment", lambda: iot.detach_policy(policyName=policy.POLICY_NAME, target=arn))
-        step = "attaching the certificate to the thing"
-        iot.attach_thing_principal(thingName=thing, principal=arn)
-        journal.did("thing attachment", lambda: iot.detach_thing_principal(thingName=thing, principal=arn))
-        step = "reading the data endpoint"
+            run.journal.did("thing %s" % thing, lambda: iot.delete_thing(thingName=thing))
+        key, cert, arn, cert_id = _certify(iot, run, thing, key_type, ensure_policy=True)
+        run.step = "reading the data endpoint"
         endpoint = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
-        step = "writing the bundle"
+        run.step = "writing the bundle"
         ca = root_ca_pem if root_ca_pem is not None else amazon_root_ca()
         cfg = bundle.device_config(thing, endpoint, 8883, wifi_ssid, wifi_password)
         bundle.write(out, cfg, cert, key, ca)
-        journal.did("bundle %s" % out, lambda: shutil.rmtree(out, ignore_errors=True))
+        run.journal.did("bundle %s" % out, lambda: shutil.rmtree(out, ignore_errors=True))
         reg.put(thing, {"backend": "aws", "certificate_arn": arn, "certificate_id": cert_id,
                         "fingerprint": identity.fingerprint(cert), "bundle": str(out), "endpoint": endpoint,
-                        "created": now_iso(), "status": "ACTIVE",
-                        "previous": (entry or {}).get("certificate_id") if entry else None})
+                        "created": now_iso(), "status": "ACTIVE"})
     except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported as one line
-        err = translate(e, step)
-        stuck = journal.rollback()
-        removed = ", ".join(journal.done) or "nothing had been created"
-        err.message += "; rolled back (%s)" % removed
-        if stuck:
-            err.message += "; COULD NOT REMOVE: %s" % "; ".join(stuck)
-        raise err from None
+        raise run.failed(e) from None
     return {"thing": thing, "backend": "aws", "changed": True, "bundle": str(out), "certificate": cert_id,
             "endpoint": endpoint}
 
@@ -262,39 +278,17 @@ def rotate_begin(home, thing: str, key_type: str = "ec", session=None, root_ca_p
         raise ProvisionError("no AWS-provisioned device %r in the registry" % thing, "provision list shows them",
                              NOT_FOUND)
     iot = _client(session, "iot")
-    journal = Journal()
-    step = "getting a certificate for the CSR"
+    run = Run()
     current = Path(entry["bundle"])
     nxt = current.with_name(current.name + ".next")
     try:
-        key, csr = identity.new_key_and_csr(thing, key_type)
-        resp = iot.create_certificate_from_csr(certificateSigningRequest=identity.csr_pem(csr), setAsActive=True)
-        arn, cert_id = resp["certificateArn"], resp["certificateId"]
-
-        def drop_cert():
-            iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")
-            iot.delete_certificate(certificateId=cert_id, forceDelete=True)
-
-        journal.did("certificate %s" % cert_id, drop_cert)
-        step = "checking the certificate"
-        cert = identity.certificate_for_key(resp["certificatePem"], key)
-        step = "attaching the policy"
-        iot.attach_policy(policyName=policy.POLICY_NAME, target=arn)
-        journal.did("policy attachment", lambda: iot.detach_policy(policyName=policy.POLICY_NAME, target=arn))
-        step = "attaching the certificate to the thing"
-        iot.attach_thing_principal(thingName=thing, principal=arn)
-        journal.did("thing attachment", lambda: iot.detach_thing_principal(thingName=thing, principal=arn))
-        step = "writing the bundle"
+        key, cert, arn, cert_id = _certify(iot, run, thing, key_type, ensure_policy=False)
+        run.step = "writing the bundle"
         cfg = json.loads((current / "config.json").read_text())
         ca = root_ca_pem if root_ca_pem is not None else (current / "root-ca.pem").read_bytes()
         bundle.write(nxt, cfg, cert, key, ca)
     except Exception as e:  # noqa: BLE001
-        err = translate(e, step)
-        stuck = journal.rollback()
-        err.message += "; rolled back (%s)" % (", ".join(journal.done) or "nothing had been created")
-        if stuck:
-            err.message += "; COULD NOT REMOVE: %s" % "; ".join(stuck)
-        raise err from None
+        raise run.failed(e) from None
     return {"thing": thing, "next_bundle": str(nxt), "certificate_id": cert_id, "certificate_arn": arn,
             "fingerprint": identity.fingerprint(cert), "old_certificate_id": entry["certificate_id"]}
 

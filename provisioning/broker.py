@@ -368,6 +368,20 @@ class LocalBroker:
             raise BrokerError("this broker has no CA key to issue certificates with")
         return pki.issue_client(self.ca_cert, self.ca_key, thing, self.state_dir / "devices" / thing, kind, days)
 
+    def device_dir(self, thing: str, dest, config: dict) -> Path:
+        """A device's flash for the virtual ESP32: this CA's credentials in DER under the firmware's
+        default names, and config.json (config: the device's own settings, thing included)."""
+        import json
+
+        creds = self.issue_device(thing)
+        d = Path(dest)
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(creds["cert_der"], d / "device.crt.der")
+        shutil.copy(creds["key_der"], d / "device.key.der")
+        shutil.copy(creds["ca_der"], d / "root-ca.der")
+        (d / "config.json").write_text(json.dumps(config))
+        return d
+
     def revoke(self, cert, reload: bool = True) -> None:
         """Adds cert (path, x509 object or serial) to the CRL, then reloads Mosquitto."""
         if not (self.crl and self.ca_key):

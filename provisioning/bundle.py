@@ -105,7 +105,8 @@ def _run(args, timeout=60):
     return p.stdout
 
 
-_VERIFY = (
+VERIFY_SCRIPT = (  # runs on the board: prints 'SHA <name> <hex>' per file
+
     "import hashlib,binascii\n"
     "for n in %r:\n"
     "    h=hashlib.sha256()\n"
@@ -135,7 +136,7 @@ def push(out_dir, port: str) -> dict:
     out = Path(out_dir)
     for name in BOARD_FILES:
         _run(cmd + ["connect", port, "fs", "cp", str(out / name), ":" + name])
-    got = parse_hashes(_run(cmd + ["connect", port, "exec", _VERIFY % (BOARD_FILES,)]))
+    got = parse_hashes(_run(cmd + ["connect", port, "exec", VERIFY_SCRIPT % (list(BOARD_FILES),)]))
     want = sha256s(out)
     bad = [n for n in BOARD_FILES if got.get(n) != want[n]]
     if bad:

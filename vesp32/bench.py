@@ -112,12 +112,6 @@ class HandshakeThenClose:
 
 
 def device_dir(workdir: Path, broker: LocalBroker, thing: str, settings: dict) -> Path:
-    creds = broker.issue_device(thing)
-    d = workdir / thing
-    d.mkdir(parents=True, exist_ok=True)
-    shutil.copy(creds["cert_der"], d / "device.crt.der")
-    shutil.copy(creds["key_der"], d / "device.key.der")
-    shutil.copy(creds["ca_der"], d / "root-ca.der")
     cfg = {
         "thing": thing,
         "wifi": {"ssid": "bench", "password": "bench"},
@@ -128,8 +122,7 @@ def device_dir(workdir: Path, broker: LocalBroker, thing: str, settings: dict) -
     }
     for key, value in settings.items():
         cfg[key] = dict(cfg.get(key, {}), **value)
-    (d / "config.json").write_text(json.dumps(cfg))
-    return d
+    return broker.device_dir(thing, workdir / thing, cfg)
 
 
 def start_running(vm: VirtualESP32):

@@ -8,7 +8,6 @@ Every message the service identity receives is validated against schemas/v1.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -26,12 +25,6 @@ BATCH = 5
 
 def device_dir(tmp_path: Path, broker: LocalBroker, thing: str, **overrides) -> Path:
     """A device's flash as provisioning writes it: config.json plus DER certificate, key and CA."""
-    creds = broker.issue_device(thing)
-    d = tmp_path / thing
-    d.mkdir()
-    shutil.copy(creds["cert_der"], d / "device.crt.der")
-    shutil.copy(creds["key_der"], d / "device.key.der")
-    shutil.copy(creds["ca_der"], d / "root-ca.der")
     cfg = {
         "thing": thing,
         "wifi": {"ssid": "lab", "password": "pw"},
@@ -43,8 +36,7 @@ def device_dir(tmp_path: Path, broker: LocalBroker, thing: str, **overrides) -> 
     }
     for key, value in overrides.items():
         cfg[key] = dict(cfg.get(key, {}), **value) if isinstance(value, dict) else value
-    (d / "config.json").write_text(json.dumps(cfg))
-    return d
+    return broker.device_dir(thing, tmp_path / thing, cfg)
 
 
 class Cloud:
