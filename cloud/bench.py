@@ -117,20 +117,8 @@ def start_core(home, workers, functions=None):
     from cloud.local.core import LocalCore
     from provisioning.broker import free_port
 
-    core = LocalCore(home, broker_port=free_port(), workers=workers, functions=functions)
-    # The same parts as LocalCore.start, with moto in its own process.
-    from cloud.local.apigw import ApiServer
-    from cloud.local.engine import Engine, default_functions
-    from provisioning import local as localb
-
-    localb.ca_init(home, core.broker_port)
-    core.broker = localb.broker_start(home)
-    core.moto = MotoProcess().start()
-    os.environ["MOTORGUARD_LOCAL_BROKER_DIR"] = str(core.broker.state_dir)
-    core.meter.install()
-    core.engine = Engine(core.broker, functions=functions or default_functions(), workers=workers).start()
-    core.api = ApiServer().start()
-    return core
+    return LocalCore(home, broker_port=free_port(), workers=workers, functions=functions,
+                     moto_factory=MotoProcess).start()
 
 
 def bench_pipeline(core, devices, messages, log):

@@ -22,12 +22,16 @@ LAMBDA_MEMORY_MB = 256  # what the CDK stack gives each function (cloud/infra)
 
 
 class LocalCore:
-    def __init__(self, home, broker_port: int | None = None, api_port: int = 0, workers: int = 4, functions=None):
+    def __init__(self, home, broker_port: int | None = None, api_port: int = 0, workers: int = 4, functions=None,
+                 moto_factory=None):
+        """moto_factory: makes the AWS side (default: moto in this process; the benchmark runs it in
+        its own process so it does not share a core with the engine)."""
         self.home = Path(home)
         self.broker_port = broker_port
         self.api_port = api_port
         self.workers = workers
         self.functions = functions
+        self.moto_factory = moto_factory or moto_env.MotoServer
         self.broker = self.moto = self.engine = self.api = None
         self.meter = Meter()
         self.started_at = None
@@ -38,7 +42,7 @@ class LocalCore:
         if not (localb.broker_dir(self.home) / "pki").exists():
             localb.ca_init(self.home, self.broker_port or moto_env.free_port())
         self.broker = localb.broker_start(self.home, self.broker_port)
-        self.moto = moto_env.MotoServer().start()
+        self.moto = self.moto_factory().start()
         os.environ["MOTORGUARD_LOCAL_BROKER_DIR"] = str(self.broker.state_dir)  # the api publishes commands there
         self.meter.install()
         self.engine = Engine(self.broker, functions=self.functions or default_functions(), workers=self.workers).start()
