@@ -162,3 +162,16 @@ def test_real_board_deploy():
     if not port:
         pytest.skip("needs an ESP32 with MicroPython: set MOTORGUARD_PORT=/dev/ttyUSB0 and BUNDLE")
     assert tools.deploy(port, os.environ.get("BUNDLE"))
+
+
+@pytest.mark.parametrize("output, code", [
+    ("A fatal error occurred: This chip is ESP32-S3, not ESP32. Wrong --chip argument?", tools.WRONG_CHIP),
+    ("could not open port '/dev/ttyUSB0': [Errno 16] Device or resource busy", tools.PORT_PROBLEM),
+    ("[Errno 13] Permission denied: '/dev/ttyUSB0'", tools.PORT_PROBLEM),
+    ("A fatal error occurred: Failed to connect to ESP32: No serial data received.", tools.TOOL_FAILED),
+])
+def test_esptool_failures_are_named(output, code):
+    script = "import sys; print(%r); sys.exit(2)" % output
+    with pytest.raises(tools.FlashError) as e:
+        tools.run_tool([sys.executable, "-c", script], "write-flash")
+    assert e.value.code == code
