@@ -20,5 +20,16 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     exit 1
   fi
 fi
+# Node.js runs the AWS CDK (jsii) when the stack is synthesized, in the tests and in make synth-cloud.
+if ! command -v node >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Node.js with apt-get (for the AWS CDK)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null
+  else
+    echo "setup: Node.js is not installed; the CDK tests need it: sudo apt-get install -y nodejs" >&2
+    exit 1
+  fi
+fi
 # The Debian package starts a system broker on port 1883; our tests start their own brokers.
 echo "setup: done ($("$venv/bin/micropython" -c 'import sys; print(sys.implementation.name, sys.version)'))"
