@@ -2,7 +2,9 @@
 
 Every step that creates something records how to undo it; if a later step fails, the
 undo steps run in reverse order, so a failed run leaves nothing behind in the account
-(the thing type and the fleet policy, shared by every device, are kept if they existed).
+(the fleet policy too, if this run created it). The thing type is the one exception: it is
+kept, because AWS deletes a thing type only five minutes after deprecating it, and it grants
+nothing (no identity, no permission) by itself.
 
 boto3 finds region and credentials the usual way (AWS_PROFILE, AWS_REGION, ~/.aws, the
 instance role) and honours AWS_ENDPOINT_URL. Pass `session` to use a specific one.
@@ -193,6 +195,9 @@ def provision_device(home, thing: str, out=None, wifi_ssid=None, wifi_password=N
     run.step = "checking the thing"
     try:
         entry = reg.get(thing)
+        if entry and entry.get("backend") != "aws" and not force:
+            raise ProvisionError("%s is registered with the %s backend" % (thing, entry.get("backend")),
+                                 "use --backend %s, or --force to replace it" % entry.get("backend"), CONFLICT)
         exists = _thing_exists(iot, thing)
         if exists:
             attached = principals(iot, thing)
@@ -204,6 +209,8 @@ def provision_device(home, thing: str, out=None, wifi_ssid=None, wifi_password=N
                 raise ProvisionError(
                     "thing %s exists with another certificate attached (%d principal(s))" % (thing, len(attached)),
                     "pick another name, or --force to add a new certificate (then revoke the old one)", CONFLICT)
+        if force and entry and entry.get("pending"):
+            rotate_abort(home, thing, entry["pending"], session=session)
         run.step = "creating the thing type"
         _ensure_thing_type(iot)
         if not exists:
@@ -225,8 +232,14 @@ def provision_device(home, thing: str, out=None, wifi_ssid=None, wifi_password=N
                         "created": now_iso(), "status": "ACTIVE"})
     except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported as one line
         raise run.failed(e) from None
-    return {"thing": thing, "backend": "aws", "changed": True, "bundle": str(out), "certificate": cert_id,
-            "endpoint": endpoint}
+    result = {"thing": thing, "backend": "aws", "changed": True, "bundle": str(out), "certificate": cert_id,
+              "endpoint": endpoint}
+    old = entry.get("certificate_id") if entry and entry.get("backend") == "aws" else None
+    if old and old != cert_id and entry.get("status") != "REVOKED":
+        # --force replaced our own identity: the old certificate must not stay usable.
+        revoke(home, thing, session=session, certificate_id=old)
+        result["revoked"] = old
+    return result
 
 
 def revoke(home, thing: str, session=None, certificate_id=None) -> dict:
@@ -236,6 +249,11 @@ def revoke(home, thing: str, session=None, certificate_id=None) -> dict:
     if not entry or entry.get("backend") != "aws":
         raise ProvisionError("no AWS-provisioned device %r in the registry" % thing, "provision list shows them",
                              NOT_FOUND)
+    if certificate_id is None:
+        if entry.get("pending"):  # a staged rotation's certificate goes too
+            rotate_abort(home, thing, entry["pending"], session=session)
+        if entry.get("status") == "REVOKED":
+            return {"thing": thing, "changed": False, "message": "already revoked"}
     iot = _client(session, "iot")
     cert_id = certificate_id or entry["certificate_id"]
     arn = entry["certificate_arn"] if cert_id == entry["certificate_id"] else None
@@ -289,37 +307,50 @@ def rotate_begin(home, thing: str, key_type: str = "ec", session=None, root_ca_p
         bundle.write(nxt, cfg, cert, key, ca)
     except Exception as e:  # noqa: BLE001
         raise run.failed(e) from None
-    return {"thing": thing, "next_bundle": str(nxt), "certificate_id": cert_id, "certificate_arn": arn,
+    return {"thing": thing, "backend": "aws", "next_bundle": str(nxt), "certificate_id": cert_id,
+            "certificate_arn": arn,
             "fingerprint": identity.fingerprint(cert), "old_certificate_id": entry["certificate_id"]}
 
 
-def rotate_abort(pending: dict, session=None) -> None:
-    """The new certificate failed its check: remove it again."""
+def rotate_abort(home, thing: str, pending: dict, session=None) -> dict:
+    """Drops a staged rotation: the old files back in place, the new certificate detached and deleted."""
     iot = _client(session, "iot")
     arn, cert_id = pending["certificate_arn"], pending["certificate_id"]
-    for undo in (lambda: iot.detach_thing_principal(thingName=pending["thing"], principal=arn),
-                 lambda: iot.detach_policy(policyName=policy.POLICY_NAME, target=arn),
-                 lambda: iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE"),
-                 lambda: iot.delete_certificate(certificateId=cert_id, forceDelete=True)):
+    reg = Registry(home)
+    entry = reg.get(thing)
+    if entry:
+        bundle.restore(entry["bundle"])
+    stuck = []
+    for what, undo in (("thing attachment", lambda: iot.detach_thing_principal(thingName=thing, principal=arn)),
+                       ("policy attachment", lambda: iot.detach_policy(policyName=policy.POLICY_NAME, target=arn)),
+                       ("deactivation", lambda: iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")),
+                       ("deletion", lambda: iot.delete_certificate(certificateId=cert_id, forceDelete=True))):
         try:
             undo()
-        except Exception:  # noqa: BLE001 - best effort; the rest still runs
-            pass
+        except Exception as e:  # noqa: BLE001 - the rest still runs; what stuck is reported
+            stuck.append("%s (%s)" % (what, translate(e, what).message))
     shutil.rmtree(pending["next_bundle"], ignore_errors=True)
+    if entry:
+        entry.pop("pending", None)
+        reg.put(thing, entry)
+    if stuck:
+        raise ProvisionError("could not fully remove the staged certificate %s: %s" % (cert_id, "; ".join(stuck)),
+                             "remove it in the console (IoT > Security > Certificates)", SERVICE_ERROR)
+    return {"thing": thing, "changed": True, "removed": cert_id}
 
 
 def rotate_commit(home, thing: str, pending: dict, session=None) -> dict:
     reg = Registry(home)
     entry = reg.get(thing)
-    current = Path(entry["bundle"])
-    old_dir = current.with_name(current.name + ".old")
-    shutil.rmtree(old_dir, ignore_errors=True)
-    current.rename(old_dir)
-    Path(pending["next_bundle"]).rename(current)
-    shutil.rmtree(old_dir, ignore_errors=True)
+    current, nxt = Path(entry["bundle"]), Path(pending["next_bundle"])
+    if not bundle.installed(current, nxt):
+        bundle.install(nxt, current)
     entry.update(certificate_id=pending["certificate_id"], certificate_arn=pending["certificate_arn"],
                  fingerprint=pending["fingerprint"], created=now_iso(), status="ACTIVE")
+    entry.pop("pending", None)
     reg.put(thing, entry)
     revoke(home, thing, session=session, certificate_id=pending["old_certificate_id"])
+    shutil.rmtree(nxt, ignore_errors=True)
+    shutil.rmtree(current.with_name(current.name + ".prev"), ignore_errors=True)
     return {"thing": thing, "changed": True, "certificate": pending["certificate_id"],
             "revoked": pending["old_certificate_id"]}

@@ -59,6 +59,12 @@ class BrokerError(RuntimeError):
 
 
 def find_mosquitto() -> str:
+    """The mosquitto binary: $MOTORGUARD_MOSQUITTO if set, else PATH, else /usr/sbin (Debian)."""
+    explicit = os.environ.get("MOTORGUARD_MOSQUITTO")
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise BrokerError(f"{explicit} (MOTORGUARD_MOSQUITTO) is not an executable; " + MOSQUITTO_HINT)
+        return explicit
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None)
     if not exe:
         raise BrokerError(MOSQUITTO_HINT)

@@ -57,9 +57,68 @@ def write(out_dir, cfg: dict, cert: x509.Certificate, key, ca_pem: bytes) -> Pat
     return out
 
 
+ALL_FILES = BOARD_FILES + ("device.crt.pem", "device.key.pem", "root-ca.pem")
+
+
+def install(new_dir, bundle_dir) -> Path:
+    """Puts a staged bundle's files into bundle_dir file by file, keeping the directory itself.
+
+    The directory stays because it may be a running virtual ESP32's flash (its working dir).
+    The files it replaces are kept in <bundle_dir>.prev until commit() or restore().
+    """
+    new, cur = Path(new_dir), Path(bundle_dir)
+    prev = cur.with_name(cur.name + ".prev")
+    if not prev.exists():  # a second install keeps the first backup: that is the live identity
+        tmp = prev.with_name(prev.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(mode=0o700, parents=True)
+        for name in ALL_FILES + ("config.json",):
+            if (cur / name).exists():
+                _copy_file(cur / name, tmp / name)
+        os.replace(tmp, prev)
+    for name in ALL_FILES:
+        _replace_file(new / name, cur / name)
+    return cur
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    """Copies with the source's mode from the first byte on: a key file is never readable by others."""
+    mode = src.stat().st_mode & 0o777
+    dst.unlink(missing_ok=True)
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(src.read_bytes())
+    os.chmod(dst, mode)
+
+
+def _replace_file(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + ".new")
+    _copy_file(src, tmp)
+    os.replace(tmp, dst)
+
+
+def restore(bundle_dir) -> bool:
+    """Undoes install(): the previous files back in place. False if there was nothing to restore."""
+    cur = Path(bundle_dir)
+    prev = cur.with_name(cur.name + ".prev")
+    if not prev.exists():
+        return False
+    for name in ALL_FILES:
+        if (prev / name).exists():
+            _replace_file(prev / name, cur / name)
+    shutil.rmtree(prev)
+    return True
+
+
+def installed(bundle_dir, new_dir) -> bool:
+    """True when bundle_dir already holds new_dir's certificate."""
+    a, b = Path(bundle_dir) / "device.crt.der", Path(new_dir) / "device.crt.der"
+    return a.is_file() and b.is_file() and a.read_bytes() == b.read_bytes()
+
+
 def complete(out_dir) -> bool:
     out = Path(out_dir)
-    return all((out / f).is_file() for f in BOARD_FILES + ("device.crt.pem", "device.key.pem", "root-ca.pem"))
+    return all((out / f).is_file() for f in ALL_FILES)
 
 
 def sha256s(out_dir, names=BOARD_FILES) -> dict:
@@ -97,9 +156,11 @@ def _run(args, timeout=60):
     if p.returncode != 0:
         err = (p.stderr or p.stdout).strip().splitlines()
         last = err[-1] if err else "exit status %d" % p.returncode
-        if "busy" in last.lower() or "could not" in last.lower() or "no device" in last.lower():
-            raise ProvisionError("serial port unavailable: %s" % last,
-                                 "close other programs using it (a serial monitor, another mpremote)", SERIAL_PORT)
+        low = last.lower()
+        if any(w in low for w in ("busy", "could not", "no device", "failed to access", "in use")):
+            raise ProvisionError("serial port unavailable: %s" % last.replace("mpremote: ", ""),
+                                 "close other programs using it (a serial monitor, another mpremote); "
+                                 "`mpremote devs` lists the boards", SERIAL_PORT)
         raise ProvisionError("mpremote failed: %s" % last, "check the connection; try `mpremote connect PORT ls`",
                              SERVICE_ERROR)
     return p.stdout

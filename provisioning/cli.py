@@ -199,7 +199,12 @@ def device(obj, thing, backend, serial_port, out, wifi_ssid, wifi_password, key_
         bundle.check_port(serial_port)
     r = _provision_one(obj, thing, backend, out, wifi_ssid, wifi_password, key_type, force, attributes, root_ca)
     if serial_port:
-        r["board"] = bundle.push(r["bundle"], serial_port)
+        try:
+            r["board"] = bundle.push(r["bundle"], serial_port)
+        except ProvisionError as e:
+            e.hint += " (%s is provisioned and its bundle is in %s: run this again to retry the copy)" % (
+                thing, r["bundle"])
+            raise
     if r["changed"]:
         text = "provisioned %s (%s): certificate %s\nbundle: %s" % (thing, backend, r["certificate"][:16], r["bundle"])
     else:
@@ -264,9 +269,10 @@ def list_cmd(obj, as_json, from_aws):
     if not rows:
         click.echo("(no devices; provision device THING adds one)")
         return
-    click.echo("%-24s %-6s %-8s %-20s %s" % ("THING", "BACKEND", "STATUS", "CREATED", "BUNDLE"))
+    click.echo("%-24s %-7s %-11s %-20s %s" % ("THING", "BACKEND", "STATUS", "CREATED", "BUNDLE"))
     for r in rows:
-        click.echo("%-24s %-6s %-8s %-20s %s" % (r["thing"], r["backend"], r["status"], r["created"][:19], r["bundle"]))
+        status = r["status"] + ("+NEXT" if r.get("pending") else "")  # a rotation is staged
+        click.echo("%-24s %-7s %-11s %-20s %s" % (r["thing"], r["backend"], status, r["created"][:19], r["bundle"]))
 
 
 @main.command(help="Revoke the device's certificate (aws: REVOKED and detached; local: CRL updated, broker reloaded).")
@@ -285,44 +291,103 @@ def revoke(obj, thing, as_json):
     emit(r, as_json, "revoked %s" % thing if r["changed"] else "%s: %s" % (thing, r.get("message")))
 
 
-@main.command(help="""Rotate the device's certificate: a new key and certificate (attached next to the old one),
-checked from the host, pushed to the board with --port; the old certificate is revoked only once the
-device is confirmed on the new one (--port: it comes back online with it), or with --force.""")
+ROTATE_HELP = """Rotate the device's certificate: a new key and certificate, valid next to the old one,
+checked from the host (as `provision check`), then delivered and confirmed. The old certificate is
+revoked only once the device is confirmed on the new one, or with --force.
+
+\b
+Confirmation (the firmware loads its certificate once per boot):
+  --port P           copy the new bundle onto the board (mpremote, read back), soft-reset it and
+                     wait for `MG NET online` on its console
+  --wait-online S    local backend: put the new files into the bundle dir (a virtual ESP32's flash)
+                     and wait up to S seconds for the device to come online from a new boot;
+                     restart the device once the files are in place
+  (neither)          the new bundle is staged in <bundle>.next; install it, restart the device,
+                     then `provision rotate THING --force` commits that same certificate
+--abort drops a staged rotation (old files back, the new certificate revoked or deleted)."""
+
+
+@main.command(help=ROTATE_HELP)
 @click.argument("thing")
 @click.option("--port", "serial_port", help="push the new bundle to the board and wait for it to come online")
+@click.option("--wait-online", type=click.IntRange(1, 3600), metavar="SECONDS",
+              help="local: install the new files in the bundle dir and wait for the device to come online")
+@click.option("--key-type", type=click.Choice(["ec", "rsa"]), default=None,
+              help="key type of the new certificate [default: as the current one]")
 @click.option("--force", is_flag=True, help="revoke the old certificate without confirming the device")
+@click.option("--abort", "abort_", is_flag=True, help="drop the staged rotation instead")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 @handled
-def rotate(obj, thing, serial_port, force, as_json):
+def rotate(obj, thing, serial_port, wait_online, key_type, force, abort_, as_json):
+    from provisioning import rotation
+
     entry = _bundle_of(obj, thing)
+    if abort_:
+        if serial_port or wait_online or force:
+            raise ProvisionError("--abort cannot be combined with --port, --wait-online or --force",
+                                 "run provision rotate %s --abort alone" % thing, BAD_INPUT)
+        r = rotation.abort(obj.home, thing)
+        emit(r, as_json, "dropped the staged rotation of %s" % thing if r["changed"] else "%s: %s" % (thing, r["message"]))
+        return
+    if serial_port and wait_online:
+        raise ProvisionError("--port and --wait-online are two ways to confirm: pick one",
+                             "--port for a board on USB, --wait-online for a device on the local broker", BAD_INPUT)
+    if wait_online and entry["backend"] != "local":
+        raise ProvisionError("--wait-online needs the local broker's service identity; %s is on %s" % (
+            thing, entry["backend"]), "use --port (the board's console confirms), or --force once you have "
+                                      "seen the device online", BAD_INPUT)
+    if entry.get("status") == "REVOKED":
+        raise ProvisionError("%s is revoked: nothing to rotate" % thing,
+                             "provision device %s --force gives it a new identity" % thing, errors.CONFLICT)
     if serial_port:
         bundle.mpremote_cmd()
         bundle.check_port(serial_port)
-    if entry["backend"] == "local":
-        backend = localb
-        pending = localb.rotate_begin(obj.home, thing)
-    else:
-        from provisioning import aws as backend
+    if wait_online and not localb.broker(obj.home).running():
+        raise ProvisionError("the local broker is not running", "provision broker start", errors.SERVICE_ERROR)
 
-        pending = backend.rotate_begin(obj.home, thing)
+    pending, reused = rotation.stage(obj.home, thing, key_type)
     steps = _run_check(obj, entry, pending["next_bundle"])
     if not all(s["ok"] for s in steps):
-        backend.rotate_abort(pending)
+        rotation.abort(obj.home, thing)
         raise ProvisionError("the new certificate failed the check: %s" % next(
-            s["step"] + ": " + s["detail"] for s in steps if not s["ok"]), "the old certificate stays in use",
-            errors.CHECK_FAILED)
-    confirmed = False
+            s["step"] + ": " + s["detail"] for s in steps if not s["ok"]),
+            "the old certificate stays in use; the new one was dropped", errors.CHECK_FAILED)
+    confirmed = None
     if serial_port:
-        bundle.push(pending["next_bundle"], serial_port)
-        confirmed = bundle.wait_online(serial_port)
-    if not (confirmed or force):
-        emit({"thing": thing, "pending": pending, "committed": False}, as_json,
-             "new certificate checked and staged in %s; the old one stays valid.\n"
-             "Put the new bundle on the board, then run: provision rotate %s --force" % (pending["next_bundle"], thing))
+        try:
+            bundle.push(pending["next_bundle"], serial_port)
+        except ProvisionError as e:
+            e.hint += " (the rotation stays staged and the old certificate valid: run this again, or --abort)"
+            raise
+        if bundle.wait_online(serial_port):
+            confirmed = "the board came online on %s after a reset" % serial_port
+    elif wait_online:
+        def say_installed():
+            click.echo("new files are in %s: restart the device; waiting up to %d s for it to come online"
+                       % (entry["bundle"], wait_online), err=True)
+
+        seen = rotation.install_and_wait_online(localb.broker(obj.home), entry["bundle"], pending, wait_online,
+                                                on_installed=say_installed)
+        if seen:
+            confirmed = "the device came online from boot %s" % seen.get("boot")
+    if confirmed is None and force:
+        confirmed = "--force"
+    if confirmed is None:
+        if serial_port or wait_online:
+            raise ProvisionError(
+                "%s did not come online on the new certificate in time" % thing,
+                "both certificates stay valid; once the device is online: provision rotate %s --force "
+                "(or --abort)" % thing, errors.CHECK_FAILED)
+        emit({"thing": thing, "committed": False, "reused": reused, "next_bundle": pending["next_bundle"],
+              "steps": steps}, as_json,
+             "new certificate %s and checked; staged in %s (the old one stays valid).\n"
+             "Put it on the device, restart it, then: provision rotate %s --force"
+             % ("reused" if reused else "made", pending["next_bundle"], thing))
         return
-    r = backend.rotate_commit(obj.home, thing, pending)
-    emit(r, as_json, "rotated %s: now on the new certificate; the old one is revoked" % thing)
+    r = rotation.commit(obj.home, thing)
+    r.update(confirmed=confirmed, committed=True, steps=steps)
+    emit(r, as_json, "rotated %s: on the new certificate (%s); the old one is revoked" % (thing, confirmed))
 
 
 @main.command(help="Provision many devices PREFIX-001..PREFIX-N (for fleets and load tests), with a progress bar.")

@@ -84,21 +84,34 @@ def provision_device(home, thing: str, out=None, wifi_ssid=None, wifi_password=N
         raise ProvisionError("%s exists and is not this device's bundle" % out,
                              "choose another --out, or --force to overwrite it", CONFLICT)
 
+    if entry and entry.get("pending"):  # --force: a half-done rotation goes first
+        rotate_abort(home, thing, entry["pending"])
+        entry = reg.get(thing)
     key, csr = identity.new_key_and_csr(thing, key_type)
     cert = pki.sign_csr(b.ca_cert, b.ca_key, csr)
     identity.certificate_for_key(pki.cert_bytes(cert).decode(), key)
     cfg = bundle.device_config(thing, BROKER_HOST_NAME, b.port, wifi_ssid, wifi_password)
-    bundle.write(out, cfg, cert, key, b.ca_cert.read_bytes())
     old = entry.get("serial") if entry and entry.get("backend") == "local" else None
-    reg.put(thing, {
-        "backend": "local",
-        "serial": cert.serial_number,
-        "fingerprint": identity.fingerprint(cert),
-        "bundle": str(out),
-        "created": now_iso(),
-        "revoked": list(entry.get("revoked", [])) if entry else [],
-        "status": "ACTIVE",
-    })
+    new_dir = not out.exists()
+    try:
+        bundle.write(out, cfg, cert, key, b.ca_cert.read_bytes())
+        reg.put(thing, {
+            "backend": "local",
+            "serial": cert.serial_number,
+            "fingerprint": identity.fingerprint(cert),
+            "bundle": str(out),
+            "created": now_iso(),
+            "revoked": list(entry.get("revoked", [])) if entry else [],
+            "status": "ACTIVE",
+        })
+    except OSError as e:
+        # Undo this run: its bundle goes, its certificate is revoked; an earlier identity is untouched.
+        if new_dir:
+            shutil.rmtree(out, ignore_errors=True)
+        pki.revoke(b.ca_cert, b.ca_key, b.crl, [cert.serial_number])
+        raise ProvisionError("could not write the bundle for %s (%s: %s); rolled back: bundle removed, the new "
+                             "certificate revoked" % (thing, type(e).__name__, e.strerror or e),
+                             "check that %s is writable, or choose another --out" % out.parent, SERVICE_ERROR) from None
     if old is not None and old != cert.serial_number:
         _revoke_serials(home, thing, [old])
     return {"thing": thing, "backend": "local", "changed": True, "bundle": str(out),
@@ -123,6 +136,8 @@ def revoke(home, thing: str) -> dict:
     entry = reg.get(thing)
     if not entry or entry.get("backend") != "local":
         raise ProvisionError("no locally provisioned device %r" % thing, "provision list shows them", NOT_FOUND)
+    if entry.get("pending"):  # a staged rotation's certificate goes too
+        rotate_abort(home, thing, entry["pending"])
     if entry.get("status") == "REVOKED":
         return {"thing": thing, "changed": False, "message": "already revoked"}
     _revoke_serials(home, thing, [entry["serial"]])
@@ -138,6 +153,9 @@ def rotate_begin(home, thing: str, key_type: str = "ec") -> dict:
     entry = reg.get(thing)
     if not entry or entry.get("backend") != "local":
         raise ProvisionError("no locally provisioned device %r" % thing, "provision list shows them", NOT_FOUND)
+    if entry.get("status") == "REVOKED":
+        raise ProvisionError("%s is revoked" % thing, "provision device %s --force gives it a new identity" % thing,
+                             CONFLICT)
     b = broker(home)
     key, csr = identity.new_key_and_csr(thing, key_type)
     cert = pki.sign_csr(b.ca_cert, b.ca_key, csr)
@@ -145,7 +163,7 @@ def rotate_begin(home, thing: str, key_type: str = "ec") -> dict:
     cfg = json.loads((current / "config.json").read_text())
     nxt = current.with_name(current.name + ".next")
     bundle.write(nxt, cfg, cert, key, b.ca_cert.read_bytes())
-    return {"thing": thing, "next_bundle": str(nxt), "serial": cert.serial_number,
+    return {"thing": thing, "backend": "local", "next_bundle": str(nxt), "serial": cert.serial_number,
             "fingerprint": identity.fingerprint(cert), "old_serial": entry["serial"]}
 
 
@@ -153,18 +171,28 @@ def rotate_commit(home, thing: str, pending: dict) -> dict:
     """The device runs on the new certificate: make it current, revoke the old one."""
     reg = Registry(home)
     entry = reg.get(thing)
-    current = Path(entry["bundle"])
-    nxt = Path(pending["next_bundle"])
-    old_dir = current.with_name(current.name + ".old")
-    shutil.rmtree(old_dir, ignore_errors=True)
-    current.rename(old_dir)
-    nxt.rename(current)
-    shutil.rmtree(old_dir, ignore_errors=True)
+    current, nxt = Path(entry["bundle"]), Path(pending["next_bundle"])
+    if not bundle.installed(current, nxt):
+        bundle.install(nxt, current)
     entry.update(serial=pending["serial"], fingerprint=pending["fingerprint"], created=now_iso(), status="ACTIVE")
+    entry.pop("pending", None)
     reg.put(thing, entry)
     _revoke_serials(home, thing, [pending["old_serial"]])
+    shutil.rmtree(nxt, ignore_errors=True)
+    shutil.rmtree(current.with_name(current.name + ".prev"), ignore_errors=True)
     return {"thing": thing, "changed": True, "serial": pending["serial"], "revoked": pending["old_serial"]}
 
 
-def rotate_abort(pending: dict) -> None:
+def rotate_abort(home, thing: str, pending: dict) -> dict:
+    """Drops a staged rotation: the old files back in place, the new certificate revoked."""
+    reg = Registry(home)
+    entry = reg.get(thing)
+    if entry:
+        bundle.restore(entry["bundle"])
+    _revoke_serials(home, thing, [pending["serial"]])
     shutil.rmtree(pending["next_bundle"], ignore_errors=True)
+    entry = reg.get(thing)
+    if entry:
+        entry.pop("pending", None)
+        reg.put(thing, entry)
+    return {"thing": thing, "changed": True, "revoked": pending["serial"]}

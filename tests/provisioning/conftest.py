@@ -3,7 +3,6 @@ local home with a running broker."""
 
 from __future__ import annotations
 
-import os
 import socket
 
 import pytest

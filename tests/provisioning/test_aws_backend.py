@@ -204,3 +204,101 @@ def test_cli_aws_against_moto_refuses_and_cleans_up(aws_env, home, cli, signing_
     assert "rolled back" in r.output
     state = account_state(boto3.Session())
     assert state["things"] == [] and state["certificates"] == []
+
+
+def _inject(session, operation, code="InternalFailureException"):
+    from botocore.exceptions import ClientError
+
+    def fail(**kw):
+        raise ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
+
+    session.events.register("before-call.iot.%s" % operation, fail)
+    return fail
+
+
+@pytest.mark.parametrize("operation", ["DescribeThing", "DescribeThingType", "CreateThingType", "GetPolicy"])
+def test_failure_before_anything_is_created_leaves_nothing(aws_session, home, root_ca, operation):
+    _inject(aws_session, operation)
+    with pytest.raises(ProvisionError) as e:
+        aws.provision_device(home, "motor-early", root_ca_pem=root_ca, session=aws_session)
+    assert e.value.code == errors.SERVICE_ERROR
+    state = account_state(aws_session)
+    assert state["things"] == [] and state["certificates"] == [] and state["policies"] == []
+    assert Registry(home).get("motor-early") is None
+
+
+def test_rollback_keeps_a_policy_it_did_not_create(aws_session, home, root_ca):
+    aws.provision_device(home, "motor-first", root_ca_pem=root_ca, session=aws_session)
+    _inject(aws_session, "AttachThingPrincipal")
+    with pytest.raises(ProvisionError) as e:
+        aws.provision_device(home, "motor-second", root_ca_pem=root_ca, session=aws_session)
+    assert "policy %s" % policy.POLICY_NAME not in e.value.message  # not in the rolled-back list
+    iot = aws_session.client("iot")
+    state = account_state(aws_session)
+    assert state["things"] == ["motor-first"] and len(state["certificates"]) == 1
+    assert state["policies"] == [policy.POLICY_NAME]
+    first_arn = iot.list_thing_principals(thingName="motor-first")["principals"][0]
+    assert [p["policyName"] for p in iot.list_attached_policies(target=first_arn)["policies"]] == [policy.POLICY_NAME]
+
+
+def test_rollback_that_cannot_undo_says_so(aws_session, home, root_ca):
+    _inject(aws_session, "DescribeEndpoint")
+    _inject(aws_session, "DeleteThing")
+    with pytest.raises(ProvisionError) as e:
+        aws.provision_device(home, "motor-stuck", root_ca_pem=root_ca, session=aws_session)
+    assert "COULD NOT REMOVE: thing motor-stuck" in e.value.message
+    assert account_state(aws_session)["certificates"] == []  # the rest was still undone
+
+
+def test_force_replaces_our_certificate_and_revokes_the_old(aws_session, home, root_ca):
+    first = aws.provision_device(home, "motor-fr", root_ca_pem=root_ca, session=aws_session)
+    second = aws.provision_device(home, "motor-fr", root_ca_pem=root_ca, force=True, session=aws_session)
+    assert second["changed"] and second["certificate"] != first["certificate"]
+    assert second["revoked"] == first["certificate"]
+    iot = aws_session.client("iot")
+    old = iot.describe_certificate(certificateId=first["certificate"])["certificateDescription"]
+    new = iot.describe_certificate(certificateId=second["certificate"])["certificateDescription"]
+    assert old["status"] == "REVOKED" and new["status"] == "ACTIVE"
+    assert iot.list_thing_principals(thingName="motor-fr")["principals"] == [new["certificateArn"]]
+
+
+def test_a_local_device_is_not_silently_taken_over(aws_session, home, root_ca):
+    Registry(home).put("motor-lo", {"backend": "local", "serial": 1, "bundle": str(home / "x"), "status": "ACTIVE"})
+    with pytest.raises(ProvisionError) as e:
+        aws.provision_device(home, "motor-lo", root_ca_pem=root_ca, session=aws_session)
+    assert e.value.code == errors.CONFLICT
+    assert account_state(aws_session)["things"] == []
+
+
+def test_staged_rotation_is_the_one_committed_or_removed(aws_session, home, root_ca, monkeypatch):
+    from provisioning import rotation
+
+    first = aws.provision_device(home, "motor-sr", root_ca_pem=root_ca, session=aws_session)
+    # The rotation module takes the account from the environment, as the CLI does: route its
+    # clients through the test session so moto's signer stays patched.
+    monkeypatch.setattr(aws, "_client", lambda session, service: aws_session.client(service))
+    pending, reused = rotation.stage(home, "motor-sr")
+    again, reused_again = rotation.stage(home, "motor-sr")
+    assert not reused and reused_again and again["certificate_id"] == pending["certificate_id"]
+    iot = aws_session.client("iot")
+    assert len(iot.list_thing_principals(thingName="motor-sr")["principals"]) == 2
+    rotation.abort(home, "motor-sr")
+    assert pending["certificate_id"] not in account_state(aws_session)["certificates"]
+    assert iot.list_thing_principals(thingName="motor-sr")["principals"] == [
+        iot.describe_certificate(certificateId=first["certificate"])["certificateDescription"]["certificateArn"]]
+
+    pending, _ = rotation.stage(home, "motor-sr")
+    staged_cert = (home / "devices" / "motor-sr.next" / "device.crt.der").read_bytes()
+    r = rotation.commit(home, "motor-sr")
+    assert r["certificate"] == pending["certificate_id"] and r["revoked"] == first["certificate"]
+    assert (home / "devices" / "motor-sr" / "device.crt.der").read_bytes() == staged_cert
+    assert not (home / "devices" / "motor-sr.next").exists()
+    old = iot.describe_certificate(certificateId=first["certificate"])["certificateDescription"]
+    assert old["status"] == "REVOKED"
+
+
+def test_revoke_twice_changes_nothing_the_second_time(aws_session, home, root_ca):
+    aws.provision_device(home, "motor-r2", root_ca_pem=root_ca, session=aws_session)
+    assert aws.revoke(home, "motor-r2", session=aws_session)["changed"] is True
+    again = aws.revoke(home, "motor-r2", session=aws_session)
+    assert again["changed"] is False and again["message"] == "already revoked"

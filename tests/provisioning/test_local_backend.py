@@ -131,9 +131,17 @@ def test_rotate_stages_then_commits(local_broker, home, cli):
     assert staged.exit_code == 0 and "staged" in staged.output
     assert Registry(home).get("motor-ro")["serial"] == old  # not confirmed: the old one stays
     assert old not in pki.crl_serials(local_broker.crl)
+    staged_serial = Registry(home).get("motor-ro")["pending"]["serial"]
+    next_dir = home / "devices" / "motor-ro.next"
+    assert pki.load_cert(next_dir / "device.crt.der").serial_number == staged_serial
+    assert "reused" in cli("rotate", "motor-ro").output  # staging again changes nothing
+    assert "ACTIVE+NEXT" in cli("list").output
     forced = cli("rotate", "motor-ro", "--force")
     assert forced.exit_code == 0 and "rotated" in forced.output
-    assert Registry(home).get("motor-ro")["serial"] != old
+    # --force commits the certificate that was staged (and may be on the board), not a fresh one.
+    assert Registry(home).get("motor-ro")["serial"] == staged_serial
+    assert pki.load_cert(home / "devices" / "motor-ro" / "device.crt.der").serial_number == staged_serial
+    assert not next_dir.exists()
     assert old in pki.crl_serials(local_broker.crl)
     assert cli("check", "motor-ro").exit_code == 0
 
@@ -161,6 +169,18 @@ def test_batch_and_list(local_broker, home, cli):
     (["check", "nobody"], errors.NOT_FOUND, "no device"),
     (["revoke", "nobody"], errors.NOT_FOUND, "no device"),
     (["device", "motor-1", "--backend", "gcp"], 2, "Invalid value"),
+    (["device", "motor-1", "--key-type", "dsa"], 2, "Invalid value"),
+    (["device", "motor-1", "--backend", "aws", "--attribute", "novalue"], errors.BAD_INPUT, "KEY=VALUE"),
+    (["device", "motor-1", "--root-ca", "/nonexistent/ca.pem"], 2, "does not exist"),
+    (["device", "motor-1", "--out", __file__], 2, "is a file"),
+    (["check", "bad name"], errors.BAD_INPUT, "invalid thing name"),
+    (["revoke", "bad/name"], errors.BAD_INPUT, "invalid thing name"),
+    (["rotate", "nobody"], errors.NOT_FOUND, "no device"),
+    (["rotate", "nobody", "--wait-online", "0"], 2, "Invalid value"),
+    (["batch", "--count", "10001", "--prefix", "p"], errors.BAD_INPUT, "--count"),
+    (["batch", "--count", "2"], 2, "Missing option"),
+    (["batch", "--count", "2", "--prefix", "x" * 126], errors.BAD_INPUT, "invalid thing name"),
+    (["list", "--bogus"], 2, "No such option"),
 ])
 def test_bad_input_is_one_line_and_a_code(home, cli, args, code, words):
     r = cli(*args)
@@ -169,10 +189,58 @@ def test_bad_input_is_one_line_and_a_code(home, cli, args, code, words):
     assert "Traceback" not in r.output
 
 
+def test_failed_bundle_write_rolls_back(local_broker, home, cli, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("where the bundle's parent dir should be")
+    before = pki.crl_serials(local_broker.crl)
+    r = cli("device", "motor-wf", "--out", str(blocker / "bundle"))
+    assert r.exit_code == errors.SERVICE_ERROR and "rolled back" in r.output, r.output
+    assert Registry(home).get("motor-wf") is None
+    assert len(pki.crl_serials(local_broker.crl) - before) == 1  # the certificate this run made
+
+
+def test_traceback_only_with_debug(home, cli):
+    plain = cli("device", "bad name")
+    debug = cli("--debug", "device", "bad name")
+    assert plain.exit_code == debug.exit_code == errors.BAD_INPUT
+    assert "Traceback" not in plain.output and len(plain.output.strip().splitlines()) == 2  # error + hint
+    assert "Traceback" in debug.output and "invalid thing name" in debug.output
+
+
 def test_mpremote_missing(home, cli, monkeypatch):
     monkeypatch.setenv("MOTORGUARD_MPREMOTE", "/nonexistent/mpremote")
     r = cli("device", "motor-1", "--port", "/dev/ttyUSB0")
     assert r.exit_code == errors.MPREMOTE_MISSING and "pip install mpremote" in r.output
+
+
+def test_port_that_is_not_a_board(home, cli, tmp_path):
+    # The real mpremote, given a path that exists but is no serial device, fails as for a busy port.
+    from provisioning import local as localb
+    from provisioning.broker import free_port
+
+    localb.ca_init(home, free_port())
+    port = tmp_path / "ttyFAKE0"
+    port.write_bytes(b"")
+    r = cli("device", "motor-np", "--port", str(port))
+    assert r.exit_code == errors.SERIAL_PORT, r.output
+    assert "serial port unavailable" in r.output and "run this again to retry the copy" in r.output
+    assert "Traceback" not in r.output
+    assert Registry(home).get("motor-np")["status"] == "ACTIVE"  # the identity is kept; only the copy failed
+
+
+def test_rotate_option_conflicts(local_broker, home, cli):
+    assert cli("device", "motor-oc").exit_code == 0
+    for args, words in ((["--abort", "--force"], "cannot be combined"),
+                        (["--port", "/dev/ttyUSB9", "--wait-online", "5"], "pick one")):
+        r = cli("rotate", "motor-oc", *args)
+        assert r.exit_code == errors.BAD_INPUT and words in r.output, r.output
+    r = cli("rotate", "motor-oc", "--port", "/dev/ttyNOPE0")
+    assert r.exit_code == errors.SERIAL_PORT and "does not exist" in r.output
+    assert "pending" not in Registry(home).get("motor-oc")  # nothing staged by a refused command
+    Registry(home).put("motor-aw", {"backend": "aws", "certificate_id": "x", "certificate_arn": "y",
+                                    "bundle": str(home / "devices" / "motor-aw"), "status": "ACTIVE"})
+    r = cli("rotate", "motor-aw", "--wait-online", "5")
+    assert r.exit_code == errors.BAD_INPUT and "--wait-online needs the local broker" in r.output
 
 
 def test_device_without_a_ca_says_to_create_one(home, cli):
