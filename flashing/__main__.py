@@ -1,73 +1,127 @@
-"""python -m flashing: put MotorGuard onto a real ESP32.
+"""python -m flashing: from a bare ESP32 on a USB cable to MotorGuard running on it.
 
-  flash   --port P [--firmware FILE]   erase, then write MicroPython at 0x1000 (pinned release, hash-checked)
-  deploy  --port P [--bundle DIR]      compile the firmware, copy it and the device bundle, verify, soft-reset,
-                                       follow the console until the device is online
-  image   [--bundle DIR] [--firmware FILE] [--out FILE]   one factory image: write-flash 0x0 build/flash-4MB.bin
-  console --port P                     the serial REPL and log (mpremote)
-  pin     --firmware FILE              record FILE's SHA-256 as the pinned release's (after you verified it)
+  flash   --port P [--firmware FILE]   erase, then write MicroPython at 0x1000 (the pinned release,
+                                       downloaded and SHA-256 checked, or FILE you verified)
+  deploy  --port P [--bundle DIR]      compile the firmware (mpy-cross), copy it and the device bundle,
+                                       verify every file by SHA-256 on the board, soft-reset, follow the
+                                       console until the device reports online
+  image   [--bundle DIR | --config F]  one factory image, build/flash-4MB.bin: esptool write-flash 0x0
+  console --port P                     the board's serial REPL and log (mpremote)
+  pin     --firmware FILE              record FILE's SHA-256 and size as the pinned release (after you
+                                       verified it yourself)
+
+Typical first run:  make flash PORT=/dev/ttyUSB0 && provision device motor-1 --out bundles/motor-1 &&
+                    make deploy PORT=/dev/ttyUSB0 BUNDLE=bundles/motor-1
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
-from flashing import release, tools
-from flashing.tools import FlashError
+from flashing import deploy, errors, flash, image, release, tools
+from flashing.errors import FlashError
+
+
+def _parser() -> argparse.ArgumentParser:
+    codes = "\n".join("  %2d  %s" % kv for kv in sorted(errors.EXIT_CODES.items()))
+    ap = argparse.ArgumentParser(prog="python -m flashing", description=__doc__, epilog="exit codes:\n" + codes,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{flash,deploy,image,console,pin}")
+    port_help = "the board's serial port, e.g. /dev/ttyUSB0 (default: $PORT)"
+
+    f = sub.add_parser("flash", help="erase the ESP32 and write MicroPython %s" % release.VERSION)
+    f.add_argument("--port", default=os.environ.get("PORT"), help=port_help)
+    f.add_argument("--firmware", default=os.environ.get("FIRMWARE") or None,
+                   help="a MicroPython .bin you verified (the offline route; default: download %s)" % release.FILENAME)
+
+    d = sub.add_parser("deploy", help="copy the firmware and a device bundle onto the board, wait for online")
+    d.add_argument("--port", default=os.environ.get("PORT"), help=port_help)
+    d.add_argument("--bundle", default=os.environ.get("BUNDLE") or None,
+                   help="a directory from `provision device` (default: keep the board's config and keys)")
+    d.add_argument("--config", default=os.environ.get("CONFIG") or None,
+                   help="only a config.json, no keys (e.g. wokwi/config.json for an offline board)")
+    d.add_argument("--timeout", type=float, default=deploy.default_timeout(),
+                   help="seconds to wait for 'MG NET online' (default %(default)s)")
+
+    i = sub.add_parser("image", help="build the factory image build/flash-4MB.bin")
+    i.add_argument("--bundle", default=os.environ.get("BUNDLE") or None, help="a device bundle to include")
+    i.add_argument("--config", default=os.environ.get("CONFIG") or None,
+                   help="a config.json to include instead of a bundle (e.g. wokwi/config.json)")
+    i.add_argument("--firmware", default=os.environ.get("FIRMWARE") or None, help="a MicroPython .bin you verified")
+    i.add_argument("--out", help="where to write it (default build/flash-4MB.bin)")
+    i.add_argument("--json", action="store_true", help="print what went into the image as JSON")
+
+    c = sub.add_parser("console", help="open the serial REPL and log (Ctrl-] leaves)")
+    c.add_argument("--port", default=os.environ.get("PORT"), help=port_help)
+
+    p = sub.add_parser("pin", help="record a verified .bin's SHA-256 and size in flashing/release.py")
+    p.add_argument("--firmware", required=True, help="the %s you checked" % release.FILENAME)
+    return ap
+
+
+def pin(firmware_path) -> tuple[str, int]:
+    """Rewrites SHA256 and SIZE in release.py (the one place they live) for a file you verified."""
+    fw = Path(firmware_path)
+    if not fw.is_file():
+        raise FlashError("firmware file %s not found" % fw, "pass the .bin you verified", errors.BAD_INPUT)
+    image.check_layout(fw)
+    digest, size = tools.sha256_file(fw), fw.stat().st_size
+    path = Path(release.__file__)
+    text = path.read_text()
+    text = re.sub(r'^SHA256 = .*$', 'SHA256 = "%s"' % digest, text, count=1, flags=re.M)
+    text = re.sub(r'^SIZE = .*$', "SIZE = {:_}".format(size), text, count=1, flags=re.M)
+    path.write_text(text)
+    return digest, size
+
+
+def run(a) -> int:
+    if a.cmd == "flash":
+        fw = flash.flash(a.port, a.firmware)
+        print("flashed %s to %s; next: make deploy PORT=%s BUNDLE=<dir from provision device>" % (fw.name, a.port, a.port))
+    elif a.cmd == "deploy":
+        if a.bundle and a.config:
+            raise FlashError("give --bundle or --config, not both", "a bundle already holds its config.json",
+                             errors.BAD_INPUT)
+        state = deploy.deploy(a.port, a.bundle, a.config, a.timeout)
+        print("the device is online" if state == "online" else "the device runs in offline mode (config says so)")
+    elif a.cmd == "image":
+        if a.bundle and a.config:
+            raise FlashError("give --bundle or --config, not both", "a bundle already holds its config.json",
+                             errors.BAD_INPUT)
+        done = image.build(a.out, a.firmware, a.bundle, a.config, echo=(lambda *_: None) if a.json else print)
+        if a.json:
+            print(json.dumps(done))
+        else:
+            print("%s: %d files; flash it with: esptool --chip %s --port PORT write-flash 0x0 %s"
+                  % (done["image"], len(done["files"]), release.CHIP, done["image"]))
+    elif a.cmd == "console":
+        tools.check_port(a.port, "console")
+        return subprocess.call(tools.mpremote("connect", a.port, "repl"))
+    elif a.cmd == "pin":
+        digest, size = pin(a.firmware)
+        print("pinned %s: SHA-256 %s, %d bytes (flashing/release.py); also update SHA256_SOURCE there"
+              % (release.FILENAME, digest, size))
+    return errors.OK
 
 
 def main(argv=None) -> int:
-    codes = "\n".join("  %d  %s" % kv for kv in sorted(tools.EXIT_CODES.items()))
-    ap = argparse.ArgumentParser(prog="python -m flashing", description=__doc__,
-                                 epilog="exit codes:\n" + codes, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    f = sub.add_parser("flash", help="erase and write MicroPython %s" % release.VERSION)
-    f.add_argument("--port", default=os.environ.get("PORT"))
-    f.add_argument("--firmware", default=os.environ.get("FIRMWARE") or None, help="a .bin you verified (offline route)")
-    d = sub.add_parser("deploy", help="copy the firmware and a bundle onto the board and wait for it to come online")
-    d.add_argument("--port", default=os.environ.get("PORT"))
-    d.add_argument("--bundle", default=os.environ.get("BUNDLE") or None)
-    d.add_argument("--timeout", type=float, default=60)
-    i = sub.add_parser("image", help="build build/flash-4MB.bin")
-    i.add_argument("--bundle", default=os.environ.get("BUNDLE") or None)
-    i.add_argument("--firmware", default=os.environ.get("FIRMWARE") or None)
-    i.add_argument("--config", default=os.environ.get("CONFIG") or None, help="a config.json to include (e.g. wokwi/config.json)")
-    i.add_argument("--out")
-    c = sub.add_parser("console", help="open the serial REPL/log")
-    c.add_argument("--port", default=os.environ.get("PORT"))
-    p = sub.add_parser("pin", help="record a verified firmware file's SHA-256 in flashing/release.py")
-    p.add_argument("--firmware", required=True)
-    a = ap.parse_args(argv)
+    a = _parser().parse_args(argv)
     try:
-        if a.cmd == "flash":
-            fw = tools.flash(a.port, a.firmware)
-            print("flashed %s to %s; next: make deploy PORT=%s BUNDLE=..." % (fw.name, a.port, a.port))
-        elif a.cmd == "deploy":
-            tools.deploy(a.port, a.bundle, a.timeout)
-            print("the device is online")
-        elif a.cmd == "image":
-            out = tools.build_image(a.out, a.firmware, a.bundle, config=a.config)
-            print("%s (%d bytes): esptool --chip esp32 --port PORT write-flash 0x0 %s" % (out, out.stat().st_size, out))
-        elif a.cmd == "console":
-            tools.check_port(a.port)
-            return subprocess.call(tools.mpremote("connect", a.port, "repl"))
-        elif a.cmd == "pin":
-            digest = tools.sha256_file(a.firmware)
-            path = os.path.join(os.path.dirname(release.__file__), "release.py")
-            text = open(path).read()
-            text = re.sub(r"^SHA256 = .*$", "SHA256 = %r" % digest, text, flags=re.M)
-            open(path, "w").write(text)
-            print("pinned SHA-256 %s for %s" % (digest, release.FILENAME))
+        return run(a)
     except FlashError as e:
         print("error: %s" % e.message, file=sys.stderr)
         if e.hint:
             print("hint: %s" % e.hint, file=sys.stderr)
         return e.code
-    return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

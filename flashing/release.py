@@ -1,28 +1,48 @@
-"""The one pinned MicroPython release for the ESP32, and its flash layout.
+"""The one pinned MicroPython release for the ESP32 and its flash layout: change them here, together.
 
-Layout of ESP32_GENERIC builds from v1.26 on (ports/esp32/partitions-4MiB.csv, as recorded in
-shared/FACTS.md): the app image at 0x1000; the vfs (littlefs2) partition from 0x200000 to the end
-of a 4 MB flash, 512 blocks of 4096 bytes. littlefs refuses to mount an image whose block count
-differs from the partition, so these numbers and the release move together.
+Where each number comes from (checked for this tag):
+- Layout: micropython/micropython at tag v1.26.1. ports/esp32/boards/sdkconfig.base selects
+  partitions-4MiBplus.csv: nvs 0x9000+0x6000, phy_init 0xf000+0x1000, factory 0x10000+0x1F0000, so the
+  app ends at 0x200000. There is no "vfs" row: ports/esp32/main.c registers a "vfs" partition from the
+  end of the last partition to the end of the physical flash. On a 4 MB board: 0x200000..0x400000,
+  512 blocks of 4096 (esp32.Partition's block size). The partition table inside the release .bin
+  (file offset 0x7000 = flash 0x8000) says the same; tests/flashing checks that these numbers agree.
+- littlefs: modules/_boot.py mounts the vfs partition as VfsLfs2; extmod/vfs_lfs.c gives VfsLfs2 its
+  defaults readsize=32, progsize=32, lookahead=32; lib/littlefs is v2.11, on-disk version 2.1.
+  A littlefs image whose block count differs from the partition's does not mount: the factory image
+  fits 4 MB boards only.
+
+The SHA-256: micropython.org publishes no checksums and this build machine cannot reach it. The value
+below is the SHA-256 of the file of this name committed to a public GitHub repository
+(Matthew-Garcia/uhcl-lunar-hawks-lunabotics, blob eebdc3efbf44c97022710f6ed3753e6dab1ba488), checked
+here: 1,734,416 bytes, and 1,137,589 bytes after zlib level 9, exactly the two sizes that esptool logs of
+flashing this file onto two different boards report (public READMEs: "Wrote 1734416 bytes (1137589
+compressed) at 0x00001000"); esptool image-info finds its checksum and appended validation hash valid;
+it says "MicroPython v1.26.1 on 2025-09-11", ESP-IDF v5.4.2; its partition table is the layout above.
+It is still a third-party copy, not a checksum published by MicroPython. The check fails safe: a copy
+that was not genuine would make the genuine download be refused, never the reverse. If that happens,
+compare the file yourself (sha256sum) and record it: python -m flashing pin --firmware path.
 """
 
 VERSION = "v1.26.1"
 BOARD = "ESP32_GENERIC"
 FILENAME = "ESP32_GENERIC-20250911-v1.26.1.bin"
 URL = "https://micropython.org/resources/firmware/" + FILENAME
+SIZE = 1_734_416
+SHA256 = "6b5272b6edd15fc4d1627ec559a27a5d5a7b86e5ea7f8013941eb10c877edd4e"
+SHA256_SOURCE = "third-party copy on GitHub (see flashing/release.py), not a checksum published by micropython.org"
 
-# The SHA-256 of FILENAME as published. This machine cannot reach micropython.org and no public
-# record of the hash could be found here, so none is pinned: `make flash` refuses an unverified
-# download and asks for FIRMWARE=path (a file you verified), until someone who has checked the
-# hash records it with: python -m flashing pin --firmware path/to/ESP32_GENERIC-...bin
-SHA256 = None
-
-APP_OFFSET = 0x1000
+CHIP = "esp32"
+APP_OFFSET = 0x1000  # bootloader first, then partition table (0x8000) and app (0x10000): all in the .bin
 FLASH_SIZE = 4 * 1024 * 1024
-VFS_OFFSET = 0x200000
+APP_END = 0x200000  # factory partition 0x10000 + 0x1F0000
+VFS_OFFSET = APP_END
 VFS_SIZE = FLASH_SIZE - VFS_OFFSET
 BLOCK_SIZE = 4096
 BLOCK_COUNT = VFS_SIZE // BLOCK_SIZE  # 512
-# The littlefs geometry MicroPython mounts on this partition (shared/FACTS.md: Wokwi and esp32 notes).
-PROG_SIZE = 256
-READ_SIZE = 256
+
+# VfsLfs2 as MicroPython mounts it (readsize, progsize, lookahead defaults; littlefs on-disk 2.1).
+LFS_READ_SIZE = 32
+LFS_PROG_SIZE = 32
+LFS_LOOKAHEAD = 32
+LFS_DISK_VERSION = 0x00020001

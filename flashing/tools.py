@@ -1,229 +1,114 @@
-"""Flashing, deploying and building a factory image: the pieces `python -m flashing` puts together."""
+"""What every command shares: paths, the serial-port checks, and running esptool/mpremote with their
+failures turned into FlashErrors with exit codes."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import stat
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
-from flashing import release
-from provisioning.bundle import VERIFY_SCRIPT
+from flashing import errors
+from flashing.errors import FlashError
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
 
-OK, UNEXPECTED, BAD_INPUT, PORT_PROBLEM, DOWNLOAD, HASH_MISMATCH, WRONG_CHIP, TOOL_FAILED, NOT_ONLINE = range(9)
-EXIT_CODES = {
-    OK: "success", UNEXPECTED: "unexpected error", BAD_INPUT: "missing or invalid argument (e.g. no PORT)",
-    PORT_PROBLEM: "serial port absent, busy or not permitted", DOWNLOAD: "firmware download impossible",
-    HASH_MISMATCH: "firmware file does not match the pinned SHA-256 (or none is pinned)",
-    WRONG_CHIP: "the board is not an ESP32", TOOL_FAILED: "esptool or mpremote failed",
-    NOT_ONLINE: "deployed, but the device did not report online",
-}
-
-
-class FlashError(Exception):
-    def __init__(self, message, hint="", code=UNEXPECTED):
-        super().__init__(message)
-        self.message, self.hint, self.code = message, hint, code
+DIALOUT_HINT = "sudo usermod -aG dialout $USER, then log out and in again (or run once with sudo)"
 
 
 def sha256_file(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(65536), b""):
+        for chunk in iter(lambda: f.read(1 << 16), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
-def check_port(port):
+def check_port(port, command="flash") -> str:
+    """Refuses, before any tool runs, a port that cannot work. Ports that are not paths (COM3,
+    rfc2217://host:port, socket://...) go straight to the tool, which reports its own errors."""
     if not port:
-        raise FlashError("no serial port given", "make flash PORT=/dev/ttyUSB0 (mpremote devs lists ports)", BAD_INPUT)
-    if port.startswith("/"):
-        if not Path(port).exists():
-            raise FlashError("serial port %s does not exist" % port,
-                             "is the board plugged in? try: ls /dev/ttyUSB* /dev/ttyACM*", PORT_PROBLEM)
-        if not os.access(port, os.R_OK | os.W_OK):
-            raise FlashError("permission denied on %s" % port,
-                             "sudo usermod -aG dialout $USER, then log out and in again", PORT_PROBLEM)
+        raise FlashError("no serial port given",
+                         "make %s PORT=/dev/ttyUSB0 (list ports: ls /dev/ttyUSB* /dev/ttyACM*, or mpremote devs)"
+                         % command, errors.NO_PORT)
+    if not port.startswith("/"):
+        return port
+    try:
+        mode = os.stat(port).st_mode
+    except FileNotFoundError:
+        raise FlashError("serial port %s does not exist" % port,
+                         "plug the board in (with a data cable, not a charge-only one), then: "
+                         "ls /dev/ttyUSB* /dev/ttyACM*", errors.PORT_ABSENT) from None
+    except PermissionError:
+        raise FlashError("permission denied on %s" % port, DIALOUT_HINT, errors.PORT_DENIED) from None
+    if not stat.S_ISCHR(mode):
+        raise FlashError("%s is not a serial device" % port,
+                         "PORT must be the board's serial device, e.g. /dev/ttyUSB0 or /dev/ttyACM0",
+                         errors.PORT_UNUSABLE)
+    if not os.access(port, os.R_OK | os.W_OK):
+        raise FlashError("permission denied on %s" % port, DIALOUT_HINT, errors.PORT_DENIED)
+    return port
 
 
-def firmware(path=None, url=None, sha256=None) -> Path:
-    """FIRMWARE= as given, or the pinned release downloaded into build/ and checked against its hash."""
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise FlashError("firmware file %s not found" % p, "check FIRMWARE=", BAD_INPUT)
-        return p
-    url = url or os.environ.get("MOTORGUARD_FIRMWARE_URL") or release.URL
-    want = sha256 if sha256 is not None else release.SHA256
-    if not want:
-        raise FlashError("no verified SHA-256 is pinned for %s %s" % (release.BOARD, release.VERSION),
-                         "download %s yourself, verify it, then pass FIRMWARE=path (or record its hash: "
-                         "python -m flashing pin --firmware path)" % release.URL, HASH_MISMATCH)
-    dest = BUILD / "firmware" / release.FILENAME
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.exists():
-        tmp = dest.with_suffix(".part")
-        try:
-            with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
-                shutil.copyfileobj(r, f)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise FlashError("cannot download %s (%s)" % (url, e),
-                             "download it on a machine with internet access and pass FIRMWARE=path", DOWNLOAD) from None
-        tmp.rename(dest)
-    got = sha256_file(dest)
-    if got != want:
-        dest.unlink()
-        raise FlashError("downloaded firmware has SHA-256 %s, expected %s: deleted it" % (got, want),
-                         "a corrupted or tampered download; try again, or pass a verified FIRMWARE=path", HASH_MISMATCH)
-    return dest
-
-
-def run_tool(args, what):
-    p = subprocess.run(args, capture_output=True, text=True)
-    out = (p.stdout or "") + (p.stderr or "")
-    if p.returncode != 0:
-        low = out.lower()
-        if "wrong chip" in low or "this chip is" in low and "not esp32" in low or "unexpected chip id" in low:
-            raise FlashError("the board on this port is not an ESP32", "check the board; this firmware is for ESP32",
-                             WRONG_CHIP)
-        if "permission denied" in low:
-            raise FlashError("permission denied on the serial port", "sudo usermod -aG dialout $USER", PORT_PROBLEM)
-        if "could not open port" in low or "busy" in low or "no such file" in low:
-            raise FlashError("cannot open the serial port", "close serial monitors; check PORT", PORT_PROBLEM)
-        last = [ln for ln in out.strip().splitlines() if ln.strip()]
-        raise FlashError("%s failed: %s" % (what, last[-1] if last else "exit %d" % p.returncode),
-                         "run the command by hand to see all of it: %s" % " ".join(args), TOOL_FAILED)
-    return out
-
-
-def esptool(*args):
+def esptool(*args) -> list[str]:
     return [sys.executable, "-m", "esptool", *args]
 
 
-def flash(port, firmware_path=None):
-    check_port(port)
-    fw = firmware(firmware_path)
-    run_tool(esptool("--chip", "esp32", "--port", port, "erase-flash"), "erase-flash")
-    run_tool(esptool("--chip", "esp32", "--port", port, "write-flash", hex(release.APP_OFFSET), str(fw)), "write-flash")
-    return fw
-
-
-# ------------------------------------------------------------------ the files that go onto the board
-
-
-def compile_firmware(out=None) -> Path:
-    out = Path(out or BUILD / "mpy")
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "compile_firmware.py"), "--out", str(out)], check=True,
-                   capture_output=True)
-    return out
-
-
-BUNDLE_FILES = ("config.json", "device.crt.der", "device.key.der", "root-ca.der")
-
-
-def board_files(compiled: Path, bundle=None, config=None) -> dict:
-    """{path on the board: local file}: the compiled firmware and, when given, the device bundle
-    (or just a config.json, e.g. the Wokwi one, which uses no keys)."""
-    files = {}
-    for f in sorted(compiled.rglob("*")):
-        if f.is_file():
-            files[f.relative_to(compiled).as_posix()] = f
-    if bundle:
-        b = Path(bundle)
-        missing = [n for n in BUNDLE_FILES if not (b / n).is_file()]
-        if missing:
-            raise FlashError("bundle %s lacks %s" % (b, ", ".join(missing)),
-                             "make one with: provision device THING --out DIR", BAD_INPUT)
-        for n in BUNDLE_FILES:
-            files[n] = b / n
-    if config:
-        files["config.json"] = Path(config)
-    return files
-
-
-def build_image(out=None, firmware_path=None, bundle=None, compiled=None, config=None) -> Path:
-    """build/flash-4MB.bin: MicroPython at 0x1000 and a littlefs image of the files at the vfs offset."""
-    from littlefs import LittleFS
-
-    fw = firmware(firmware_path)
-    compiled = Path(compiled) if compiled else compile_firmware()
-    files = board_files(compiled, bundle, config)
-    fs = LittleFS(block_size=release.BLOCK_SIZE, block_count=release.BLOCK_COUNT, prog_size=release.PROG_SIZE,
-                  read_size=release.READ_SIZE)
-    for name, src in files.items():
-        parent = os.path.dirname(name)
-        if parent:
-            fs.makedirs(parent, exist_ok=True)
-        with fs.open(name, "wb") as f:
-            f.write(src.read_bytes())
-    BUILD.mkdir(exist_ok=True)
-    vfs = BUILD / "vfs-littlefs.bin"
-    vfs.write_bytes(fs.context.buffer)
-    out = Path(out or BUILD / "flash-4MB.bin")
-    run_tool(esptool("--chip", "esp32", "merge-bin", "-o", str(out), "--flash-size", "4MB", "--pad-to-size", "4MB",
-                     hex(release.APP_OFFSET), str(fw), hex(release.VFS_OFFSET), str(vfs)), "merge-bin")
-    return out
-
-
-# ------------------------------------------------------------------ deploy with mpremote
-
-
-def mpremote(*args):
-    exe = shutil.which("mpremote") or str(Path(sys.executable).parent / "mpremote")
+def mpremote(*args) -> list[str]:
+    exe = os.environ.get("MOTORGUARD_MPREMOTE") or str(Path(sys.executable).with_name("mpremote"))
+    if not Path(exe).exists():
+        exe = shutil.which("mpremote") or exe
     return [exe, *args]
 
 
-def verify_hashes(output: str, files: dict) -> list[str]:
-    """Board paths whose hash on the board differs from the local file's."""
-    from provisioning.bundle import parse_hashes
-
-    got = parse_hashes(output)
-    return [n for n, src in files.items() if got.get(n) != sha256_file(src)]
-
-
-def deploy(port, bundle=None, follow_s=60.0, echo=print):
-    check_port(port)
-    compiled = compile_firmware()
-    files = board_files(compiled, bundle)
-    dirs = sorted({os.path.dirname(n) for n in files if os.path.dirname(n)})
-    for d in dirs:
-        subprocess.run(mpremote("connect", port, "fs", "mkdir", ":" + d), capture_output=True)
-    for name, src in files.items():
-        run_tool(mpremote("connect", port, "fs", "cp", str(src), ":" + name), "copying %s" % name)
-    bad = verify_hashes(run_tool(mpremote("connect", port, "exec", VERIFY_SCRIPT % (list(files),)), "verify"), files)
-    if bad:
-        raise FlashError("the board's copy differs for %s" % ", ".join(bad), "run make deploy again", TOOL_FAILED)
-    echo("deployed %d files, verified by SHA-256; soft reset, following the console" % len(files))
-    return follow_console(port, follow_s, echo)
+# esptool's own wording (esptool/loader.py, v5): tests/flashing checks these phrases are still there.
+WRONG_CHIP_RE = re.compile(r"This chip is ([\w-]+), not ESP32\b")
+FAILURES = [
+    (WRONG_CHIP_RE, errors.WRONG_CHIP),
+    (re.compile(r"Permission denied", re.I), errors.PORT_DENIED),
+    (re.compile(r"port is busy or doesn't exist|could not open port|Device or resource busy", re.I),
+     errors.PORT_UNUSABLE),
+    (re.compile(r"Failed to connect to ESP32|No serial data received|Wrong boot mode", re.I), errors.PORT_UNUSABLE),
+    (re.compile(r"no device found|failed to access", re.I), errors.PORT_UNUSABLE),
+]
+HINTS = {
+    errors.WRONG_CHIP: "MotorGuard runs on the original ESP32 (e.g. ESP32-DevKitC / DevKit V1); check the board",
+    errors.PORT_DENIED: DIALOUT_HINT,
+    errors.PORT_UNUSABLE: "close other programs using the port (make console, screen, Thonny); if the board does "
+                          "not answer, hold BOOT while it connects, or check the cable",
+}
 
 
-def follow_console(port, timeout_s, echo):
-    import time
+def classify(output: str) -> tuple[int, str]:
+    """(exit code, the line that says why) for a failed esptool/mpremote run."""
+    for pattern, code in FAILURES:
+        m = pattern.search(output)
+        if m:
+            line = next((ln.strip() for ln in output.splitlines() if pattern.search(ln)), m.group(0))
+            return code, line
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    return errors.TOOL_FAILED, (lines[-1] if lines else "no output")
 
-    import serial
 
-    with serial.Serial(port, 115200, timeout=0.5) as s:
-        s.write(b"\x03\x04")
-        deadline = time.monotonic() + timeout_s
-        buf = b""
-        while time.monotonic() < deadline:
-            buf += s.read(256)
-            *lines, buf = buf.split(b"\n")
-            for raw in lines:
-                line = raw.decode(errors="replace").rstrip()
-                if line.startswith("MG "):
-                    echo(line)
-                if line.startswith("MG NET online"):
-                    return True
-                if line.startswith("MG SAFE_MODE"):
-                    raise FlashError("the device booted into safe mode: %s" % line, "fix config.json and deploy again",
-                                     NOT_ONLINE)
-    raise FlashError("the device did not report online within %d s" % timeout_s,
-                     "look for MG NET error lines above: Wi-Fi, DNS, TLS or the certificate", NOT_ONLINE)
+def run_tool(args, what: str, timeout: float | None = None) -> str:
+    """Runs a tool, returns its output; a failure becomes a FlashError with the matching exit code."""
+    try:
+        p = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise FlashError("%s did not finish within %d s" % (what, timeout),
+                         "is the board still connected? try again, or run: %s" % " ".join(args),
+                         errors.PORT_UNUSABLE) from None
+    out = (p.stdout or "") + (p.stderr or "")
+    if p.returncode != 0:
+        code, why = classify(out)
+        if code == errors.WRONG_CHIP:
+            m = WRONG_CHIP_RE.search(out)
+            raise FlashError("the board is an %s, not an ESP32" % m.group(1), HINTS[code], code)
+        hint = HINTS.get(code) or "run it by hand to see everything: %s" % " ".join(args)
+        raise FlashError("%s failed: %s" % (what, why), hint, code)
+    return out

