@@ -164,6 +164,8 @@ async def main():
         except Exception as e:  # noqa: BLE001
             d = exc_info(e)
             d["step"] = name
+            if soft:
+                d["soft"] = True
             ev("error", **d)
             if not soft:
                 break
