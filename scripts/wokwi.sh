@@ -3,7 +3,7 @@
 set -euo pipefail
 if [ -z "${WOKWI_CLI_TOKEN:-}" ]; then
   echo "wokwi: WOKWI_CLI_TOKEN is not set. Get a CI token at https://wokwi.com/dashboard/ci, then:" >&2
-  echo "       WOKWI_CLI_TOKEN=... make wokwi FIRMWARE=path/to/ESP32_GENERIC.bin" >&2
+  echo "       WOKWI_CLI_TOKEN=... make wokwi   (add FIRMWARE=path/to/ESP32_GENERIC.bin if micropython.org is unreachable)" >&2
   echo "       (the same scenarios run on the virtual ESP32 in make test: tests/wokwi)" >&2
   exit 2
 fi

@@ -176,3 +176,15 @@ def test_scenario_on_the_virtual_esp32(path, tmp_path):
         assert vm.boot_count == 1
     finally:
         vm.stop()
+
+
+def test_ci_workflow_runs_every_scenario_on_the_factory_image():
+    flow = yaml.safe_load((ROOT / ".github" / "workflows" / "wokwi.yml").read_text())
+    (job,) = flow["jobs"].values()
+    assert sorted(job["strategy"]["matrix"]["scenario"]) == [p.stem for p in SCENARIOS]
+    runs = "\n".join(s.get("run", "") for s in job["steps"])
+    assert "make image CONFIG=wokwi/config.json" in runs  # the pinned, hash-checked MicroPython
+    action = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("wokwi/wokwi-ci-action@"))
+    assert action["uses"] == "wokwi/wokwi-ci-action@v1"
+    assert action["with"]["token"] == "${{ secrets.WOKWI_CLI_TOKEN }}" and action["with"]["path"] == "wokwi"
+    assert action["with"]["scenario"] == "scenarios/${{ matrix.scenario }}.yaml"
