@@ -8,6 +8,11 @@ Prints machine-readable lines:
     alert_latency_ms p50=... p99=... max=... n=...
     cost_usd_per_device_month=... basic_ingest=true sampling_hz=1 samples_per_message=30
     cost_item name=... usd_per_device_month=...           (one per billed item)
+    moto_ceiling put_item_per_s=... batch_write_items_per_s=...
+
+moto ceiling: how fast the moto server itself stores telemetry-sized items from one boto3 client, one
+put_item per call and 25 per batch_write_item, with no broker or engine in the way: the upper bound
+any per-message ingest can reach on this machine.
 
 pipeline: devices publish schema-valid 30-sample telemetry batches (QoS 1) as fast as the broker takes
 them, through Mosquitto, the rules engine and the ingest Lambda into DynamoDB (moto, in its own
@@ -232,6 +237,38 @@ def bench_cost(core, devices, log, hours=1):
     return result
 
 
+def bench_moto_ceiling(core, log, n=400):
+    import boto3
+
+    ddb = boto3.client("dynamodb")
+    name = "motorguard-bench-ceiling"
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "device", "KeyType": "HASH"},
+                                {"AttributeName": "sk", "KeyType": "RANGE"}],
+                     AttributeDefinitions=[{"AttributeName": "device", "AttributeType": "S"},
+                                           {"AttributeName": "sk", "AttributeType": "S"}])
+    from cloud.domain import history
+
+    sample = history.telemetry_item(telemetry("ceiling", 0, 0), 7)
+    blob = sample["payload"]
+
+    def item(i):
+        return {"device": {"S": "ceiling-%02d" % (i % 20)}, "sk": {"S": "%013d" % i}, "payload": {"B": blob},
+                "n": {"N": "30"}}
+
+    t = time.perf_counter()
+    for i in range(n):
+        ddb.put_item(TableName=name, Item=item(i))
+    puts = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for b in range(n // 25 * 4):
+        ddb.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": item(n + b * 25 + j)}} for j in range(25)]})
+    batched = (n // 25 * 4 * 25) / (time.perf_counter() - t)
+    ddb.delete_table(TableName=name)
+    log("moto_ceiling put_item_per_s=%.0f batch_write_items_per_s=%.0f item_bytes=%d" % (puts, batched, len(blob)))
+    return {"put_item_per_s": puts, "batch_write_items_per_s": batched}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cloud.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -263,6 +300,7 @@ def main(argv=None) -> int:
         bench_pipeline(core, a.devices, a.messages, log)
         bench_alerts(core, alerts_seen, a.alerts, log)
         bench_cost(core, a.cost_devices, log)
+        bench_moto_ceiling(core, log)
     finally:
         core.stop()
     return 0
