@@ -54,11 +54,11 @@ destroy-cloud: $(STAMP) ## Remove the CDK stack (tables and the archive bucket a
 flash: $(STAMP) ## Erase an ESP32 and write MicroPython: make flash PORT=/dev/ttyUSB0 [FIRMWARE=file.bin]
 	$(PY) -m flashing flash $(if $(PORT),--port $(PORT)) $(if $(FIRMWARE),--firmware $(FIRMWARE))
 
-deploy: $(STAMP) ## Copy firmware + device bundle onto the board, verify, wait for online: PORT=... [BUNDLE=dir]
-	$(PY) -m flashing deploy $(if $(PORT),--port $(PORT)) $(if $(BUNDLE),--bundle $(BUNDLE))
+deploy: $(STAMP) ## Copy firmware + device bundle onto the board, verify, wait for online: PORT=... [BUNDLE=dir] [TEST_HOOK=1]
+	$(PY) -m flashing deploy $(if $(PORT),--port $(PORT)) $(if $(BUNDLE),--bundle $(BUNDLE)) $(if $(TEST_HOOK),--test-hook)
 
 image: $(STAMP) ## Factory image build/flash-4MB.bin (MicroPython + the firmware [+ BUNDLE=dir | CONFIG=file])
-	$(PY) -m flashing image $(if $(BUNDLE),--bundle $(BUNDLE)) $(if $(CONFIG),--config $(CONFIG)) $(if $(FIRMWARE),--firmware $(FIRMWARE))
+	$(PY) -m flashing image $(if $(BUNDLE),--bundle $(BUNDLE)) $(if $(CONFIG),--config $(CONFIG)) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(if $(TEST_HOOK),--test-hook)
 
 console: $(STAMP) ## Serial REPL and log of the board: make console PORT=/dev/ttyUSB0
 	$(PY) -m flashing console $(if $(PORT),--port $(PORT))

@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="a directory from `provision device` (default: keep the board's config and keys)")
     d.add_argument("--config", default=os.environ.get("CONFIG") or None,
                    help="only a config.json, no keys (e.g. wokwi/config.json for an offline board)")
+    d.add_argument("--test-hook", action="store_true",
+                   help='a test configuration for the HIL bench: config.json with "test_hook": true (docs/hil.md)')
     d.add_argument("--timeout", type=float, default=deploy.default_timeout(),
                    help="seconds to wait for 'MG NET online' (default %(default)s)")
 
@@ -54,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--config", default=os.environ.get("CONFIG") or None,
                    help="a config.json to include instead of a bundle (e.g. wokwi/config.json)")
     i.add_argument("--firmware", default=os.environ.get("FIRMWARE") or None, help="a MicroPython .bin you verified")
+    i.add_argument("--test-hook", action="store_true",
+                   help='config.json with "test_hook": true, for the HIL bench')
     i.add_argument("--out", help="where to write it (default build/flash-4MB.bin)")
     i.add_argument("--json", action="store_true", help="print what went into the image as JSON")
 
@@ -88,13 +92,14 @@ def run(a) -> int:
         if a.bundle and a.config:
             raise FlashError("give --bundle or --config, not both", "a bundle already holds its config.json",
                              errors.BAD_INPUT)
-        state = deploy.deploy(a.port, a.bundle, a.config, a.timeout)
+        state = deploy.deploy(a.port, a.bundle, a.config, a.timeout, test_hook=a.test_hook)
         print("the device is online" if state == "online" else "the device runs in offline mode (config says so)")
     elif a.cmd == "image":
         if a.bundle and a.config:
             raise FlashError("give --bundle or --config, not both", "a bundle already holds its config.json",
                              errors.BAD_INPUT)
-        done = image.build(a.out, a.firmware, a.bundle, a.config, echo=(lambda *_: None) if a.json else print)
+        done = image.build(a.out, a.firmware, a.bundle, a.config, echo=(lambda *_: None) if a.json else print,
+                           test_hook=a.test_hook)
         if a.json:
             print(json.dumps(done))
         else:

@@ -106,10 +106,13 @@ def serial_lines(port: str, timeout_s: float):
                 yield raw.decode("utf-8", "replace")
 
 
-def deploy(port, bundle=None, config=None, timeout_s=60.0, echo=print) -> str:
+def deploy(port, bundle=None, config=None, timeout_s=60.0, echo=print, test_hook=False) -> str:
     tools.check_port(port, "deploy")
     compiled = files.compile_firmware()
     board = files.board_files(compiled, bundle, config)
+    if test_hook:
+        board = files.with_test_hook(board)
+        echo("test configuration: the HIL test hook is enabled (never deploy this to a machine in use)")
     if "config.json" not in board:
         echo("note: no BUNDLE given: the board keeps its current config.json and keys")
     echo("copying %d files to %s" % (len(board), port))

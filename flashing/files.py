@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 from flashing import errors, tools
@@ -66,6 +67,24 @@ def board_files(compiled, bundle=None, config=None) -> dict[str, Path]:
                              "pass a config.json like firmware/config.example.json", errors.BAD_INPUT) from None
         files["config.json"] = c
     return files
+
+
+def with_test_hook(board: dict[str, Path], out_dir=None) -> dict[str, Path]:
+    """The same files, but a config.json with "test_hook": true, for a board on the HIL bench
+    (docs/hil.md). Written 0600 into build/: the config holds the Wi-Fi password."""
+    src = board.get("config.json")
+    if src is None:
+        raise FlashError("--test-hook needs a config to change", "give BUNDLE=dir (or CONFIG=file) as well",
+                         errors.BAD_INPUT)
+    cfg = json.loads(Path(src).read_text())
+    cfg["test_hook"] = True
+    out = Path(out_dir or tools.BUILD) / "test-hook-config.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(cfg, f)
+    return dict(board, **{"config.json": out})
 
 
 def stale_sources(files) -> list[str]:

@@ -93,12 +93,14 @@ def read_back(vfs_bytes: bytes) -> dict[str, bytes]:
     return out
 
 
-def build(out=None, firmware_path=None, bundle=None, config=None, compiled=None, echo=print) -> dict:
+def build(out=None, firmware_path=None, bundle=None, config=None, compiled=None, echo=print, test_hook=False) -> dict:
     """Writes the factory image; returns what went in (for --json and the tests)."""
     fw = firmware.obtain(firmware_path, echo=echo)
     check_layout(fw)
     compiled = Path(compiled) if compiled else files.compile_firmware()
     board = files.board_files(compiled, bundle, config)
+    if test_hook:
+        board = files.with_test_hook(board)
     out = Path(out or tools.BUILD / "flash-4MB.bin")
     out.parent.mkdir(parents=True, exist_ok=True)
     vfs = out.with_name(out.stem + ".littlefs.bin")
@@ -112,4 +114,4 @@ def build(out=None, firmware_path=None, bundle=None, config=None, compiled=None,
                          "check the esptool version (v5 needed)", errors.TOOL_FAILED)
     return {"image": str(out), "size": release.FLASH_SIZE, "firmware": str(fw), "app_offset": release.APP_OFFSET,
             "vfs_offset": release.VFS_OFFSET, "vfs_blocks": release.BLOCK_COUNT, "block_size": release.BLOCK_SIZE,
-            "files": sorted(board)}
+            "files": sorted(board), "test_hook": bool(test_hook)}

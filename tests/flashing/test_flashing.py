@@ -326,6 +326,31 @@ def test_wokwi_config_image_has_no_keys(tmp_path):
     assert not [n for n in got if n.endswith((".der", ".pem"))]
 
 
+def test_test_hook_image_enables_the_hook_and_leaves_the_bundle_alone(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "firmware"))
+    from motorguard import config
+
+    monkeypatch.setattr(tools, "BUILD", tmp_path / "build")
+    fw = stand_in_firmware(tmp_path / "fw.bin")
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    for n in files.BOARD_FILES:
+        (bundle / n).write_bytes(os.urandom(64))
+    production = json.loads((ROOT / "firmware" / "config.example.json").read_text())
+    assert not production.get("test_hook")
+    (bundle / "config.json").write_text(json.dumps(production))
+    done = image.build(tmp_path / "img.bin", fw, bundle, echo=lambda *_: None, test_hook=True)
+    got = image.read_back((tmp_path / "img.bin").read_bytes()[release.VFS_OFFSET:])
+    cfg = config.parse(got["config.json"].decode())
+    assert cfg["test_hook"] is True and done["test_hook"] is True
+    assert json.loads((bundle / "config.json").read_text()) == production  # the bundle is unchanged
+    written = tmp_path / "build" / "test-hook-config.json"
+    assert written.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FlashError, match="needs a config") as e:
+        files.with_test_hook({"main.py": fw})
+    assert e.value.code == errors.BAD_INPUT
+
+
 # ------------------------------------------------------------------ deploy
 
 
