@@ -7,6 +7,7 @@ import stat
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -15,6 +16,13 @@ from provisioning import pki
 
 def mode(path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
+
+
+def is_unencrypted_pkcs8_pem(data: bytes) -> bool:
+    """True when data is a private key written as unencrypted PKCS#8 PEM, byte for byte."""
+    key = serialization.load_pem_private_key(data, password=None)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()) == data
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +41,7 @@ def test_ca_is_a_self_signed_p256_ca_with_a_private_key_file(ca):
     assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey) and cert.public_key().curve.name == "secp256r1"
     cert.verify_directly_issued_by(cert)
     assert mode(key_path) == 0o600
-    assert key_path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert is_unencrypted_pkcs8_pem(key_path.read_bytes())
 
 
 @pytest.mark.parametrize("kind", ["ec", "rsa"])
@@ -91,7 +99,7 @@ def test_rewriting_a_key_keeps_it_private(tmp_path):
     p.write_bytes(b"old")
     p.chmod(0o644)
     pki.write_key(p, pki.make_key())
-    assert mode(p) == 0o600 and p.read_bytes().startswith(b"-----BEGIN PRIVATE KEY")
+    assert mode(p) == 0o600 and is_unencrypted_pkcs8_pem(p.read_bytes())
 
 
 def test_crl_lists_revoked_serials_and_grows(ca, tmp_path):
