@@ -99,6 +99,8 @@ class Engine:
         self.client_id = client_id
         self._session = boto_session
         self._clients = {}
+        self._targets = {}
+        self._setup_lock = threading.Lock()  # boto3 clients and resources are not created thread-safely
         self._lock = threading.Lock()
         self._stats = {"received": 0, "acked": 0, "no_rule": 0, "fired": {}, "actions_ok": 0, "actions_failed": 0,
                        "error_actions": 0, "error_action_failed": 0, "lambda_invocations": 0, "lambda_ms": 0.0,
@@ -237,9 +239,26 @@ class Engine:
         if c is None:
             import boto3
 
-            c = (self._session or boto3).client(service)
-            self._clients[service] = c
+            with self._setup_lock:
+                c = self._clients.get(service) or (self._session or boto3).client(service)
+                self._clients[service] = c
         return c
+
+    def _resolve(self, service, name):
+        """Queue URL, topic ARN or table resource of a target, looked up once, not on every message."""
+        got = self._targets.get((service, name))
+        if got is None:
+            if service == "sqs":
+                got = self._client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+            elif service == "sns":
+                got = self._client("sns").create_topic(Name=name)["TopicArn"]
+            else:
+                import boto3
+
+                with self._setup_lock:
+                    got = (self._session or boto3).resource("dynamodb").Table(name)
+            self._targets[(service, name)] = got
+        return got
 
     def _param(self, action, key, ctx):
         kind, params, templates = action
@@ -268,20 +287,15 @@ class Engine:
             bucket = rule_defs.TARGETS.get(params["bucket"], params["bucket"])
             self._client("s3").put_object(Bucket=bucket, Key=self._param(action, "key", ctx), Body=body.encode())
         elif kind == "sqs":
-            name = rule_defs.TARGETS.get(params["queue"], params["queue"])
-            url = self._client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+            url = self._resolve("sqs", rule_defs.TARGETS.get(params["queue"], params["queue"]))
             self._client("sqs").send_message(QueueUrl=url, MessageBody=body)
         elif kind == "sns":
-            name = rule_defs.TARGETS.get(params["topic"], params["topic"])
-            arn = self._client("sns").create_topic(Name=name)["TopicArn"]
+            arn = self._resolve("sns", rule_defs.TARGETS.get(params["topic"], params["topic"]))
             self._client("sns").publish(TopicArn=arn, Message=body)
         elif kind == "dynamoDBv2":
             from cloud.domain.history import to_dynamo
 
-            import boto3
-
-            table = (self._session or boto3).resource("dynamodb").Table(params["table"])
-            table.put_item(Item=to_dynamo(json.loads(body)))
+            self._resolve("dynamodb", params["table"]).put_item(Item=to_dynamo(json.loads(body)))
         elif kind == "republish":
             info = self.client.publish(self._param(action, "topic", ctx), body, qos=int(params.get("qos", 0)))
             if int(params.get("qos", 0)):
