@@ -53,12 +53,8 @@ def site_and_board(request, tmp_path_factory):
         yield site, board
         board.close()
         return
-    from provisioning.broker import BrokerError, LocalBroker, find_mosquitto, free_port
+    from provisioning.broker import LocalBroker, free_port
 
-    try:
-        find_mosquitto()
-    except BrokerError as e:
-        pytest.skip(str(e))
     work = tmp_path_factory.mktemp("hil")
     broker = LocalBroker.with_new_pki(work / "broker", free_port())
     broker.start()

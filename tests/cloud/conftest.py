@@ -31,12 +31,8 @@ def aws(moto_server, monkeypatch):
 
 @pytest.fixture
 def broker(tmp_path):
-    from provisioning.broker import BrokerError, LocalBroker, find_mosquitto, free_port
+    from provisioning.broker import LocalBroker, free_port
 
-    try:
-        find_mosquitto()
-    except BrokerError as e:
-        pytest.skip(str(e))
     b = LocalBroker.with_new_pki(tmp_path / "broker", free_port())
     b.start()
     yield b

@@ -18,8 +18,9 @@ from cloud.domain import history
 from cloud.local.core import LocalCore
 from cloud.local.engine import default_functions
 from provisioning import local as localb
-from provisioning.broker import BrokerError, find_mosquitto, free_port
+from provisioning.broker import free_port
 from vesp32.harness import VirtualESP32
+from waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_MS = 100
@@ -28,10 +29,6 @@ BATCH = 5
 
 @pytest.fixture
 def core(tmp_path):
-    try:
-        find_mosquitto()
-    except BrokerError as e:
-        pytest.skip(str(e))
     alerts = []
     funcs = default_functions()
     real_alert = funcs["alert"]
@@ -57,16 +54,6 @@ def stored_batches(thing):
         if "LastEvaluatedKey" not in r:
             return items
         kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("no %s within %s s" % (what, timeout))
 
 
 def test_device_to_dynamodb_exactly_once_and_alert_within_a_second(core):

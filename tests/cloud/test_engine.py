@@ -16,6 +16,7 @@ from cloud.local.engine import Engine
 from cloud.local.sql import SqlError
 
 from messages import event
+from waiting import wait_for
 
 
 class Publisher:
@@ -39,16 +40,6 @@ class Publisher:
     def close(self):
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def wait_for(pred, timeout=10, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("no %s within %s s" % (what, timeout))
 
 
 def dead_letters():

@@ -32,7 +32,7 @@ for p in (FIRMWARE, ROOT):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from provisioning.broker import BrokerError, LocalBroker, find_mosquitto, free_port  # noqa: E402
+from provisioning.broker import LocalBroker, free_port  # noqa: E402
 
 
 def micropython_exe() -> str:
@@ -155,10 +155,6 @@ def run_device():
 
 @pytest.fixture(scope="session")
 def mqtt_broker(tmp_path_factory):
-    try:
-        find_mosquitto()
-    except BrokerError as e:
-        pytest.skip(str(e))
     broker = LocalBroker.with_new_pki(tmp_path_factory.mktemp("broker"), free_port())
     broker.start()
     try:

@@ -145,12 +145,8 @@ def test_rotation_not_confirmed_keeps_both_then_abort_restores(local_broker, hom
 
 
 def test_broker_start_status_stop_through_the_cli(home, cli):
-    from provisioning.broker import BrokerError, find_mosquitto, free_port
+    from provisioning.broker import free_port
 
-    try:
-        find_mosquitto()
-    except BrokerError as e:
-        pytest.skip(str(e))
     port = free_port()
     init = cli("ca", "init", "--port", str(port), "--json")
     assert init.exit_code == 0 and json.loads(init.stdout)["created"] is True
