@@ -1,26 +1,30 @@
 """make bench-cloud: throughput, alert latency and cost of the cloud side, measured on the local IoT Core.
 
-    python -m cloud.bench [--devices 20] [--messages 3000] [--alerts 100] [--cost-devices 10]
+    python -m cloud.bench [--devices 20] [--messages 8000] [--lambda-processes 2] [--alerts 100] [--cost-devices 5]
 
 Prints machine-readable lines:
 
-    pipeline_msgs_per_s=... devices=... messages=... stored=... lost=...
+    pipeline_msgs_per_s=... devices=... messages=... stored=... lost=... lambda_processes=...
+    pipeline_cpu_ms_per_msg total=... engine=... lambda=... moto=... broker=... publishers=...
     alert_latency_ms p50=... p99=... max=... n=...
-    cost_usd_per_device_month=... basic_ingest=true sampling_hz=1 samples_per_message=30
+    cost_usd_per_device_month=... basic_ingest=true sampling_hz=1 samples_per_message=30 ...
     cost_item name=... usd_per_device_month=...           (one per billed item)
+    cost_usd_per_device_month_without_basic_ingest=...
+    cost_usd_per_device_month_small_fleet=...             (every telemetry message a batch of its own)
     moto_ceiling put_item_per_s=... batch_write_items_per_s=...
 
-moto ceiling: how fast the moto server itself stores telemetry-sized items from one boto3 client, one
-put_item per call and 25 per batch_write_item, with no broker or engine in the way: the upper bound
-any per-message ingest can reach on this machine.
-
-pipeline: devices publish schema-valid 30-sample telemetry batches (QoS 1) as fast as the broker takes
-them, through Mosquitto, the rules engine and the ingest Lambda into DynamoDB (moto, in its own
-process); the rate is messages stored per second, and every message is checked to be stored.
+pipeline: devices (in two publishing processes of their own) publish schema-valid 30-sample
+telemetry messages (QoS 1) as fast as the broker takes them, through Mosquitto, the rules engine,
+the telemetry queue and the ingest Lambda (in worker processes) into DynamoDB (moto, in its own
+process); the rate is messages acknowledged after storage per second, and every message is checked
+to be stored. The CPU line says where the time went (CPU ms per message, by process), from /proc.
 alert latency: from publishing a FAULT event to the alert Lambda having published to SNS.
 cost: one simulated hour per device at 1 Hz with the firmware's default publish settings (30 samples a
 message), including the hourly aggregate job, counted operation by operation (cloud/local/meter.py)
-and priced with cloud/costs.py's dated table.
+and priced with cloud/costs.py's dated table; once with the queue's batches as the run forms them,
+once with one message per batch (a fleet too small to fill the batching window).
+moto ceiling: how fast the moto server itself stores telemetry-sized items from one boto3 client, one
+put_item per call and 25 per batch_write_item, with no broker or engine in the way.
 """
 
 from __future__ import annotations
@@ -118,47 +122,118 @@ def count_items(table_logical):
         kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
 
 
-def start_core(home, workers, functions=None):
+def start_core(home, workers, functions=None, lambda_processes=2):
     from cloud.local.core import LocalCore
     from provisioning.broker import free_port
 
     return LocalCore(home, broker_port=free_port(), workers=workers, functions=functions,
-                     moto_factory=MotoProcess).start()
+                     moto_factory=MotoProcess, lambda_processes=lambda_processes).start()
 
 
-def bench_pipeline(core, devices, messages, log):
+def telemetry_payloads(device, per, t0_ms):
+    """The JSON of telemetry(device, seq, ...) for seq in range(per), rendered up front so that the
+    publishing process spends its time publishing."""
+    return [json.dumps(telemetry(device, seq, t0_ms + seq * SAMPLES_PER_MESSAGE * 1000),
+                       separators=(",", ":")).encode() for seq in range(per)]
+
+
+def publish_fleet(state_dir, port, things, per, t0_ms, ready, go, finish):
+    """In a process of its own (the devices are not part of what is measured, and must not share an
+    interpreter lock with the engine): connects the things, renders their messages, says ready, waits
+    for go, publishes them all (QoS 1), and once the broker acknowledged every one waits for finish
+    (so that its CPU time can still be read)."""
     from provisioning.broker import LocalBroker
 
-    broker = LocalBroker.from_state_dir(core.broker.state_dir)
-    fleet = [Device(broker, "bench-%03d" % i) for i in range(devices)]
-    per = messages // devices
-    t0_ms = int(time.time() * 1000) - 86400 * 1000
-    start = time.monotonic()
+    broker = LocalBroker.from_state_dir(state_dir, port)
+    fleet = [Device(broker, t) for t in things]
+    payloads = {d.thing: telemetry_payloads(d.thing, per, t0_ms) for d in fleet}
+    ready.set()
+    go.wait()
 
-    def run(d, k):
-        for seq in range(per):
-            d.publish("devices/%s/telemetry" % d.thing, telemetry(d.thing, seq, t0_ms + seq * 30_000))
+    def run(d):
+        topic = "devices/%s/telemetry" % d.thing
+        for body in payloads[d.thing]:
+            d.client.publish(topic, body, qos=1)
 
-    threads = [threading.Thread(target=run, args=(d, k)) for k, d in enumerate(fleet)]
+    threads = [threading.Thread(target=run, args=(d,)) for d in fleet]
     for t in threads:
         t.start()
-    total = per * devices
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        st = core.engine.stats()
-        if st["acked"] >= total and st["queued"] == 0:
-            break
-        time.sleep(0.2)
-    elapsed = time.monotonic() - start
     for t in threads:
         t.join()
     for d in fleet:
+        while d.client._out_messages:  # paho's not-yet-acknowledged QoS 1 messages
+            time.sleep(0.01)
         d.close()
-    stored = count_items("telemetry")
+    finish.wait(900)
+
+
+def cpu_seconds(pid) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 where there is none)."""
+    try:
+        fields = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_part(core, publishers) -> dict:
+    import multiprocessing
+
+    pubs = {p.pid for p in publishers}
+    parts = {"engine": [os.getpid()], "moto": [core.moto.proc.pid], "broker": [core.broker.pid()],
+             "publishers": list(pubs),
+             "lambda": [c.pid for c in multiprocessing.active_children() if c.pid not in pubs]}
+    return {name: sum(cpu_seconds(pid) for pid in pids if pid) for name, pids in parts.items()}
+
+
+def bench_pipeline(core, devices, messages, log, publishers=2, prefix="bench", quiet=False):
+    import multiprocessing
+
+    per = messages // devices
+    total = per * devices
+    t0_ms = int(time.time() * 1000) - 86400 * 1000
+    stored_before = count_items("telemetry")
+    ctx = multiprocessing.get_context("spawn")
+    go, finish = ctx.Event(), ctx.Event()
+    procs, readies = [], []
+    for k in range(publishers):
+        things = ["%s-%03d" % (prefix, i) for i in range(k, devices, publishers)]
+        ready = ctx.Event()
+        p = ctx.Process(target=publish_fleet, args=(str(core.broker.state_dir), core.broker.port, things, per, t0_ms,
+                                                    ready, go, finish), daemon=True)
+        p.start()
+        procs.append(p)
+        readies.append(ready)
+    for ready in readies:
+        if not ready.wait(120):
+            raise RuntimeError("bench: a publishing process did not connect its devices within 120 s")
+    before = core.engine.stats()["acked"]
+    cpu0 = cpu_by_part(core, procs)
+    start = time.monotonic()
+    go.set()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        st = core.engine.stats()
+        if st["acked"] - before >= total and st["queued"] == 0:
+            break
+        if any(p.exitcode not in (None, 0) for p in procs):
+            raise RuntimeError("bench: a publishing process failed (exit codes %s)" % [p.exitcode for p in procs])
+        time.sleep(0.05)
+    elapsed = time.monotonic() - start
+    cpu1 = cpu_by_part(core, procs)
+    finish.set()
+    for p in procs:
+        p.join(60)
+    stored = count_items("telemetry") - stored_before
     row = {"pipeline_msgs_per_s": round(total / elapsed, 1), "devices": devices, "messages": total,
-           "stored": stored, "lost": total - stored, "workers": core.engine.workers}
+           "stored": stored, "lost": total - stored, "lambda_processes": core.engine.lambda_processes}
+    cpu = {k: (cpu1[k] - cpu0.get(k, 0)) * 1000 / total for k in cpu1}
+    if quiet:
+        return row
     log("pipeline_msgs_per_s=%(pipeline_msgs_per_s)s devices=%(devices)d messages=%(messages)d stored=%(stored)d "
-        "lost=%(lost)d workers=%(workers)d" % row)
+        "lost=%(lost)d lambda_processes=%(lambda_processes)d" % row)
+    log("pipeline_cpu_ms_per_msg total=%.3f %s cores=%d" % (sum(cpu.values()), " ".join(
+        "%s=%.3f" % kv for kv in cpu.items()), os.cpu_count()))
     return row
 
 
@@ -187,7 +262,7 @@ def bench_alerts(core, alerts_seen, n, log):
     return row
 
 
-def bench_cost(core, devices, log, hours=1):
+def bench_cost(core, devices, log, hours=1, prefix="cost", label="cost_usd_per_device_month"):
     """One simulated hour per device at 1 Hz, published with Basic Ingest, then the hourly job."""
     from cloud.domain import aggregates
     from cloud.lambdas import aggregate
@@ -199,7 +274,7 @@ def bench_cost(core, devices, log, hours=1):
     st0 = core.engine.stats()
     hour_start = aggregates.hour_start_ms(aggregates.previous_hour(int(time.time() * 1000)))
     per_device = hours * 3600 // SAMPLES_PER_MESSAGE
-    fleet = [Device(broker, "cost-%03d" % i) for i in range(devices)]
+    fleet = [Device(broker, "%s-%03d" % (prefix, i)) for i in range(devices)]
     for d in fleet:
         boot = dict(fault(d.thing, 0), event="BOOT", state="STOPPED", time=hour_start, detail="power_on")
         boot.pop("reason")
@@ -216,7 +291,7 @@ def bench_cost(core, devices, log, hours=1):
     aggregated = 0
     for h in range(hours):
         r = aggregate.handler({"hour": aggregates.hour_of(hour_start + h * 3600_000)}, LambdaContext("motorguard-aggregate"))
-        aggregated += sum(1 for x in r["results"] if x["device"].startswith("cost-"))
+        aggregated += sum(1 for x in r["results"] if x["device"].startswith(prefix + "-"))
     if aggregated != devices * hours:
         raise RuntimeError("cost run: %d device-hours aggregated, expected %d" % (aggregated, devices * hours))
     after = core.counts(devices, hours * 3600)
@@ -224,9 +299,12 @@ def bench_cost(core, devices, log, hours=1):
     run["iot_connection_minute"] = devices * hours * 60
     run["lambda_request"] += devices * 0 + hours  # the hourly aggregate invocations (one per hour)
     result = costs.monthly_cost(run, devices, hours * 3600, basic_ingest=True)
-    log("cost_usd_per_device_month=%.4f basic_ingest=true sampling_hz=1 samples_per_message=%d devices=%d "
-        "simulated_hours=%d prices=%r" % (result["usd_per_device_month"], SAMPLES_PER_MESSAGE, devices, hours,
-                                          costs.PRICES_DATE))
+    esm = core.engine.esms[resources.TELEMETRY_QUEUE]
+    log("%s=%.4f basic_ingest=true sampling_hz=1 samples_per_message=%d devices=%d simulated_hours=%d "
+        "ingest_batch_max=%d prices=%r" % (label, result["usd_per_device_month"], SAMPLES_PER_MESSAGE, devices, hours,
+                                           esm.batch_size, costs.PRICES_DATE))
+    if label != "cost_usd_per_device_month":
+        return result
     for name, usd in sorted(result["lines"].items(), key=lambda kv: -kv[1]):
         if usd:
             log("cost_item name=%s usd_per_device_month=%.5f" % (name, usd))
@@ -235,6 +313,18 @@ def bench_cost(core, devices, log, hours=1):
     extra = per_month_msgs * costs.PRICES["iot_message_5kb"]
     log("cost_usd_per_device_month_without_basic_ingest=%.4f" % (result["usd_per_device_month"] + extra))
     return result
+
+
+def bench_cost_small_fleet(core, devices, log):
+    """The same hour with every telemetry message in a batch of its own: what a fleet too small to
+    fill the queue's batching window pays (at one message every 30 s, fewer than about 30 devices)."""
+    esm = core.engine.esms[resources.TELEMETRY_QUEUE]
+    saved = esm.batch_size, esm.window_s
+    esm.batch_size, esm.window_s = 1, 0
+    try:
+        return bench_cost(core, devices, log, prefix="small", label="cost_usd_per_device_month_small_fleet")
+    finally:
+        esm.batch_size, esm.window_s = saved
 
 
 def bench_moto_ceiling(core, log, n=400):
@@ -273,8 +363,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cloud.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=20, help="publishing devices in the throughput run")
-    ap.add_argument("--messages", type=int, default=4000, help="messages in the throughput run")
-    ap.add_argument("--workers", type=int, default=8, help="rules engine worker threads")
+    ap.add_argument("--messages", type=int, default=8000, help="messages in the throughput run")
+    ap.add_argument("--workers", type=int, default=4, help="rules engine worker threads")
+    ap.add_argument("--lambda-processes", type=int, default=2, help="worker processes for queue-fed Lambdas")
     ap.add_argument("--alerts", type=int, default=100, help="FAULT events for the alert latency")
     ap.add_argument("--cost-devices", type=int, default=5, help="devices in the cost run (one simulated hour each)")
     a = ap.parse_args(argv)
@@ -295,11 +386,13 @@ def main(argv=None) -> int:
 
     funcs["alert"] = timed_alert
     home = Path(tempfile.mkdtemp(prefix="mg-bench-cloud-"))
-    core = start_core(home, a.workers, funcs)
+    core = start_core(home, a.workers, funcs, a.lambda_processes)
     try:
+        bench_pipeline(core, 4, 400, log, prefix="warm", quiet=True)  # the Lambda workers start and import
         bench_pipeline(core, a.devices, a.messages, log)
         bench_alerts(core, alerts_seen, a.alerts, log)
         bench_cost(core, a.cost_devices, log)
+        bench_cost_small_fleet(core, a.cost_devices, log)
         bench_moto_ceiling(core, log)
     finally:
         core.stop()

@@ -10,7 +10,7 @@ PREFIX = "motorguard"
 # DynamoDB tables: logical name -> (physical name, partition key, sort key or None, TTL attribute or None).
 # Every key attribute is a string.
 TABLES = {
-    # One item per sample: device, sk = "<time ms, 13 digits>#<boot>#<seq>#<index>".
+    # One item per telemetry message (its samples gzip-compressed): device, sk = "<first sample ms>#<boot>#<seq>".
     "telemetry": (PREFIX + "-telemetry", "device", "sk", "expires_at"),
     # Latest state per device.
     "devices": (PREFIX + "-devices", "device", None, None),
@@ -25,6 +25,23 @@ TABLES = {
 ARCHIVE_BUCKET = PREFIX + "-archive"  # raw payloads: raw/<device>/<YYYY>/<MM>/<DD>/<HH>/...; aggregates/...
 ALERTS_TOPIC = PREFIX + "-alerts"  # SNS
 DEAD_LETTER_QUEUE = PREFIX + "-rules-dlq"  # SQS: rule error actions and rejected messages
+TELEMETRY_QUEUE = PREFIX + "-telemetry-queue"  # SQS: the telemetry rule's messages, waiting for ingest
+
+# SQS queues that a Lambda consumes in batches (event source mappings). The telemetry rule sends to
+# its queue rather than invoking ingest once per message: the queue keeps what ingest cannot store
+# yet (4 days, retried; then the dead-letter queue), where IoT's asynchronous invoke would give up
+# after two retries; and ingest writes a whole batch with BatchWriteItem. docs/cloud.md has figures.
+EVENT_SOURCES = {
+    "telemetry": {
+        "queue": TELEMETRY_QUEUE,
+        "function": "ingest",
+        "batch_size": 100,  # above 10 SQS requires a batching window
+        "window_s": 1,  # the longest a message waits for its batch to fill
+        "max_receive_count": 5,  # deliveries before a message moves to the dead-letter queue
+        "visibility_timeout_s": 60,  # at least 6 x ingest's timeout, as AWS advises for Lambda consumers
+        "retention_days": 4,
+    },
+}
 
 # The environment variables each Lambda reads.
 ENV = {

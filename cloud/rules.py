@@ -35,7 +35,8 @@ RULES = [
         "error_action": ERROR_ACTION,
     },
     {
-        # Cold path: every telemetry batch into DynamoDB through ingest. The raw archive in S3
+        # Cold path: every telemetry batch into DynamoDB through ingest, by way of an SQS queue that
+        # ingest drains in batches (cloud/resources.py EVENT_SOURCES says why). The raw archive in S3
         # (raw/<device>/<YYYY>/<MM>/<DD>/<HH>.jsonl) is written by the hourly aggregate job, one
         # object per device-hour: an S3 action here would cost one PUT per message, which alone
         # is ~$0.43 per device-month at one message every 30 s (docs/cloud.md).
@@ -43,7 +44,7 @@ RULES = [
         "sql": (
             "SELECT *, topic(2) AS thing, topic(3) AS kind, timestamp() AS received_ms FROM '%s'" % TELEMETRY_FILTER
         ),
-        "actions": [{"lambda": {"function": "ingest"}}],
+        "actions": [{"sqs": {"queue": "telemetry_queue"}}],
         "error_action": ERROR_ACTION,
         # Devices may publish telemetry to $aws/rules/motorguard_telemetry/devices/<thing>/telemetry
         # instead (Basic Ingest: no messaging charge); topic() then still reads devices/<thing>/telemetry.
@@ -53,6 +54,7 @@ RULES = [
 
 TARGETS = {
     "dead_letter": resources.DEAD_LETTER_QUEUE,
+    "telemetry_queue": resources.TELEMETRY_QUEUE,
     "archive": resources.ARCHIVE_BUCKET,
     "alerts": resources.ALERTS_TOPIC,
 }

@@ -46,9 +46,11 @@ MOSQUITTO_HINT = "mosquitto is not installed: sudo apt-get install -y mosquitto 
 # ever holds a few commands, so the shared limit costs nothing there.
 MAX_QUEUED_MESSAGES = 100000
 # Outgoing QoS 1 messages in flight per client before Mosquitto queues the
-# rest. AWS IoT does not document one; 100 keeps a fast subscriber busy
-# without letting one client hold thousands of unacked messages.
-MAX_INFLIGHT_MESSAGES = 100
+# rest. The rules engine acknowledges a telemetry message only once its
+# batch is stored (cloud/local/esm.py), so this window must hold several
+# 100-message batches (and it bounds what the engine's queue holds); devices
+# only ever receive a few commands, so the shared limit costs nothing there.
+MAX_INFLIGHT_MESSAGES = 1000
 
 
 DEVICE_PUBLISH_TOPICS = ("telemetry", "events", "status", "ack")

@@ -8,7 +8,7 @@ import json
 from aws_cdk import (CfnOutput, Duration, RemovalPolicy, Stack, aws_apigateway as apigw, aws_cloudwatch as cw,
                      aws_cloudwatch_actions as cw_actions, aws_dynamodb as ddb, aws_events as events,
                      aws_events_targets as targets, aws_iam as iam, aws_iot as iot, aws_lambda as lambda_,
-                     aws_s3 as s3, aws_sns as sns, aws_sqs as sqs)
+                     aws_lambda_event_sources as lambda_sources, aws_s3 as s3, aws_sns as sns, aws_sqs as sqs)
 from constructs import Construct
 
 from cloud import resources, rules
@@ -40,6 +40,15 @@ class MotorGuardStack(Stack):
         self.topic = sns.Topic(self, "Alerts", topic_name=resources.ALERTS_TOPIC)
         self.dlq = sqs.Queue(self, "RulesDeadLetter", queue_name=resources.DEAD_LETTER_QUEUE,
                              retention_period=Duration.days(14), enforce_ssl=True)
+        # Queues a Lambda drains in batches; what fails max_receive_count times moves to the DLQ.
+        self.queues = {resources.DEAD_LETTER_QUEUE: self.dlq}
+        for logical, src in resources.EVENT_SOURCES.items():
+            self.queues[src["queue"]] = sqs.Queue(
+                self, "Queue-" + logical, queue_name=src["queue"], enforce_ssl=True,
+                encryption=sqs.QueueEncryption.SQS_MANAGED,
+                visibility_timeout=Duration.seconds(src["visibility_timeout_s"]),
+                retention_period=Duration.days(src["retention_days"]),
+                dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=src["max_receive_count"]))
 
         layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools", POWERTOOLS_LAYER.format(region=self.region))
@@ -64,6 +73,11 @@ class MotorGuardStack(Stack):
                 code=code, layers=[layer], memory_size=MEMORY_MB[logical], timeout=Duration.seconds(TIMEOUT_S[logical]),
                 environment=dict(env, POWERTOOLS_SERVICE_NAME="motorguard-" + logical))
         f = self.functions
+        for logical, src in resources.EVENT_SOURCES.items():
+            assert src["visibility_timeout_s"] >= 6 * TIMEOUT_S[src["function"]], "AWS: visibility >= 6 x timeout"
+            f[src["function"]].add_event_source(lambda_sources.SqsEventSource(
+                self.queues[src["queue"]], batch_size=src["batch_size"],
+                max_batching_window=Duration.seconds(src["window_s"]), report_batch_item_failures=True))
         # Least privilege, function by function.
         self.tables["telemetry"].grant_write_data(f["ingest"])
         self.tables["events"].grant_write_data(f["ingest"])
@@ -113,6 +127,13 @@ class MotorGuardStack(Stack):
             period=Duration.minutes(5)), threshold=1, evaluation_periods=1,
             alarm_description="messages rejected or failed by the rules", treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
         depth.add_alarm_action(alarm_action)
+        for logical, src in resources.EVENT_SOURCES.items():
+            # Ingest falling behind (or failing) shows as age before anything reaches the DLQ.
+            lag = cw.Alarm(self, "QueueAge-" + logical, metric=self.queues[src["queue"]].metric_approximate_age_of_oldest_message(
+                period=Duration.minutes(5)), threshold=300, evaluation_periods=1,
+                alarm_description="%s queue: a message waited over 5 minutes" % logical,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
+            lag.add_alarm_action(alarm_action)
         for name in self.rules:
             a = cw.Alarm(self, "RuleFailures-" + name, metric=cw.Metric(
                 namespace="AWS/IoT", metric_name="Failure", dimensions_map={"RuleName": name},
@@ -130,7 +151,9 @@ class MotorGuardStack(Stack):
         if kind == "lambda":
             return {"lambda": {"functionArn": self.functions[params["function"]].function_arn}}
         if kind == "sqs":
-            return {"sqs": {"queueUrl": self.dlq.queue_url, "roleArn": self.rule_role.role_arn, "useBase64": False}}
+            queue = self.queues[rules.TARGETS.get(params["queue"], params["queue"])]
+            queue.grant_send_messages(self.rule_role)
+            return {"sqs": {"queueUrl": queue.queue_url, "roleArn": self.rule_role.role_arn, "useBase64": False}}
         if kind == "s3":
             self.bucket.grant_put(self.rule_role)
             return {"s3": {"bucketName": self.bucket.bucket_name, "key": params["key"], "roleArn": self.rule_role.role_arn}}

@@ -1,6 +1,10 @@
 """ingest: every telemetry batch and event the rules send, into DynamoDB, once.
 
-Invalid messages go to the dead-letter queue with the reason (never dropped silently).
+Two ways in: a rule's Lambda action (one SELECT output per call: the events rule), and the
+telemetry queue's event source mapping (an SQS event of up to 100 rule outputs: the telemetry
+rule). Invalid messages go to the dead-letter queue with the reason (never dropped silently); a
+queued message that could not be stored is reported back as a batch item failure, so SQS delivers
+it again and, after the queue's max receive count, moves it to the dead-letter queue.
 Env: TELEMETRY_TABLE, EVENTS_TABLE, DEVICES_TABLE, DEAD_LETTER_QUEUE_NAME, HISTORY_TTL_DAYS (7),
 DEADBAND_TEMP_C and DEADBAND_CURRENT_A (0: keep every sample).
 """
@@ -8,12 +12,14 @@ DEADBAND_TEMP_C and DEADBAND_CURRENT_A (0: keep every sample).
 from __future__ import annotations
 
 import json
+import time
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from botocore.exceptions import ClientError
 
 from cloud.domain import history, messages
-from cloud.lambdas.common import add_metric, client, env, queue_url, setting, table
+from cloud.lambdas.common import add_metric, client, env, queue_url, setting, table, unvalidated_dynamodb
 
 logger = Logger(service="motorguard-ingest")
 metrics = Metrics(namespace="MotorGuard", service="ingest")
@@ -71,16 +77,93 @@ def update_latest(msg: dict) -> None:
             raise
 
 
-@metrics.log_metrics(raise_on_empty_metrics=False)
-@logger.inject_lambda_context
-def handler(event, context):
+def check(event: dict) -> tuple[dict | None, str | None]:
+    """The device's message out of a rule's output, or the reason it must be rejected."""
     kind = event.get("kind")
     if kind not in ("telemetry", "events"):
-        return reject(event, "unknown topic kind %r (expected telemetry or events)" % kind)
+        return None, "unknown topic kind %r (expected telemetry or events)" % kind
     msg = messages.device_part(event)
     problem = messages.problems(messages.KINDS[kind], msg)
     if problem:
-        return reject(event, "schema: " + problem)
+        return None, "schema: " + problem
     if event.get("thing") and msg["device"] != event["thing"]:
-        return reject(event, "device %r published on %r's topic" % (msg["device"], event["thing"]))
-    return ingest_telemetry(msg) if kind == "telemetry" else ingest_event(msg)
+        return None, "device %r published on %r's topic" % (msg["device"], event["thing"])
+    return msg, None
+
+
+def ingest_one(event: dict) -> dict:
+    msg, problem = check(event)
+    if problem:
+        return reject(event, problem)
+    return ingest_telemetry(msg) if event["kind"] == "telemetry" else ingest_event(msg)
+
+
+# BatchWriteItem takes at most 25 puts; DynamoDB may hand some back unprocessed (throttling).
+BATCH_WRITE_MAX = 25
+WRITE_ATTEMPTS = 4
+
+
+def write_items(table_name: str, keyed: dict, sleep=time.sleep) -> set:
+    """Puts every item of keyed ({message id: item}); returns the ids of those still unwritten after
+    WRITE_ATTEMPTS. A put overwrites: the key is (device, first sample, boot, seq), so a message
+    delivered twice (MQTT QoS 1, SQS at-least-once) still leaves exactly one item."""
+    by_key = {}
+    for mid, item in keyed.items():
+        by_key.setdefault((item["device"], item["sk"]), []).append(mid)  # one put per key in a request
+    unique = {key: keyed[mids[0]] for key, mids in by_key.items()}
+    pending = list(unique.items())
+    for attempt in range(WRITE_ATTEMPTS):
+        if not pending:
+            break
+        if attempt:
+            sleep(0.05 * 2 ** attempt)
+        retry = []
+        for i in range(0, len(pending), BATCH_WRITE_MAX):
+            chunk = dict(pending[i:i + BATCH_WRITE_MAX])
+            r = unvalidated_dynamodb().batch_write_item(
+                RequestItems={table_name: [{"PutRequest": {"Item": item}} for item in chunk.values()]})
+            for req in r.get("UnprocessedItems", {}).get(table_name, []):
+                item = req["PutRequest"]["Item"]
+                key = (item["device"], item["sk"])
+                retry.append((key, chunk[key]))
+        pending = retry
+    return {mid for key, _ in pending for mid in by_key[key]}
+
+
+def ingest_queue_batch(event: dict) -> dict:
+    """An SQS batch of telemetry rule outputs: rejects to the dead-letter queue, the rest written
+    together; returns the ids SQS must deliver again (partial batch response)."""
+    keyed, failures, stored_samples = {}, [], 0
+    for record in SQSEvent(event).records:
+        try:
+            out = json.loads(record.body)
+        except ValueError:
+            reject({"body": record.body[:1000]}, "the queued body is not JSON")
+            continue
+        msg, problem = check(out)
+        if problem:
+            reject(out, problem)
+        elif out["kind"] == "events":
+            ingest_event(msg)  # not routed here by the rules today; handled rather than lost
+        else:
+            item = history.telemetry_item(msg, setting("HISTORY_TTL_DAYS", 7), setting("DEADBAND_TEMP_C", 0),
+                                          setting("DEADBAND_CURRENT_A", 0))
+            keyed[record.message_id] = item
+    unwritten = write_items(env("TELEMETRY_TABLE"), keyed) if keyed else set()
+    for mid, item in keyed.items():
+        if mid in unwritten:
+            failures.append({"itemIdentifier": mid})
+        else:
+            stored_samples += item["n"]
+    if unwritten:
+        logger.warning("unwritten", extra={"count": len(unwritten)})
+    add_metric(metrics, "SamplesStored", stored_samples)
+    return {"batchItemFailures": failures}
+
+
+@metrics.log_metrics(raise_on_empty_metrics=False)
+@logger.inject_lambda_context
+def handler(event, context):
+    if "Records" in event:
+        return ingest_queue_batch(event)
+    return ingest_one(event)

@@ -23,15 +23,17 @@ LAMBDA_MEMORY_MB = 256  # what the CDK stack gives each function (cloud/infra)
 
 class LocalCore:
     def __init__(self, home, broker_port: int | None = None, api_port: int = 0, workers: int = 4, functions=None,
-                 moto_factory=None):
+                 moto_factory=None, lambda_processes: int = 0):
         """moto_factory: makes the AWS side (default: moto in this process; the benchmark runs it in
-        its own process so it does not share a core with the engine)."""
+        its own process so it does not share a core with the engine); lambda_processes: worker
+        processes for the queue-fed Lambdas (0: they run in this process)."""
         self.home = Path(home)
         self.broker_port = broker_port
         self.api_port = api_port
         self.workers = workers
         self.functions = functions
         self.moto_factory = moto_factory or moto_env.MotoServer
+        self.lambda_processes = lambda_processes
         self.broker = self.moto = self.engine = self.api = None
         self.meter = Meter()
         self.started_at = None
@@ -45,7 +47,8 @@ class LocalCore:
         self.moto = self.moto_factory().start()
         os.environ["MOTORGUARD_LOCAL_BROKER_DIR"] = str(self.broker.state_dir)  # the api publishes commands there
         self.meter.install()
-        self.engine = Engine(self.broker, functions=self.functions or default_functions(), workers=self.workers).start()
+        self.engine = Engine(self.broker, functions=self.functions or default_functions(), workers=self.workers,
+                             lambda_processes=self.lambda_processes, meter=self.meter).start()
         self.api = ApiServer(self.api_port).start()
         self.started_at = time.monotonic()
         return self

@@ -16,7 +16,11 @@ topics $aws/rules/<rule>/... of rules that allow it). Nothing is lost silently:
   in-flight window fills, and the broker queues (back-pressure, never drops).
 
 Actions: lambda (the handler called in-process with the SELECT output and a context object like
-AWS's), dynamoDBv2, s3, sns, sqs, republish. Locally a Lambda that raises counts as a failed
+AWS's), dynamoDBv2, s3, sns, sqs, republish. An sqs action whose queue feeds a Lambda
+(cloud/resources.py EVENT_SOURCES) goes to a local event source mapping (cloud/local/esm.py) that
+invokes the function in batches, in worker processes when lambda_processes > 0
+(cloud/local/runtime.py); the MQTT message is acknowledged once the batch stored it. A message whose
+rules only feed such queues is evaluated and queued on the MQTT thread, with no hand-over to a worker. Locally a Lambda that raises counts as a failed
 action and goes to the error action (in AWS, the asynchronous invoke would retry and then drop it).
 clientid() is the empty string: MQTT 3.1.1 does not tell a subscriber who published.
 """
@@ -36,8 +40,15 @@ from cloud import resources
 from cloud import rules as rule_defs
 from cloud.local import sql
 from cloud.local.apigw import LambdaContext
+from cloud.local.esm import EventSourceMapping
 
 BASIC_INGEST = "$aws/rules/"
+
+
+def broker_inflight() -> int:
+    from provisioning.broker import MAX_INFLIGHT_MESSAGES
+
+    return MAX_INFLIGHT_MESSAGES
 
 
 def default_functions() -> dict:
@@ -57,7 +68,30 @@ def _lazy(mod, fn):
             cache["f"] = getattr(importlib.import_module(mod), fn)
         return cache["f"](event, context)
 
+    call.handler_path = mod + "." + fn  # what a worker process imports (cloud/local/runtime.py)
     return call
+
+
+class Ticket:
+    """One MQTT message's outstanding work: acknowledged when the last part is done."""
+
+    __slots__ = ("parts", "lock", "on_done")
+
+    def __init__(self, on_done):
+        self.parts = 1
+        self.lock = threading.Lock()
+        self.on_done = on_done
+
+    def hold(self):
+        with self.lock:
+            self.parts += 1
+
+    def release(self, *_):
+        with self.lock:
+            self.parts -= 1
+            last = self.parts == 0
+        if last:
+            self.on_done()
 
 
 class ActionError(Exception):
@@ -90,7 +124,11 @@ class LoadedRule:
 
 class Engine:
     def __init__(self, broker, functions=None, rules=None, workers: int = 4, queue_size: int = 2000,
-                 client_id: str = "motorguard-rules-engine", boto_session=None):
+                 client_id: str = "motorguard-rules-engine", boto_session=None, lambda_processes: int = 0,
+                 meter=None, event_sources=None, retry_delay_s: float = 1.0):
+        """lambda_processes: worker processes for queue-fed Lambdas (0: in this process); meter: a
+        cloud.local.meter.Meter told of the operations made out of its sight (worker processes, the
+        local queues); event_sources: as cloud/resources.py EVENT_SOURCES (the default)."""
         self.broker = broker
         self.functions = functions if functions is not None else default_functions()
         self.rules = [LoadedRule(r) for r in (rules if rules is not None else rule_defs.RULES)]
@@ -109,12 +147,32 @@ class Engine:
         self._running = False
         self.client = None
         self.on_fired = None  # optional callback(rule_name, output, topic)
+        self.meter = meter
+        self.lambda_processes = lambda_processes
+        self._pool = None
+        self.esms = {}
+        sources = resources.EVENT_SOURCES if event_sources is None else event_sources
+        queues = {rule_defs.TARGETS.get(a[1]["queue"], a[1]["queue"]) for r in self.rules for a in r.actions
+                  if a[0] == "sqs"}
+        for src in sources.values():
+            if src["queue"] in queues:
+                self.esms[src["queue"]] = EventSourceMapping(
+                    src["queue"], self._invoker(src["function"]), batch_size=src["batch_size"],
+                    window_s=src["window_s"], max_receive_count=src["max_receive_count"],
+                    dead_letter=self._send_to_dead_letter, capacity=broker_inflight(),
+                    retry_delay_s=retry_delay_s, on_batch=self._count_batch)
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> "Engine":
         import paho.mqtt.client as mqtt
 
         self._running = True
+        if self.lambda_processes and self.esms:
+            from cloud.local.runtime import LambdaProcesses
+
+            self._pool = LambdaProcesses(self.lambda_processes)
+        for esm in self.esms.values():
+            esm.start()
         for i in range(self.workers):
             t = threading.Thread(target=self._work, name="rules-worker-%d" % i, daemon=True)
             t.start()
@@ -141,6 +199,10 @@ class Engine:
         if self.client is not None:
             self.client.disconnect()
             self.client.loop_stop()
+        for esm in self.esms.values():
+            esm.stop()  # what waits in it is unacknowledged: the broker delivers it again
+        if self._pool is not None:
+            self._pool.close()
         for _ in self._threads:
             try:
                 self.queue.put_nowait(None)
@@ -165,27 +227,43 @@ class Engine:
         client.subscribe([(f, 1) for f in self.filters()])
 
     def _on_message(self, client, userdata, msg):
-        # Blocks when the workers are behind: the broker then holds what is not yet acknowledged.
-        self.queue.put(msg)
+        ticket = Ticket(lambda: self._ack(msg))
+        try:
+            fired = self.evaluate(msg.topic, msg.payload)
+        except Exception:  # noqa: BLE001 - never leave a message unacknowledged over a bug here
+            ticket.release()
+            raise
+        if all(self._deferred(action) for r, _, _, _ in fired for action in r.actions):
+            self.run(fired, ticket)  # only queue-fed actions: cheap, and their back-pressure is the queue's
+        else:
+            # Blocks when the workers are behind: the broker then holds what is not yet acknowledged.
+            self.queue.put((fired, ticket))
+
+    def _ack(self, msg):
+        try:
+            self.client.ack(msg.mid, msg.qos)
+            with self._lock:
+                self._stats["acked"] += 1
+        except Exception:  # noqa: BLE001 - a lost connection: the broker redelivers it
+            pass
 
     def _work(self):
         while True:
-            msg = self.queue.get()
-            if msg is None:
+            job = self.queue.get()
+            if job is None:
                 return
-            try:
-                self.process(msg.topic, msg.payload)
-            finally:
-                try:
-                    self.client.ack(msg.mid, msg.qos)
-                    with self._lock:
-                        self._stats["acked"] += 1
-                except Exception:  # noqa: BLE001 - a lost connection: the broker redelivers it
-                    pass
+            self.run(*job)
 
     # ------------------------------------------------------------ evaluation
-    def process(self, topic: str, payload: bytes, clientid: str = "") -> int:
-        """Runs every matching rule on one message; returns how many fired."""
+    def process(self, topic: str, payload: bytes, clientid: str = "", done=None) -> int:
+        """Runs every matching rule on one message; returns how many fired. done() is called once
+        every action finished (queue-fed ones when their batch did)."""
+        fired = self.evaluate(topic, payload, clientid)
+        self.run(fired, Ticket(done or (lambda: None)))
+        return len(fired)
+
+    def evaluate(self, topic: str, payload: bytes, clientid: str = "") -> list:
+        """The rules that fire on one message: (rule, SELECT output, context, raw payload) each."""
         now_ms = int(time.time() * 1000)
         with self._lock:
             self._stats["received"] += 1
@@ -202,37 +280,50 @@ class Engine:
             message = json.loads(payload)
         except ValueError:
             message = {}  # AWS: a non-JSON payload has no attributes; SELECT * yields nothing useful
-        fired = 0
+        fired = []
         for r in candidates:
             if not topic.startswith(BASIC_INGEST) and not r.rule.matches(real_topic):
                 continue
             ctx = sql.Context(message, real_topic, clientid, now_ms)
             if r.rule.where is not None and sql.eval_expr(r.rule.where, ctx) is not True:
                 continue
-            out = sql.project(r.rule.select, ctx)
-            fired += 1
-            with self._lock:
+            fired.append((r, sql.project(r.rule.select, ctx), ctx, payload))
+        with self._lock:
+            for r, _, _, _ in fired:
                 self._stats["fired"][r.name] = self._stats["fired"].get(r.name, 0) + 1
-            failures = []
-            for action in r.actions:
-                try:
-                    self._run_action(action, out, ctx)
-                    with self._lock:
-                        self._stats["actions_ok"] += 1
-                except ActionError as e:
-                    failures.append(e)
-                except Exception as e:  # noqa: BLE001 - any failure goes to the error action
-                    failures.append(ActionError(action[0], str(action[1]), "%s: %s" % (type(e).__name__, e)))
-            if failures:
-                with self._lock:
-                    self._stats["actions_failed"] += len(failures)
-                self._error_action(r, real_topic, clientid, payload, failures, ctx)
-            if self.on_fired:
-                self.on_fired(r.name, out, real_topic)
-        if not fired:
-            with self._lock:
+            if not fired:
                 self._stats["no_rule"] += 1
         return fired
+
+    def run(self, fired: list, ticket: Ticket) -> None:
+        """Runs the actions of each fired rule (failures to its error action); ticket.release() when all are done."""
+        try:
+            for r, out, ctx, payload in fired:
+                failures = []
+                for action in r.actions:
+                    try:
+                        self._run_action(action, out, ctx, ticket)
+                        with self._lock:
+                            self._stats["actions_ok"] += 1
+                    except ActionError as e:
+                        failures.append(e)
+                    except Exception as e:  # noqa: BLE001 - any failure goes to the error action
+                        failures.append(ActionError(action[0], str(action[1]), "%s: %s" % (type(e).__name__, e)))
+                if failures:
+                    with self._lock:
+                        self._stats["actions_failed"] += len(failures)
+                    self._error_action(r, ctx.topic, ctx.clientid, payload, failures, ctx)
+                if self.on_fired:
+                    self.on_fired(r.name, out, ctx.topic)
+        finally:
+            ticket.release()
+
+    def _deferred(self, action) -> bool:
+        return action[0] == "sqs" and self._queue_name(action) in self.esms
+
+    def _queue_name(self, action) -> str:
+        q = action[1]["queue"]
+        return rule_defs.TARGETS.get(q, q)
 
     def _client(self, service):
         c = self._clients.get(service)
@@ -266,9 +357,14 @@ class Engine:
             return templates[key](ctx)
         return params.get(key)
 
-    def _run_action(self, action, out, ctx):
+    def _run_action(self, action, out, ctx, ticket=None):
         kind, params, _ = action
         body = json.dumps(out, default=str)
+        if ticket is not None and self._deferred(action):
+            ticket.hold()
+            if not self.esms[self._queue_name(action)].add(body, ticket.release):
+                raise ActionError("SqsAction", self._queue_name(action), "the local queue is stopping")
+            return
         if kind == "lambda":
             name = params["function"]
             fn = self.functions.get(name)
@@ -287,7 +383,7 @@ class Engine:
             bucket = rule_defs.TARGETS.get(params["bucket"], params["bucket"])
             self._client("s3").put_object(Bucket=bucket, Key=self._param(action, "key", ctx), Body=body.encode())
         elif kind == "sqs":
-            url = self._resolve("sqs", rule_defs.TARGETS.get(params["queue"], params["queue"]))
+            url = self._resolve("sqs", self._queue_name(action))
             self._client("sqs").send_message(QueueUrl=url, MessageBody=body)
         elif kind == "sns":
             arn = self._resolve("sns", rule_defs.TARGETS.get(params["topic"], params["topic"]))
@@ -321,10 +417,46 @@ class Engine:
             with self._lock:
                 self._stats["error_action_failed"] += 1
 
+    # ------------------------------------------------------------ queue-fed Lambdas
+    def _invoker(self, logical: str):
+        name = resources.function_name(logical)
+
+        def invoke(event):
+            fn = self.functions.get(logical)
+            if fn is None:
+                raise LookupError("no function %r" % logical)
+            path = getattr(fn, "handler_path", None)
+            t0 = time.perf_counter()
+            ran_ms = None  # the function's own time (billed), without the hand-over to a worker
+            try:
+                if self._pool is not None and path:
+                    result, ran_ms, usage = self._pool.invoke(path, name, event)
+                    if self.meter is not None:
+                        self.meter.add_counts(usage)
+                    return result
+                return fn(event, LambdaContext(name))
+            finally:
+                with self._lock:
+                    self._stats["lambda_invocations"] += 1
+                    self._stats["lambda_ms"] += ran_ms if ran_ms is not None else (time.perf_counter() - t0) * 1000
+
+        return invoke
+
+    def _count_batch(self, size: int, receives: int):
+        # What SQS would bill: each SendMessage, and per batch the ReceiveMessage calls (10 messages
+        # at most each) and as many DeleteMessageBatch calls.
+        if self.meter is not None:
+            self.meter.add_counts({"sqs_request": size + 2 * receives})
+
+    def _send_to_dead_letter(self, body: str):
+        url = self._resolve("sqs", resources.DEAD_LETTER_QUEUE)
+        self._client("sqs").send_message(QueueUrl=url, MessageBody=body)
+
     def stats(self) -> dict:
         with self._lock:
             s = json.loads(json.dumps(self._stats))
         s["queued"] = self.queue.qsize()
+        s["queues"] = {name: dict(esm.stats, held=esm.held()) for name, esm in self.esms.items()}
         return s
 
 

@@ -67,7 +67,9 @@ class Meter:
                 for reqs in params.get("RequestItems", {}).values():
                     for r in reqs:
                         item = r.get("PutRequest", {}).get("Item", {})
-                        self._add("dynamodb_wru", costs.write_units(item_size(item)) if item else 1)
+                        size = item_size(item)
+                        self._add("dynamodb_wru", costs.write_units(size) if item else 1)
+                        self._add("dynamodb_bytes_stored", size)
         elif service == "s3":
             if op in ("PutObject", "CopyObject", "ListObjectsV2"):
                 self._add("s3_put")
@@ -87,6 +89,12 @@ class Meter:
         items = parsed.get("Items") or ([parsed["Item"]] if parsed.get("Item") else [])
         size = sum(len(str(i)) for i in items)  # wire size: close enough for read units
         self._add("dynamodb_rru", max(1, costs.read_units(size)))
+
+    def add_counts(self, counts: dict) -> None:
+        """Operations counted elsewhere: a Lambda worker process, the local queue of cloud/local/esm.py."""
+        with self._lock:
+            for key, n in counts.items():
+                self.counts[key] = self.counts.get(key, 0) + n
 
     def snapshot(self) -> dict:
         with self._lock:

@@ -107,3 +107,34 @@ def test_device_policy_statement_by_statement(template):
 def test_no_wildcard_iam_actions(template):
     text = json.dumps(template.find_resources("AWS::IAM::Policy"))
     assert '"iot:*"' not in text and '"dynamodb:*"' not in text and '"s3:*"' not in text
+
+
+def test_each_sqs_action_sends_to_the_queue_its_rule_names(template):
+    queues = template.find_resources("AWS::SQS::Queue")
+    logical_of = {q["Properties"]["QueueName"]: lid for lid, q in queues.items()}
+    found = template.find_resources("AWS::IoT::TopicRule")
+    by_name = {r["Properties"]["RuleName"]: r["Properties"]["TopicRulePayload"] for r in found.values()}
+    for spec in rules.RULES:
+        sent = [a["Sqs"]["QueueUrl"]["Ref"] for a in by_name[spec["name"]]["Actions"] if "Sqs" in a]
+        wanted = [logical_of[rules.TARGETS[a["sqs"]["queue"]]] for a in spec["actions"] if "sqs" in a]
+        assert sent == wanted
+        assert by_name[spec["name"]]["ErrorAction"]["Sqs"]["QueueUrl"]["Ref"] == logical_of[resources.DEAD_LETTER_QUEUE]
+
+
+def test_queue_fed_lambdas_drain_their_queue_in_batches(template):
+    queues = template.find_resources("AWS::SQS::Queue")
+    logical_of = {q["Properties"]["QueueName"]: lid for lid, q in queues.items()}
+    for src in resources.EVENT_SOURCES.values():
+        q = queues[logical_of[src["queue"]]]["Properties"]
+        assert q["VisibilityTimeout"] == src["visibility_timeout_s"]
+        assert q["MessageRetentionPeriod"] == src["retention_days"] * 86400
+        assert q["SqsManagedSseEnabled"] is True
+        assert q["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [logical_of[resources.DEAD_LETTER_QUEUE], "Arn"]},
+                                      "maxReceiveCount": src["max_receive_count"]}
+        template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
+            "EventSourceArn": {"Fn::GetAtt": [logical_of[src["queue"]], "Arn"]},
+            "BatchSize": src["batch_size"], "MaximumBatchingWindowInSeconds": src["window_s"],
+            "FunctionResponseTypes": ["ReportBatchItemFailures"]})
+    ages = [a for a in template.find_resources("AWS::CloudWatch::Alarm").values()
+            if a["Properties"].get("MetricName") == "ApproximateAgeOfOldestMessage"]
+    assert len(ages) == len(resources.EVENT_SOURCES)

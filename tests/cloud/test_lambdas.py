@@ -67,6 +67,84 @@ def test_ingest_rejects_invalid_messages_to_the_dead_letter_queue(aws):
     assert items("telemetry") == []
 
 
+def sqs_event(*bodies):
+    from cloud.local.esm import EventSourceMapping, Message
+
+    return EventSourceMapping("motorguard-telemetry-queue", None).event([Message(b, None, 0) for b in bodies])
+
+
+def test_ingest_drains_a_queue_batch_once_per_message_and_rejects_the_bad(aws):
+    t0 = int(time.time() * 1000)
+    good = [as_rule_output(telemetry(device="m%d" % (i % 3), seq=i, t0=t0 + i * 30000), "telemetry") for i in range(60)]
+    bad = telemetry(device="m9")
+    bad["samples"][0]["state"] = "DANCING"
+    bodies = [json.dumps(g) for g in good]
+    bodies += [bodies[5], json.dumps(as_rule_output(bad, "telemetry")), "{not json"]  # a duplicate and two rejects
+    r = ingest.handler(sqs_event(*bodies), ctx())
+    assert r == {"batchItemFailures": []}
+    again = ingest.handler(sqs_event(*bodies[:10]), ctx())  # SQS delivers at least once
+    assert again == {"batchItemFailures": []}
+    rows = items("telemetry")
+    assert len(rows) == 60
+    assert sorted((row["device"], int(row["seq"])) for row in rows) == sorted((g["device"], g["seq"]) for g in good)
+    assert all(history.samples_of(row) == good[int(row["seq"])]["samples"] for row in rows)
+    dead = dlq_messages()
+    assert sorted(d["reason"][:20] for d in dead) == ["schema: data.samples", "the queued body is n"]
+
+
+def test_ingest_reports_what_dynamodb_would_not_take_as_batch_item_failures(aws, monkeypatch):
+    """DynamoDB hands throttled puts back as UnprocessedItems, which moto never does: a stand-in
+    client at that edge, the rest real."""
+    from cloud.lambdas import common
+
+    real = common.unvalidated_dynamodb()
+    refused = {"m1"}
+    calls = []
+
+    class Throttling:
+        def batch_write_item(self, RequestItems):
+            (name, reqs), = RequestItems.items()
+            calls.append(len(reqs))
+            take = [r for r in reqs if r["PutRequest"]["Item"]["device"] not in refused]
+            if take:
+                real.batch_write_item(RequestItems={name: take})
+            back = [r for r in reqs if r["PutRequest"]["Item"]["device"] in refused]
+            return {"UnprocessedItems": {name: back} if back else {}}
+
+    monkeypatch.setattr(ingest, "unvalidated_dynamodb", lambda: Throttling())
+    monkeypatch.setattr(ingest.time, "sleep", lambda s: None)
+    t0 = int(time.time() * 1000)
+    msgs = [as_rule_output(telemetry(device="m%d" % (i % 2), seq=i, t0=t0), "telemetry") for i in range(30)]
+    event = sqs_event(*[json.dumps(m) for m in msgs])
+    r = ingest.handler(event, ctx())
+    failed = {f["itemIdentifier"] for f in r["batchItemFailures"]}
+    wanted = {rec["messageId"] for rec, m in zip(event["Records"], msgs) if m["device"] == "m1"}
+    assert failed == wanted and len(failed) == 15
+    assert calls == [25, 5] + [15] * (ingest.WRITE_ATTEMPTS - 1), "25 at most a call, the refused retried"
+    assert sorted(int(row["seq"]) for row in items("telemetry")) == list(range(0, 30, 2))
+
+
+def test_a_queue_batch_whose_table_is_missing_fails_whole(aws, monkeypatch):
+    monkeypatch.setenv("TELEMETRY_TABLE", "no-such-table")
+    with pytest.raises(Exception, match="ResourceNotFound|non-existent|not found"):
+        ingest.handler(sqs_event(json.dumps(as_rule_output(telemetry(), "telemetry"))), ctx())
+
+
+def test_the_handler_runs_in_a_worker_process_and_its_calls_are_counted(aws):
+    from cloud.local.runtime import LambdaProcesses
+
+    t0 = int(time.time() * 1000)
+    bodies = [json.dumps(as_rule_output(telemetry(seq=i, t0=t0), "telemetry")) for i in range(40)]
+    pool = LambdaProcesses(1)
+    try:
+        result, ms, usage = pool.invoke(resources.FUNCTIONS["ingest"], "motorguard-ingest", sqs_event(*bodies))
+    finally:
+        pool.close()
+    assert result == {"batchItemFailures": []} and ms > 0
+    assert usage["dynamodb_wru"] == 40, usage  # each item is under 1 KB: one write unit
+    assert len(items("telemetry")) == 40
+
+
 def test_deadband_and_ttl_settings(aws, monkeypatch):
     monkeypatch.setenv("DEADBAND_TEMP_C", "0.5")
     monkeypatch.setenv("DEADBAND_CURRENT_A", "0.5")
