@@ -142,7 +142,7 @@ class Engine:
         self._lock = threading.Lock()
         self._stats = {"received": 0, "acked": 0, "no_rule": 0, "fired": {}, "actions_ok": 0, "actions_failed": 0,
                        "error_actions": 0, "error_action_failed": 0, "lambda_invocations": 0, "lambda_ms": 0.0,
-                       "bytes_in": 0, "message_units_5kb": 0, "basic_ingest": 0}
+                       "bytes_in": 0, "message_units_5kb": 0, "basic_ingest": 0, "evaluation_errors": 0}
         self._threads = []
         self._running = False
         self.client = None
@@ -230,9 +230,11 @@ class Engine:
         ticket = Ticket(lambda: self._ack(msg))
         try:
             fired = self.evaluate(msg.topic, msg.payload)
-        except Exception:  # noqa: BLE001 - never leave a message unacknowledged over a bug here
+        except Exception:  # noqa: BLE001 - counted; the MQTT thread must live on, and a message
+            with self._lock:  # that breaks evaluation would break it again on every redelivery
+                self._stats["evaluation_errors"] += 1
             ticket.release()
-            raise
+            return
         if all(self._deferred(action) for r, _, _, _ in fired for action in r.actions):
             self.run(fired, ticket)  # only queue-fed actions: cheap, and their back-pressure is the queue's
         else:
