@@ -60,6 +60,11 @@ TARGETS = {
 }
 
 
+def target(name: str) -> str:
+    """The physical resource an action names: a logical name from TARGETS, or a name used as is."""
+    return TARGETS.get(name, name)
+
+
 def rule(name):
     for r in RULES:
         if r["name"] == name:

@@ -151,7 +151,7 @@ class MotorGuardStack(Stack):
         if kind == "lambda":
             return {"lambda": {"functionArn": self.functions[params["function"]].function_arn}}
         if kind == "sqs":
-            queue = self.queues[rules.TARGETS.get(params["queue"], params["queue"])]
+            queue = self.queues[rules.target(params["queue"])]
             queue.grant_send_messages(self.rule_role)
             return {"sqs": {"queueUrl": queue.queue_url, "roleArn": self.rule_role.role_arn, "useBase64": False}}
         if kind == "s3":

@@ -103,7 +103,7 @@ BATCH_WRITE_MAX = 25
 WRITE_ATTEMPTS = 4
 
 
-def write_items(table_name: str, keyed: dict, sleep=time.sleep) -> set:
+def write_items(table_name: str, keyed: dict) -> set:
     """Puts every item of keyed ({message id: item}); returns the ids of those still unwritten after
     WRITE_ATTEMPTS. A put overwrites: the key is (device, first sample, boot, seq), so a message
     delivered twice (MQTT QoS 1, SQS at-least-once) still leaves exactly one item."""
@@ -116,7 +116,7 @@ def write_items(table_name: str, keyed: dict, sleep=time.sleep) -> set:
         if not pending:
             break
         if attempt:
-            sleep(0.05 * 2 ** attempt)
+            time.sleep(0.05 * 2 ** attempt)
         retry = []
         for i in range(0, len(pending), BATCH_WRITE_MAX):
             chunk = dict(pending[i:i + BATCH_WRITE_MAX])

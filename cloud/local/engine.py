@@ -20,8 +20,8 @@ AWS's), dynamoDBv2, s3, sns, sqs, republish. An sqs action whose queue feeds a L
 (cloud/resources.py EVENT_SOURCES) goes to a local event source mapping (cloud/local/esm.py) that
 invokes the function in batches, in worker processes when lambda_processes > 0
 (cloud/local/runtime.py); the MQTT message is acknowledged once the batch stored it. A message whose
-rules only feed such queues is evaluated and queued on the MQTT thread, with no hand-over to a worker. Locally a Lambda that raises counts as a failed
-action and goes to the error action (in AWS, the asynchronous invoke would retry and then drop it).
+rules only feed such queues is evaluated and queued on the MQTT thread, with no hand-over to a
+worker. Locally a Lambda that raises counts as a failed action and goes to the error action (in AWS, the asynchronous invoke would retry and then drop it).
 clientid() is the empty string: MQTT 3.1.1 does not tell a subscriber who published.
 """
 
@@ -41,14 +41,9 @@ from cloud import rules as rule_defs
 from cloud.local import sql
 from cloud.local.apigw import LambdaContext
 from cloud.local.esm import EventSourceMapping
+from provisioning.broker import MAX_INFLIGHT_MESSAGES
 
 BASIC_INGEST = "$aws/rules/"
-
-
-def broker_inflight() -> int:
-    from provisioning.broker import MAX_INFLIGHT_MESSAGES
-
-    return MAX_INFLIGHT_MESSAGES
 
 
 def default_functions() -> dict:
@@ -152,14 +147,13 @@ class Engine:
         self._pool = None
         self.esms = {}
         sources = resources.EVENT_SOURCES if event_sources is None else event_sources
-        queues = {rule_defs.TARGETS.get(a[1]["queue"], a[1]["queue"]) for r in self.rules for a in r.actions
-                  if a[0] == "sqs"}
+        queues = {self._queue_name(a) for r in self.rules for a in r.actions if a[0] == "sqs"}
         for src in sources.values():
             if src["queue"] in queues:
                 self.esms[src["queue"]] = EventSourceMapping(
                     src["queue"], self._invoker(src["function"]), batch_size=src["batch_size"],
                     window_s=src["window_s"], max_receive_count=src["max_receive_count"],
-                    dead_letter=self._send_to_dead_letter, capacity=broker_inflight(),
+                    dead_letter=self._send_to_dead_letter, capacity=MAX_INFLIGHT_MESSAGES,
                     retry_delay_s=retry_delay_s, on_batch=self._count_batch)
 
     # ------------------------------------------------------------ lifecycle
@@ -324,8 +318,7 @@ class Engine:
         return action[0] == "sqs" and self._queue_name(action) in self.esms
 
     def _queue_name(self, action) -> str:
-        q = action[1]["queue"]
-        return rule_defs.TARGETS.get(q, q)
+        return rule_defs.target(action[1]["queue"])
 
     def _client(self, service):
         c = self._clients.get(service)
@@ -382,13 +375,13 @@ class Engine:
                     self._stats["lambda_invocations"] += 1
                     self._stats["lambda_ms"] += (time.perf_counter() - t0) * 1000
         elif kind == "s3":
-            bucket = rule_defs.TARGETS.get(params["bucket"], params["bucket"])
+            bucket = rule_defs.target(params["bucket"])
             self._client("s3").put_object(Bucket=bucket, Key=self._param(action, "key", ctx), Body=body.encode())
         elif kind == "sqs":
             url = self._resolve("sqs", self._queue_name(action))
             self._client("sqs").send_message(QueueUrl=url, MessageBody=body)
         elif kind == "sns":
-            arn = self._resolve("sns", rule_defs.TARGETS.get(params["topic"], params["topic"]))
+            arn = self._resolve("sns", rule_defs.target(params["topic"]))
             self._client("sns").publish(TopicArn=arn, Message=body)
         elif kind == "dynamoDBv2":
             from cloud.domain.history import to_dynamo
