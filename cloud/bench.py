@@ -1,6 +1,6 @@
 """make bench-cloud: throughput, alert latency and cost of the cloud side, measured on the local IoT Core.
 
-    python -m cloud.bench [--devices 20] [--messages 8000] [--lambda-processes 2] [--alerts 100] [--cost-devices 5]
+    python -m cloud.bench [--devices 20] [--messages 16000] [--lambda-processes 2] [--alerts 100] [--cost-devices 5]
 
 Prints machine-readable lines:
 
@@ -264,8 +264,11 @@ def bench_alerts(core, alerts_seen, n, log):
     return row
 
 
-def bench_cost(core, devices, log, hours=1, prefix="cost", label="cost_usd_per_device_month", details=True):
-    """One simulated hour per device at 1 Hz, published with Basic Ingest, then the hourly job."""
+def bench_cost(core, devices, log, hours=1, prefix="cost", label="cost_usd_per_device_month", details=True,
+               hour_start=None):
+    """One simulated hour per device at 1 Hz, published with Basic Ingest, then the hourly job.
+    hour_start (ms; default: the previous hour): runs in one core each take an hour of their own,
+    so that each aggregate job archives, and is billed for, only its own devices' data."""
     from cloud.domain import aggregates
     from cloud.lambdas import aggregate
     from cloud.local.apigw import LambdaContext
@@ -274,7 +277,8 @@ def bench_cost(core, devices, log, hours=1, prefix="cost", label="cost_usd_per_d
     broker = LocalBroker.from_state_dir(core.broker.state_dir)
     before = core.counts(0, 1)
     st0 = core.engine.stats()
-    hour_start = aggregates.hour_start_ms(aggregates.previous_hour(int(time.time() * 1000)))
+    if hour_start is None:
+        hour_start = aggregates.hour_start_ms(aggregates.previous_hour(int(time.time() * 1000)))
     per_device = hours * 3600 // SAMPLES_PER_MESSAGE
     fleet = [Device(broker, "%s-%03d" % (prefix, i)) for i in range(devices)]
     for d in fleet:
@@ -290,9 +294,11 @@ def bench_cost(core, devices, log, hours=1, prefix="cost", label="cost_usd_per_d
         time.sleep(0.2)
     for d in fleet:
         d.close()
-    aggregated = 0
+    aggregated, aggregate_gb_s = 0, 0.0
     for h in range(hours):
+        t0 = time.perf_counter()
         r = aggregate.handler({"hour": aggregates.hour_of(hour_start + h * 3600_000)}, LambdaContext("motorguard-aggregate"))
+        aggregate_gb_s += costs.lambda_gb_seconds((time.perf_counter() - t0) * 1000, resources.MEMORY_MB["aggregate"])
         aggregated += sum(1 for x in r["results"] if x["device"].startswith(prefix + "-"))
     if aggregated != devices * hours:
         raise RuntimeError("cost run: %d device-hours aggregated, expected %d" % (aggregated, devices * hours))
@@ -300,6 +306,7 @@ def bench_cost(core, devices, log, hours=1, prefix="cost", label="cost_usd_per_d
     run = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     run["iot_connection_minute"] = devices * hours * 60
     run["lambda_request"] += hours  # the hourly aggregate invocations (one per hour)
+    run["lambda_gb_second"] += aggregate_gb_s
     result = costs.monthly_cost(run, devices, hours * 3600, basic_ingest=True)
     esm = core.engine.esms[resources.TELEMETRY_QUEUE]
     log("%s=%.4f basic_ingest=true sampling_hz=1 samples_per_message=%d devices=%d simulated_hours=%d "
@@ -317,7 +324,7 @@ def bench_cost(core, devices, log, hours=1, prefix="cost", label="cost_usd_per_d
     return result
 
 
-def bench_cost_small_fleet(core, devices, log):
+def bench_cost_small_fleet(core, devices, log, hour_start=None):
     """The same hour with every telemetry message in a batch of its own: what a fleet too small to
     fill the queue's batching window pays (at one message every 30 s, fewer than about 30 devices)."""
     esm = core.engine.esms[resources.TELEMETRY_QUEUE]
@@ -325,7 +332,7 @@ def bench_cost_small_fleet(core, devices, log):
     esm.batch_size, esm.window_s = 1, 0
     try:
         return bench_cost(core, devices, log, prefix="small", label="cost_usd_per_device_month_small_fleet",
-                          details=False)
+                          details=False, hour_start=hour_start)
     finally:
         esm.batch_size, esm.window_s = saved
 
@@ -340,14 +347,16 @@ def bench_moto_ceiling(core, log, n=400):
                                 {"AttributeName": "sk", "KeyType": "RANGE"}],
                      AttributeDefinitions=[{"AttributeName": "device", "AttributeType": "S"},
                                            {"AttributeName": "sk", "AttributeType": "S"}])
+    from boto3.dynamodb.types import TypeSerializer
+
     from cloud.domain import history
 
-    sample = history.telemetry_item(telemetry("ceiling", 0, 0), 7)
+    sample, _ = history.telemetry_item(telemetry("ceiling", 0, 0), 7)  # the item ingest writes
+    wire = {k: TypeSerializer().serialize(v) for k, v in sample.items()}
     blob = sample["payload"]
 
     def item(i):
-        return {"device": {"S": "ceiling-%02d" % (i % 20)}, "sk": {"S": "%013d" % i}, "payload": {"B": blob},
-                "n": {"N": "30"}}
+        return dict(wire, device={"S": "ceiling-%02d" % (i % 20)}, sk={"S": "%013d" % i})
 
     t = time.perf_counter()
     for i in range(n):
@@ -366,7 +375,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cloud.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=20, help="publishing devices in the throughput run")
-    ap.add_argument("--messages", type=int, default=8000, help="messages in the throughput run")
+    ap.add_argument("--messages", type=int, default=16000, help="messages in the throughput run")
     ap.add_argument("--workers", type=int, default=4, help="rules engine worker threads")
     ap.add_argument("--lambda-processes", type=int, default=2, help="worker processes for queue-fed Lambdas")
     ap.add_argument("--alerts", type=int, default=100, help="FAULT events for the alert latency")
@@ -394,8 +403,11 @@ def main(argv=None) -> int:
         bench_pipeline(core, 4, 400, log, prefix="warm", quiet=True)  # the Lambda workers start and import
         bench_pipeline(core, a.devices, a.messages, log)
         bench_alerts(core, alerts_seen, a.alerts, log)
-        bench_cost(core, a.cost_devices, log)
-        bench_cost_small_fleet(core, a.cost_devices, log)
+        from cloud.domain import aggregates
+
+        hour = aggregates.hour_start_ms(aggregates.previous_hour(int(time.time() * 1000)))
+        bench_cost(core, a.cost_devices, log, hour_start=hour)
+        bench_cost_small_fleet(core, a.cost_devices, log, hour_start=hour - aggregates.HOUR_MS)
         bench_moto_ceiling(core, log)
     finally:
         core.stop()

@@ -64,5 +64,9 @@ FUNCTIONS = {
 }
 
 
+# Memory (MB) each function gets: the CDK stack sets it, and the local cost figures bill by it.
+MEMORY_MB = {"ingest": 256, "alert": 256, "api": 256, "aggregate": 512}
+
+
 def function_name(logical):
     return "%s-%s" % (PREFIX, logical)

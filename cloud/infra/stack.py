@@ -15,7 +15,6 @@ from cloud import resources, rules
 from provisioning import policy
 
 POWERTOOLS_LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:27"
-MEMORY_MB = {"ingest": 256, "alert": 256, "api": 256, "aggregate": 512}
 TIMEOUT_S = {"ingest": 10, "alert": 10, "api": 15, "aggregate": 300}
 
 
@@ -70,7 +69,7 @@ class MotorGuardStack(Stack):
             self.functions[logical] = lambda_.Function(
                 self, "Fn-" + logical, function_name=resources.function_name(logical),
                 runtime=lambda_.Runtime.PYTHON_3_12, architecture=lambda_.Architecture.X86_64, handler=handler,
-                code=code, layers=[layer], memory_size=MEMORY_MB[logical], timeout=Duration.seconds(TIMEOUT_S[logical]),
+                code=code, layers=[layer], memory_size=resources.MEMORY_MB[logical], timeout=Duration.seconds(TIMEOUT_S[logical]),
                 environment=dict(env, POWERTOOLS_SERVICE_NAME="motorguard-" + logical))
         f = self.functions
         for logical, src in resources.EVENT_SOURCES.items():

@@ -14,7 +14,7 @@ import time
 from aws_lambda_powertools import Logger, Metrics
 from boto3.dynamodb.conditions import Key
 
-from cloud.domain import aggregates, history
+from cloud.domain import aggregates, history, messages
 from cloud.lambdas.common import add_metric, client, env, table
 
 logger = Logger(service="motorguard-aggregate")
@@ -55,7 +55,8 @@ def aggregate_device(device: str, hour: str) -> dict | None:
     bucket = env("ARCHIVE_BUCKET")
     s3.put_object(Bucket=bucket, Key=aggregates.aggregate_key(device, hour), Body=json.dumps(result).encode(),
                   ContentType="application/json")
-    payloads = [history.unpack(i["payload"]) for i in items if aggregates.hour_of(int(i["first_ms"])) == hour]
+    payloads = [messages.device_part(history.unpack(i["payload"])) for i in items
+                if aggregates.hour_of(history.first_ms(i)) == hour]
     if payloads:
         s3.put_object(Bucket=bucket, Key=aggregates.archive_key(device, hour), Body=aggregates.archive_body(payloads),
                       ContentType="application/x-ndjson")

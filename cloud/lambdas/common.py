@@ -25,13 +25,13 @@ def table(env_name: str):
 
 
 @functools.lru_cache(maxsize=None)
-def unvalidated_dynamodb():
-    """A DynamoDB client taking Python values (the resource layer's type serializer) without
-    botocore's per-call parameter validation: for items this code builds, not for input, where the
-    validation (about a tenth of a millisecond an item) buys nothing."""
+def plain_dynamodb():
+    """A low-level DynamoDB client (attribute values, not Python values) without botocore's per-call
+    parameter validation: for requests this code builds, not for input, where the validation (about
+    a tenth of a millisecond an item) buys nothing."""
     from botocore.config import Config
 
-    return boto3.resource("dynamodb", config=Config(parameter_validation=False)).meta.client
+    return boto3.client("dynamodb", config=Config(parameter_validation=False))
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,7 +48,7 @@ def reset_clients():
     """Tests and the local core switch endpoints: forget cached clients."""
     client.cache_clear()
     table.cache_clear()
-    unvalidated_dynamodb.cache_clear()
+    plain_dynamodb.cache_clear()
     queue_url.cache_clear()
     topic_arn.cache_clear()
 

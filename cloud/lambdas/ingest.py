@@ -14,12 +14,15 @@ from __future__ import annotations
 import json
 import time
 
+import orjson
+
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
 from cloud.domain import history, messages
-from cloud.lambdas.common import add_metric, client, env, queue_url, setting, table, unvalidated_dynamodb
+from cloud.lambdas.common import add_metric, client, env, plain_dynamodb, queue_url, setting, table
 
 logger = Logger(service="motorguard-ingest")
 metrics = Metrics(namespace="MotorGuard", service="ingest")
@@ -45,12 +48,16 @@ def put_once(tbl, item) -> bool:
         raise
 
 
-def ingest_telemetry(msg: dict) -> dict:
-    item = history.telemetry_item(msg, setting("HISTORY_TTL_DAYS", 7), setting("DEADBAND_TEMP_C", 0),
-                                  setting("DEADBAND_CURRENT_A", 0))
+def telemetry_item(out: dict, raw: str | None = None) -> tuple[dict, int]:
+    return history.telemetry_item(out, setting("HISTORY_TTL_DAYS", 7), setting("DEADBAND_TEMP_C", 0),
+                                  setting("DEADBAND_CURRENT_A", 0), raw=raw)
+
+
+def ingest_telemetry(out: dict) -> dict:
+    item, samples = telemetry_item(out)
     stored = put_once(table("TELEMETRY_TABLE"), item)
-    add_metric(metrics, "SamplesStored" if stored else "Duplicates", item["n"] if stored else 1)
-    return {"status": "stored" if stored else "duplicate", "samples": item["n"], "sk": item["sk"]}
+    add_metric(metrics, "SamplesStored" if stored else "Duplicates", samples if stored else 1)
+    return {"status": "stored" if stored else "duplicate", "samples": samples, "sk": item["sk"]}
 
 
 def ingest_event(msg: dict) -> dict:
@@ -95,7 +102,7 @@ def ingest_one(event: dict) -> dict:
     msg, problem = check(event)
     if problem:
         return reject(event, problem)
-    return ingest_telemetry(msg) if event["kind"] == "telemetry" else ingest_event(msg)
+    return ingest_telemetry(event) if event["kind"] == "telemetry" else ingest_event(msg)
 
 
 # BatchWriteItem takes at most 25 puts; DynamoDB may hand some back unprocessed (throttling).
@@ -103,14 +110,19 @@ BATCH_WRITE_MAX = 25
 WRITE_ATTEMPTS = 4
 
 
+_serialize = TypeSerializer().serialize
+
+
 def write_items(table_name: str, keyed: dict) -> set:
     """Puts every item of keyed ({message id: item}); returns the ids of those still unwritten after
     WRITE_ATTEMPTS. A put overwrites: the key is (device, first sample, boot, seq), so a message
-    delivered twice (MQTT QoS 1, SQS at-least-once) still leaves exactly one item."""
+    delivered twice (MQTT QoS 1, SQS at-least-once) still leaves exactly one item.
+    Items go out as DynamoDB attribute values, serialized here: the resource layer would walk
+    the whole request model to do it, for each call."""
     by_key = {}
     for mid, item in keyed.items():
         by_key.setdefault((item["device"], item["sk"]), []).append(mid)  # one put per key in a request
-    unique = {key: keyed[mids[0]] for key, mids in by_key.items()}
+    unique = {key: {k: _serialize(v) for k, v in keyed[mids[0]].items()} for key, mids in by_key.items()}
     pending = list(unique.items())
     for attempt in range(WRITE_ATTEMPTS):
         if not pending:
@@ -120,11 +132,11 @@ def write_items(table_name: str, keyed: dict) -> set:
         retry = []
         for i in range(0, len(pending), BATCH_WRITE_MAX):
             chunk = dict(pending[i:i + BATCH_WRITE_MAX])
-            r = unvalidated_dynamodb().batch_write_item(
+            r = plain_dynamodb().batch_write_item(
                 RequestItems={table_name: [{"PutRequest": {"Item": item}} for item in chunk.values()]})
             for req in r.get("UnprocessedItems", {}).get(table_name, []):
                 item = req["PutRequest"]["Item"]
-                key = (item["device"], item["sk"])
+                key = (item["device"]["S"], item["sk"]["S"])
                 retry.append((key, chunk[key]))
         pending = retry
     return {mid for key, _ in pending for mid in by_key[key]}
@@ -133,10 +145,10 @@ def write_items(table_name: str, keyed: dict) -> set:
 def ingest_queue_batch(event: dict) -> dict:
     """An SQS batch of telemetry rule outputs: rejects to the dead-letter queue, the rest written
     together; returns the ids SQS must deliver again (partial batch response)."""
-    keyed, failures, stored_samples = {}, [], 0
+    keyed, samples, failures, stored_samples = {}, {}, [], 0
     for record in SQSEvent(event).records:
         try:
-            out = json.loads(record.body)
+            out = orjson.loads(record.body)  # a quarter of json.loads' time on a 30-sample batch
         except ValueError:
             reject({"body": record.body[:1000]}, "the queued body is not JSON")
             continue
@@ -146,15 +158,13 @@ def ingest_queue_batch(event: dict) -> dict:
         elif out["kind"] == "events":
             ingest_event(msg)  # not routed here by the rules today; handled rather than lost
         else:
-            item = history.telemetry_item(msg, setting("HISTORY_TTL_DAYS", 7), setting("DEADBAND_TEMP_C", 0),
-                                          setting("DEADBAND_CURRENT_A", 0))
-            keyed[record.message_id] = item
+            keyed[record.message_id], samples[record.message_id] = telemetry_item(out, raw=record.body)
     unwritten = write_items(env("TELEMETRY_TABLE"), keyed) if keyed else set()
-    for mid, item in keyed.items():
+    for mid in keyed:
         if mid in unwritten:
             failures.append({"itemIdentifier": mid})
         else:
-            stored_samples += item["n"]
+            stored_samples += samples[mid]
     if unwritten:
         logger.warning("unwritten", extra={"count": len(unwritten)})
     add_metric(metrics, "SamplesStored", stored_samples)

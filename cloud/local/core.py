@@ -18,7 +18,6 @@ from cloud.local.engine import Engine, default_functions
 from cloud.local.meter import Meter
 from provisioning import local as localb
 
-LAMBDA_MEMORY_MB = 256  # what the CDK stack gives each function (cloud/infra)
 
 
 class LocalCore:
@@ -79,8 +78,6 @@ class LocalCore:
         c["iot_rule_triggered"] = sum(st["fired"].values())
         c["iot_rule_action"] = st["actions_ok"] + st["actions_failed"] + st["error_actions"]
         c["lambda_request"] = st["lambda_invocations"]
-        # Billed per ms, rounded up per invocation; the mean is what we have here.
-        mean_ms = st["lambda_ms"] / st["lambda_invocations"] if st["lambda_invocations"] else 0
-        c["lambda_gb_second"] = st["lambda_invocations"] * (int(mean_ms) + 1) / 1000.0 * LAMBDA_MEMORY_MB / 1024.0
+        c["lambda_gb_second"] = st["lambda_gb_seconds"]
         c["iot_connection_minute"] = devices * seconds / 60.0
         return c

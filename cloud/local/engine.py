@@ -36,7 +36,9 @@ import threading
 import time
 import uuid
 
-from cloud import resources
+import orjson
+
+from cloud import costs, resources
 from cloud import rules as rule_defs
 from cloud.local import sql
 from cloud.local.apigw import LambdaContext
@@ -65,6 +67,15 @@ def _lazy(mod, fn):
 
     call.handler_path = mod + "." + fn  # what a worker process imports (cloud/local/runtime.py)
     return call
+
+
+def to_json(value) -> str:
+    """A rule's output as JSON. orjson: a tenth of json.dumps' time on a 30-sample batch, which the
+    engine encodes for every message; json for the integers beyond 64 bits that orjson refuses."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:
+        return json.dumps(value, default=str)
 
 
 class Ticket:
@@ -137,6 +148,7 @@ class Engine:
         self._lock = threading.Lock()
         self._stats = {"received": 0, "acked": 0, "no_rule": 0, "fired": {}, "actions_ok": 0, "actions_failed": 0,
                        "error_actions": 0, "error_action_failed": 0, "lambda_invocations": 0, "lambda_ms": 0.0,
+                       "lambda_gb_seconds": 0.0,
                        "bytes_in": 0, "message_units_5kb": 0, "basic_ingest": 0, "evaluation_errors": 0}
         self._threads = []
         self._running = False
@@ -154,7 +166,7 @@ class Engine:
                     src["queue"], self._invoker(src["function"]), batch_size=src["batch_size"],
                     window_s=src["window_s"], max_receive_count=src["max_receive_count"],
                     dead_letter=self._send_to_dead_letter, capacity=MAX_INFLIGHT_MESSAGES,
-                    retry_delay_s=retry_delay_s, on_batch=self._count_batch)
+                    retry_delay_s=retry_delay_s, on_batch=self._count_batch, concurrency=max(2, lambda_processes))
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> "Engine":
@@ -273,7 +285,7 @@ class Engine:
             with self._lock:
                 self._stats["basic_ingest"] += 1
         try:
-            message = json.loads(payload)
+            message = orjson.loads(payload)
         except ValueError:
             message = {}  # AWS: a non-JSON payload has no attributes; SELECT * yields nothing useful
         fired = []
@@ -354,7 +366,7 @@ class Engine:
 
     def _run_action(self, action, out, ctx, ticket=None):
         kind, params, _ = action
-        body = json.dumps(out, default=str)
+        body = to_json(out)
         if ticket is not None and self._deferred(action):
             ticket.hold()
             if not self.esms[self._queue_name(action)].add(body, ticket.release):
@@ -371,9 +383,7 @@ class Engine:
             except Exception as e:  # noqa: BLE001
                 raise ActionError("LambdaAction", resources.function_name(name), "%s: %s" % (type(e).__name__, e))
             finally:
-                with self._lock:
-                    self._stats["lambda_invocations"] += 1
-                    self._stats["lambda_ms"] += (time.perf_counter() - t0) * 1000
+                self._count_invocation(name, (time.perf_counter() - t0) * 1000)
         elif kind == "s3":
             bucket = rule_defs.target(params["bucket"])
             self._client("s3").put_object(Bucket=bucket, Key=self._param(action, "key", ctx), Body=body.encode())
@@ -431,11 +441,16 @@ class Engine:
                     return result
                 return fn(event, LambdaContext(name))
             finally:
-                with self._lock:
-                    self._stats["lambda_invocations"] += 1
-                    self._stats["lambda_ms"] += ran_ms if ran_ms is not None else (time.perf_counter() - t0) * 1000
+                self._count_invocation(logical, ran_ms if ran_ms is not None else (time.perf_counter() - t0) * 1000)
 
         return invoke
+
+    def _count_invocation(self, logical: str, ms: float):
+        # Lambda bills each invocation's duration rounded up to the millisecond, times its memory.
+        with self._lock:
+            self._stats["lambda_invocations"] += 1
+            self._stats["lambda_ms"] += ms
+            self._stats["lambda_gb_seconds"] += costs.lambda_gb_seconds(ms, resources.MEMORY_MB.get(logical, 128))
 
     def _count_batch(self, size: int, receives: int):
         # What SQS would bill: each SendMessage, and per batch the ReceiveMessage calls (10 messages

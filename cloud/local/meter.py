@@ -22,13 +22,39 @@ def _size(value) -> int:
         return len(str(value)) // 2 + 1
     if isinstance(value, dict):
         return 3 + sum(len(k) + _size(v) for k, v in value.items())
-    if isinstance(value, (list, tuple, set)):
+    if isinstance(value, (set, frozenset)):
+        return sum(_size(v) for v in value)  # a set, unlike a list, has no overhead of its own
+    if isinstance(value, (list, tuple)):
         return 3 + sum(_size(v) + 1 for v in value)
     return len(str(value))
 
 
+# A low-level client's item holds attribute values ({"S": "..."}), the resource layer's Python values.
+_AV_TYPES = {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"}
+
+
+def _av_size(kind: str, value) -> int:
+    if kind == "M":
+        return 3 + sum(len(k) + _value_size(v) for k, v in value.items())
+    if kind == "L":
+        return 3 + sum(_value_size(v) + 1 for v in value)
+    if kind == "N":
+        return len(str(value)) // 2 + 1
+    if kind in ("SS", "NS", "BS"):
+        return sum(_av_size(kind[0], v) for v in value)
+    return _size(value)
+
+
+def _value_size(value) -> int:
+    if isinstance(value, dict) and len(value) == 1:
+        kind, inner = next(iter(value.items()))
+        if kind in _AV_TYPES:
+            return _av_size(kind, inner)
+    return _size(value)
+
+
 def item_size(item: dict) -> int:
-    return sum(len(k) + _size(v) for k, v in item.items())
+    return sum(len(k) + _value_size(v) for k, v in item.items())
 
 
 class Meter:

@@ -32,3 +32,23 @@ def test_monthly_cost_scales_a_run_to_one_device_month():
 def test_bad_run_parameters_are_refused():
     with pytest.raises(ValueError):
         costs.monthly_cost(costs.new_counts(), devices=0, run_seconds=10)
+
+
+def test_an_item_weighs_the_same_as_python_values_and_as_attribute_values():
+    """The meter sees a resource-layer call's item as Python values and a low-level client's as
+    attribute values ({"S": ...}): both must cost the same write units."""
+    from decimal import Decimal
+
+    from boto3.dynamodb.types import Binary, TypeSerializer
+
+    from cloud.local.meter import item_size
+
+    item = {"device": "m1", "sk": "0001700000000000#0badc0de#0000000007", "payload": Binary(b"\x1f\x8b" * 400),
+            "expires_at": 1_800_000_000, "reading": Decimal("30.25"), "ok": True,
+            "tags": {"a": "x", "n": [1, 2]}, "names": {"p", "q"}}
+    wire = {k: TypeSerializer().serialize(v) for k, v in item.items()}
+    assert wire["device"] == {"S": "m1"}
+    assert item_size(wire) == item_size(item)
+    assert costs.write_units(item_size(wire)) == 1
+    big = dict(item, payload=Binary(b"x" * 1500))
+    assert costs.write_units(item_size({k: TypeSerializer().serialize(v) for k, v in big.items()})) == 2

@@ -105,14 +105,14 @@ def test_device_to_dynamodb_exactly_once_and_alert_within_a_second(core):
         # Every batch the board made, stored exactly once, samples one period apart without a gap.
         vm.force_current(None)
         time.sleep(1.5)
-        top = max(int(i["seq"]) for i in stored_batches("e2e-1"))
-        items = wait_for(lambda: (lambda b: b if sorted(int(i["seq"]) for i in b) == list(range(top + 1)) else None)(
+        top = max(history.unpack(i["payload"])["seq"] for i in stored_batches("e2e-1"))
+        items = wait_for(lambda: (lambda b: b if sorted(history.unpack(i["payload"])["seq"] for i in b) == list(range(top + 1)) else None)(
             stored_batches("e2e-1")), 20, "batches 0..%d" % top)
         samples = sorted((s for i in items for s in history.samples_of(i)), key=lambda s: s["time"])
         assert len(samples) == (top + 1) * BATCH
         steps = [b["time"] - a["time"] for a, b in zip(samples, samples[1:])]
         assert all(SAMPLE_MS // 2 < d < SAMPLE_MS * 3 // 2 for d in steps), "gap or duplicate: %s" % steps
-        assert all(int(i["dropped"]) == 0 for i in items)
+        assert all(history.unpack(i["payload"])["dropped"] == 0 for i in items)
         st = core.engine.stats()
         assert st["actions_failed"] == 0 and st["error_actions"] == 0
 

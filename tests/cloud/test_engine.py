@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from cloud import resources
+from cloud.domain import history
 from cloud.local.engine import Engine
 from cloud.local.sql import SqlError
 
@@ -238,7 +239,7 @@ def test_the_telemetry_rule_feeds_ingest_in_batches_in_worker_processes(aws, bro
             dev.publish("devices/m8/telemetry", telemetry(device="m8", seq=seq, t0=t0 + seq * 30000))
         wait_for(lambda: e.stats()["acked"] == 12, timeout=60, what="12 telemetry messages stored")
         rows = boto3.resource("dynamodb").Table(resources.TABLES["telemetry"][0]).scan()["Items"]
-        assert sorted(int(r["seq"]) for r in rows) == list(range(12))
+        assert sorted(history.unpack(r["payload"])["seq"] for r in rows) == list(range(12))
         counts = meter.snapshot()
         assert counts["dynamodb_wru"] == 12, counts
         assert counts["sqs_request"] >= 12 + 2  # one SendMessage each, and a receive and a delete per batch
@@ -247,3 +248,35 @@ def test_the_telemetry_rule_feeds_ingest_in_batches_in_worker_processes(aws, bro
     finally:
         dev.close()
         e.stop()
+
+
+def test_rule_outputs_encode_any_json_number_and_a_non_json_payload_has_no_attributes():
+    from cloud.local.engine import to_json
+
+    e = Engine(None, rules=[{"name": "r", "sql": "SELECT *, n * 1000000000000 AS big FROM 'a/#'", "actions": []}],
+               event_sources={})
+    (_, out, _, _), = e.evaluate("a/b", b'{"n": 10000000000, "t": 21.5}')
+    assert json.loads(to_json(out)) == {"n": 10**10, "t": 21.5, "big": 10**22}  # past 64 bits: the fallback
+    assert to_json({"t": 21.5, "s": "x"}) == '{"t":21.5,"s":"x"}'
+    for not_json in (b'{"n": NaN}', b"\xff\xfe", b"plain text"):
+        (_, out, _, _), = e.evaluate("a/b", not_json)
+        assert out == {}, not_json
+
+
+def test_lambda_duration_is_billed_per_invocation_rounded_up_to_the_millisecond():
+    from cloud import resources
+
+    naps = iter([0.020, 0.020, 0.0])
+
+    def fn(event, context):
+        time.sleep(next(naps))
+
+    e = Engine(None, functions={"ingest": fn}, event_sources={},
+               rules=[{"name": "r", "sql": "SELECT * FROM 'a/#'", "actions": [{"lambda": {"function": "ingest"}}]}])
+    for _ in range(3):
+        assert e.process("a/b", b'{"x": 1}') == 1
+    st = e.stats()
+    billed_ms = st["lambda_gb_seconds"] * 1000 / (resources.MEMORY_MB["ingest"] / 1024)
+    assert st["lambda_invocations"] == 3
+    assert abs(billed_ms - round(billed_ms)) < 1e-6, "whole milliseconds per invocation"
+    assert round(billed_ms) >= 21 + 21 + 1  # each at least its sleep, rounded up, and the quick one 1 ms

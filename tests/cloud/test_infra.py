@@ -15,15 +15,38 @@ from aws_cdk.assertions import Match, Template  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory):
+def code(tmp_path_factory):
     from cloud.infra.package import stage
+
+    return stage(tmp_path_factory.mktemp("lambda"))
+
+
+@pytest.fixture(scope="module")
+def template(code):
     from cloud.infra.stack import MotorGuardStack
 
-    code = stage(tmp_path_factory.mktemp("lambda"))
     app = cdk.App()
     stack = MotorGuardStack(app, "Test", code_dir=str(code),
                             env=cdk.Environment(account="123456789012", region="us-east-1"))
     return Template.from_stack(stack)
+
+
+def test_the_lambda_asset_bundles_the_tested_versions_built_for_the_functions_platform(code):
+    from importlib.metadata import version
+
+    from cloud.infra.package import bundled_requirements
+
+    assert (code / "cloud" / "lambdas" / "ingest.py").is_file() and (code / "schemas" / "v1").is_dir()
+    for req in bundled_requirements():
+        name, pinned = req.split("==")
+        assert version(name) == pinned, "the tests ran %s %s, the asset ships %s" % (name, version(name), pinned)
+        module = name.replace("-", "_")
+        wheel = (code / ("%s-%s.dist-info" % (module, pinned)) / "WHEEL").read_text()
+        tags = [line.split(": ", 1)[1] for line in wheel.splitlines() if line.startswith("Tag: ")]
+        assert tags and all("manylinux" in t and t.endswith("_x86_64") for t in tags), (req, tags)
+        assert any(t.startswith(("cp312-", "cp310-abi3", "cp38-abi3", "cp39-abi3", "cp311-abi3")) for t in tags), tags
+        assert list((code / module).glob("*.so")), "no compiled module for " + req
+    assert not list(code.rglob("__pycache__"))
 
 
 def test_each_rule_from_the_single_definition(template):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
@@ -53,6 +54,20 @@ def test_ingest_stores_each_batch_once(aws):
     assert int(row["expires_at"]) == pytest.approx(time.time() + 7 * 86400, abs=60)
 
 
+def test_a_history_item_is_its_key_its_payload_and_its_ttl():
+    out = as_rule_output(telemetry(seq=4, n=4, temp=30.0), "telemetry")  # 30.0, 30.1, 30.2, then 31.0
+    out["samples"][3]["temperature_c"] = 31.0
+    raw = json.dumps(out, separators=(",", ":"))
+    item, kept = history.telemetry_item(out, 7, raw=raw, now_s=1000)
+    assert set(item) == {"device", "sk", "payload", "expires_at"}
+    assert item["expires_at"] == 1000 + 7 * 86400 and kept == len(out["samples"])
+    assert gzip.decompress(item["payload"]).decode() == raw, "stored as received: no second encoding"
+    assert history.first_ms(item) == out["samples"][0]["time"]
+    filtered, kept = history.telemetry_item(out, 7, deadband_temp=0.5, raw=raw)
+    assert kept == 2 and [s["temperature_c"] for s in history.samples_of(filtered)] == [30.0, 31.0]
+    assert history.unpack(filtered["payload"])["seq"] == 4 and filtered["sk"] == item["sk"]
+
+
 def test_ingest_rejects_invalid_messages_to_the_dead_letter_queue(aws):
     bad = telemetry()
     del bad["seq"]
@@ -86,10 +101,11 @@ def test_ingest_drains_a_queue_batch_once_per_message_and_rejects_the_bad(aws):
     assert again == {"batchItemFailures": []}
     rows = items("telemetry")
     assert len(rows) == 60
-    assert sorted((row["device"], int(row["seq"])) for row in rows) == sorted((g["device"], g["seq"]) for g in good)
-    assert all(history.samples_of(row) == good[int(row["seq"])]["samples"] for row in rows)
+    assert sorted((row["device"], history.unpack(row["payload"])["seq"]) for row in rows) == sorted((g["device"], g["seq"]) for g in good)
+    assert all(history.samples_of(row) == good[history.unpack(row["payload"])["seq"]]["samples"] for row in rows)
     dead = dlq_messages()
-    assert sorted(d["reason"][:20] for d in dead) == ["schema: data.samples", "the queued body is n"]
+    assert sorted(d["reason"] for d in dead) == [
+        'schema: samples/0/state: "DANCING" is not one of "STOPPED", "RUNNING" or "FAULT"', "the queued body is not JSON"]
 
 
 def test_ingest_reports_what_dynamodb_would_not_take_as_batch_item_failures(aws, monkeypatch):
@@ -97,7 +113,7 @@ def test_ingest_reports_what_dynamodb_would_not_take_as_batch_item_failures(aws,
     client at that edge, the rest real."""
     from cloud.lambdas import common
 
-    real = common.unvalidated_dynamodb()
+    real = common.plain_dynamodb()
     refused = {"m1"}
     calls = []
 
@@ -105,13 +121,13 @@ def test_ingest_reports_what_dynamodb_would_not_take_as_batch_item_failures(aws,
         def batch_write_item(self, RequestItems):
             (name, reqs), = RequestItems.items()
             calls.append(len(reqs))
-            take = [r for r in reqs if r["PutRequest"]["Item"]["device"] not in refused]
+            take = [r for r in reqs if r["PutRequest"]["Item"]["device"]["S"] not in refused]
             if take:
                 real.batch_write_item(RequestItems={name: take})
-            back = [r for r in reqs if r["PutRequest"]["Item"]["device"] in refused]
+            back = [r for r in reqs if r["PutRequest"]["Item"]["device"]["S"] in refused]
             return {"UnprocessedItems": {name: back} if back else {}}
 
-    monkeypatch.setattr(ingest, "unvalidated_dynamodb", lambda: Throttling())
+    monkeypatch.setattr(ingest, "plain_dynamodb", lambda: Throttling())
     monkeypatch.setattr(ingest.time, "sleep", lambda s: None)
     t0 = int(time.time() * 1000)
     msgs = [as_rule_output(telemetry(device="m%d" % (i % 2), seq=i, t0=t0), "telemetry") for i in range(30)]
@@ -121,7 +137,7 @@ def test_ingest_reports_what_dynamodb_would_not_take_as_batch_item_failures(aws,
     wanted = {rec["messageId"] for rec, m in zip(event["Records"], msgs) if m["device"] == "m1"}
     assert failed == wanted and len(failed) == 15
     assert calls == [25, 5] + [15] * (ingest.WRITE_ATTEMPTS - 1), "25 at most a call, the refused retried"
-    assert sorted(int(row["seq"]) for row in items("telemetry")) == list(range(0, 30, 2))
+    assert sorted(history.unpack(row["payload"])["seq"] for row in items("telemetry")) == list(range(0, 30, 2))
 
 
 def test_a_queue_batch_whose_table_is_missing_fails_whole(aws, monkeypatch):
