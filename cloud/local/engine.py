@@ -166,7 +166,8 @@ class Engine:
                     src["queue"], self._invoker(src["function"]), batch_size=src["batch_size"],
                     window_s=src["window_s"], max_receive_count=src["max_receive_count"],
                     dead_letter=self._send_to_dead_letter, capacity=MAX_INFLIGHT_MESSAGES,
-                    retry_delay_s=retry_delay_s, on_batch=self._count_batch, concurrency=max(2, lambda_processes))
+                    retry_delay_s=retry_delay_s, on_batch=self._count_batch,
+                    concurrency=max(2, lambda_processes))  # a batch in flight for each worker
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> "Engine":
