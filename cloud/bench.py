@@ -325,8 +325,9 @@ def bench_cost(core, devices, log, hours=1, prefix="cost", label="cost_usd_per_d
 
 
 def bench_cost_small_fleet(core, devices, log, hour_start=None):
-    """The same hour with every telemetry message in a batch of its own: what a fleet too small to
-    fill the queue's batching window pays (at one message every 30 s, fewer than about 30 devices)."""
+    """bench_cost's simulated hour (give it an hour_start of its own) with every telemetry message in
+    a batch of its own: what a fleet too small to fill the queue's batching window pays (at one
+    message every 30 s, fewer than about 30 devices)."""
     esm = core.engine.esms[resources.TELEMETRY_QUEUE]
     saved = esm.batch_size, esm.window_s
     esm.batch_size, esm.window_s = 1, 0

@@ -19,7 +19,6 @@ from cloud.local.meter import Meter
 from provisioning import local as localb
 
 
-
 class LocalCore:
     def __init__(self, home, broker_port: int | None = None, api_port: int = 0, workers: int = 4, functions=None,
                  moto_factory=None, lambda_processes: int = 0):

@@ -21,7 +21,8 @@ AWS's), dynamoDBv2, s3, sns, sqs, republish. An sqs action whose queue feeds a L
 invokes the function in batches, in worker processes when lambda_processes > 0
 (cloud/local/runtime.py); the MQTT message is acknowledged once the batch stored it. A message whose
 rules only feed such queues is evaluated and queued on the MQTT thread, with no hand-over to a
-worker. Locally a Lambda that raises counts as a failed action and goes to the error action (in AWS, the asynchronous invoke would retry and then drop it).
+worker. Locally a Lambda that raises counts as a failed action and goes to the error action (in AWS,
+the asynchronous invoke would retry and then drop it).
 clientid() is the empty string: MQTT 3.1.1 does not tell a subscriber who published.
 """
 

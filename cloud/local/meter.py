@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+from boto3.dynamodb.types import TypeDeserializer
+
 from cloud import costs
 
 
@@ -29,27 +31,15 @@ def _size(value) -> int:
     return len(str(value))
 
 
-# A low-level client's item holds attribute values ({"S": "..."}), the resource layer's Python values.
+# A low-level client's item holds attribute values ({"S": "..."}), the resource layer's Python values;
+# attribute values are sized as the Python values boto3 reads them as.
 _AV_TYPES = {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"}
-
-
-def _av_size(kind: str, value) -> int:
-    if kind == "M":
-        return 3 + sum(len(k) + _value_size(v) for k, v in value.items())
-    if kind == "L":
-        return 3 + sum(_value_size(v) + 1 for v in value)
-    if kind == "N":
-        return len(str(value)) // 2 + 1
-    if kind in ("SS", "NS", "BS"):
-        return sum(_av_size(kind[0], v) for v in value)
-    return _size(value)
+_deserialize = TypeDeserializer().deserialize
 
 
 def _value_size(value) -> int:
-    if isinstance(value, dict) and len(value) == 1:
-        kind, inner = next(iter(value.items()))
-        if kind in _AV_TYPES:
-            return _av_size(kind, inner)
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _AV_TYPES:
+        return _size(_deserialize(value))
     return _size(value)
 
 
