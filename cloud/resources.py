@@ -43,6 +43,16 @@ EVENT_SOURCES = {
     },
 }
 
+# Functions AWS invokes asynchronously: the rules' Lambda actions (alert; ingest for events) and the
+# hourly schedule (aggregate). When such an invocation fails, Lambda tries twice more (1 and 2 minutes
+# later) and then drops the event: the rule's error action never sees a function error. Their
+# on-failure destination is the dead-letter queue, where the event arrives with the error
+# (docs/cloud.md, "Asynchronous invokes and failure destinations"); the local engine does the same.
+ASYNC_FUNCTIONS = ("alert", "ingest", "aggregate")
+ASYNC_RETRY_ATTEMPTS = 2
+ASYNC_MAX_EVENT_AGE_S = 6 * 3600  # AWS's default and maximum: an event throttled that long is failed
+ASYNC_FAILURE_QUEUE = DEAD_LETTER_QUEUE
+
 # The environment variables each Lambda reads.
 ENV = {
     "TELEMETRY_TABLE": TABLES["telemetry"][0],

@@ -1,5 +1,11 @@
 """The message schemas (schemas/v1/*.schema.json): one place that the firmware's
-tests and the cloud's ingest both validate against."""
+tests and the cloud's ingest both validate against.
+
+Two validators read these files: this one (jsonschema, every problem of a message, for the
+firmware's tests and tools) and cloud/domain/messages.py (jsonschema-rs, the first problem, for
+the Lambdas, which do not ship jsonschema). Ingest's one verdict is messages.check, which this
+module re-exports as check; errors() applies the same structural bounds first, so neither
+validator ever recurses into a hostile depth."""
 
 import functools
 import json
@@ -7,8 +13,11 @@ import pathlib
 
 import jsonschema
 
+from cloud.domain import messages
+
 SCHEMA_DIR = pathlib.Path(__file__).resolve().parents[1] / "schemas" / "v1"
 KINDS = ("telemetry", "event", "status", "command", "ack")
+check = messages.check  # (kind, message, thing, received_ms[, bounds]) -> (ok, reason); never raises
 
 
 @functools.lru_cache(maxsize=None)
@@ -22,6 +31,10 @@ def validator(kind):
 
 def errors(kind, message):
     """Every problem with a message, as 'path: reason' lines (empty when valid)."""
+    if isinstance(message, (dict, list)):
+        bad = messages.structure_problem(message, messages.DEFAULT_BOUNDS.max_depth)
+        if bad:
+            return ["(root): " + bad]
     out = []
     for err in sorted(validator(kind).iter_errors(message), key=lambda e: list(e.path)):
         path = "/".join(str(p) for p in err.path) or "(root)"

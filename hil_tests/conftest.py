@@ -62,14 +62,13 @@ def site_and_board(request, tmp_path_factory):
         "thing": THING, "test_hook": True, "wifi": {"ssid": "hil-lab", "password": "hil-pass"},
         "mqtt": {"host": "localhost", "port": 8883, "backoff_min_ms": 200, "backoff_max_ms": 1000},
         "telemetry": {"sample_period_ms": 200, "samples_per_message": 5},
-        "control": {"wdt_timeout_ms": 1000},
+        "control": {"wdt_timeout_ms": 1000, "remote_start_enabled": True},
     })
     from hil_tests.boards import VirtualBoard
 
     board = VirtualBoard(dev, "%s:%d" % (broker.host, broker.port), ROOT / "firmware")
-    svc = broker.state_dir / "pki" / "service"
-    site = Site(THING, "localhost:%d" % broker.port, str(next(svc.glob("*.crt.pem"))), str(next(svc.glob("*.key.pem"))),
-                str(broker.ca_cert), True)
+    cert, key = broker.service_credentials(broker.service_identity)  # the cloud's observer, not the rules engine
+    site = Site(THING, "localhost:%d" % broker.port, str(cert), str(key), str(broker.ca_cert), True)
     yield site, board
     board.close()
     broker.stop()

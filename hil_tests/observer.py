@@ -52,6 +52,9 @@ class Observer:
             return [(k, schemas.errors(kinds[k], b)) for k, b in self.messages if k in kinds and schemas.errors(kinds[k], b)]
 
     def command(self, **cmd):
+        """A version 2 command as the API sends it (docs/commands.md), issued now."""
+        cmd.setdefault("v", 2)
+        cmd.setdefault("issued_at", int(time.time() * 1000))
         fut, _ = self.conn.publish("devices/%s/cmd" % self.thing, json.dumps(cmd), self.qos1)
         fut.result(10)
 

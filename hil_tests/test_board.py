@@ -91,6 +91,7 @@ def test_tls_connection_and_valid_messages(board, observer):
 
 def test_commands_and_acks(board, observer):
     board.wait_for("MG NET online", 30)
+    time.sleep(2.5)  # a start issued within the clock tolerance of boot is refused (docs/commands.md)
     observer.command(id="hil-1", cmd="start")
     ack = observer.wait(lambda k, b: k == "ack" and b["id"] == "hil-1", what="ack")[0]
     assert ack["ok"] is True

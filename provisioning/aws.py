@@ -184,7 +184,8 @@ def _certify(iot, run: Run, thing: str, key_type: str, ensure_policy: bool):
 
 
 def provision_device(home, thing: str, out=None, wifi_ssid=None, wifi_password=None, key_type: str = "ec",
-                     force: bool = False, attributes=None, root_ca_pem: bytes | None = None, session=None) -> dict:
+                     force: bool = False, attributes=None, root_ca_pem: bytes | None = None, session=None,
+                     remote_start: bool = False) -> dict:
     identity.check_thing(thing)
     identity.check_wifi(wifi_ssid, wifi_password)
     identity.check_key_type(key_type)
@@ -224,7 +225,7 @@ def provision_device(home, thing: str, out=None, wifi_ssid=None, wifi_password=N
         endpoint = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
         run.step = "writing the bundle"
         ca = root_ca_pem if root_ca_pem is not None else amazon_root_ca()
-        cfg = bundle.device_config(thing, endpoint, 8883, wifi_ssid, wifi_password)
+        cfg = bundle.device_config(thing, endpoint, 8883, wifi_ssid, wifi_password, remote_start)
         bundle.write(out, cfg, cert, key, ca)
         run.journal.did("bundle %s" % out, lambda: shutil.rmtree(out, ignore_errors=True))
         reg.put(thing, {"backend": "aws", "certificate_arn": arn, "certificate_id": cert_id,

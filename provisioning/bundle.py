@@ -26,10 +26,14 @@ BOARD_FILES = ("config.json", "device.crt.der", "device.key.der", "root-ca.der")
 KEY_FILES = ("device.key.der", "device.key.pem")
 
 
-def device_config(thing: str, host: str, port: int, wifi_ssid=None, wifi_password=None) -> dict:
+def device_config(thing: str, host: str, port: int, wifi_ssid=None, wifi_password=None, remote_start=False) -> dict:
     cfg = {"thing": thing, "mqtt": {"host": host, "port": int(port)}}
     if wifi_ssid is not None:
         cfg["wifi"] = {"ssid": wifi_ssid, "password": wifi_password or ""}
+    # The firmware refuses remote starts unless told otherwise (fail safe): only an explicit
+    # choice at provisioning time (provision device --remote-start) writes the override.
+    if remote_start:
+        cfg["control"] = {"remote_start_enabled": True}
     return cfg
 
 

@@ -161,13 +161,14 @@ def _parse_attributes(pairs):
     return out
 
 
-def _provision_one(obj, thing, backend, out, wifi_ssid, wifi_password, key_type, force, attributes=(), root_ca=None):
+def _provision_one(obj, thing, backend, out, wifi_ssid, wifi_password, key_type, force, attributes=(), root_ca=None,
+                   remote_start=False):
     if backend == "local":
-        return localb.provision_device(obj.home, thing, out, wifi_ssid, wifi_password, key_type, force)
+        return localb.provision_device(obj.home, thing, out, wifi_ssid, wifi_password, key_type, force, remote_start)
     from provisioning import aws
 
     return aws.provision_device(obj.home, thing, out, wifi_ssid, wifi_password, key_type, force,
-                                _parse_attributes(attributes), _read_root_ca(root_ca))
+                                _parse_attributes(attributes), _read_root_ca(root_ca), remote_start=remote_start)
 
 
 @main.command(help="""Provision one device: key and CSR on this host, certificate (signed by AWS IoT or by the
@@ -187,17 +188,21 @@ Running it again changes nothing unless --force; a failure part-way removes what
 @click.option("--root-ca", type=click.Path(dir_okay=False, exists=True),
               help="aws: Amazon Root CA 1 PEM [default: downloaded from amazontrust.com]")
 @click.option("--force", is_flag=True, help="replace an existing identity (the old certificate is revoked)")
+@click.option("--remote-start", is_flag=True,
+              help="let the cloud start the motor (off by default: remote stop always works, remote start "
+                   "only with this flag; see docs/commands.md)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_obj
 @handled
 def device(obj, thing, backend, serial_port, out, wifi_ssid, wifi_password, key_type, attributes, root_ca, force,
-           as_json):
+           remote_start, as_json):
     identity.check_thing(thing)
     identity.check_wifi(wifi_ssid, wifi_password)
     if serial_port:
         bundle.mpremote_cmd()
         bundle.check_port(serial_port)
-    r = _provision_one(obj, thing, backend, out, wifi_ssid, wifi_password, key_type, force, attributes, root_ca)
+    r = _provision_one(obj, thing, backend, out, wifi_ssid, wifi_password, key_type, force, attributes, root_ca,
+                       remote_start)
     if serial_port:
         try:
             r["board"] = bundle.push(r["bundle"], serial_port)

@@ -65,7 +65,7 @@ def broker_start(home, port: int | None = None) -> LocalBroker:
 
 
 def provision_device(home, thing: str, out=None, wifi_ssid=None, wifi_password=None, key_type: str = "ec",
-                     force: bool = False) -> dict:
+                     force: bool = False, remote_start: bool = False) -> dict:
     identity.check_thing(thing)
     identity.check_wifi(wifi_ssid, wifi_password)
     identity.check_key_type(key_type)
@@ -90,7 +90,7 @@ def provision_device(home, thing: str, out=None, wifi_ssid=None, wifi_password=N
     key, csr = identity.new_key_and_csr(thing, key_type)
     cert = pki.sign_csr(b.ca_cert, b.ca_key, csr)
     identity.certificate_for_key(pki.cert_bytes(cert).decode(), key)
-    cfg = bundle.device_config(thing, BROKER_HOST_NAME, b.port, wifi_ssid, wifi_password)
+    cfg = bundle.device_config(thing, BROKER_HOST_NAME, b.port, wifi_ssid, wifi_password, remote_start)
     old = entry.get("serial") if entry and entry.get("backend") == "local" else None
     new_dir = not out.exists()
     try:

@@ -8,6 +8,14 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --upgrade pip
 "$venv/bin/pip" install --quiet -e '.[dev]'
+# checkov (the infrastructure linter in make test) pins boto3 and packaging versions that clash
+# with ours, so it gets an environment of its own, linked into the venv's bin.
+checkov_version=3.3.30
+if ! "$venv/tools/checkov/bin/checkov" --version 2>/dev/null | grep -qx "$checkov_version"; then
+  python3 -m venv "$venv/tools/checkov"
+  "$venv/tools/checkov/bin/pip" install --quiet "checkov==$checkov_version"
+fi
+ln -sf ../tools/checkov/bin/checkov "$venv/bin/checkov"
 
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -1,8 +1,20 @@
-"""Fault alerts: the text a person reads, and the window that keeps one fault from paging twice."""
+"""Fault alerts: whose they are, the text a person reads, and the window that keeps one fault from
+paging twice.
+
+An alert names the device from its topic, never from its payload: the topic is the authenticated
+identity (the policy lets a device publish only on devices/<its own name>/...), the payload is
+whatever the device wrote. So an event can neither page in another device's name nor take the
+de-duplication slot of that device's real alert.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
+import re
+
+# AWS IoT's rule for thing names (as provisioning/pki.py THING_NAME; the alert Lambda's asset holds
+# only cloud/ and schemas/).
+THING_NAME = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
 
 REASONS = {
     "overtemp": "motor too hot",
@@ -14,17 +26,29 @@ REASONS = {
 }
 
 
-def suppression_key(event: dict) -> str:
-    return "alert#%s#%s#%s" % (event.get("device"), event.get("event"), event.get("reason", "-"))
+def identity_problem(thing, event: dict) -> str | None:
+    """Why the event cannot be alerted as the topic's device's (None when it can). thing: the
+    rule's topic(2)."""
+    if not isinstance(thing, str) or not thing:
+        return "no thing in the topic (devices/<thing>/events)"
+    if not THING_NAME.fullmatch(thing):
+        return "invalid thing name %r (1-128 of a-z A-Z 0-9 : _ -)" % thing[:140]
+    if event.get("device") != thing:
+        return "device %r published on %r's topic" % (str(event.get("device"))[:140], thing)
+    return None
+
+
+def suppression_key(thing: str, event: dict) -> str:
+    return "alert#%s#%s#%s" % (thing, event.get("event"), event.get("reason", "-"))
 
 
 def _reading(value, unit):
     return "n/a (sensor fault)" if value is None else "%.1f %s" % (value, unit) if unit == "C" else "%.2f %s" % (value, unit)
 
 
-def format_alert(event: dict) -> tuple[str, str]:
-    """(subject, body) for SNS, Telegram and Discord."""
-    device = event.get("device", "?")
+def format_alert(thing: str, event: dict) -> tuple[str, str]:
+    """(subject, body) for SNS, Telegram and Discord, in the name of the topic's device."""
+    device = thing
     kind = event.get("event", "?")
     when = _dt.datetime.fromtimestamp(event.get("time", 0) / 1000, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     if kind == "FAULT":

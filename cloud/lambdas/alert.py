@@ -1,7 +1,13 @@
 """alert: a FAULT or an emergency stop, told to people at once, and only once per window.
 
-Env: ALERTS_TOPIC_NAME, STATE_TABLE, ALERT_WINDOW_S (300); optional TELEGRAM_BOT_TOKEN +
-TELEGRAM_CHAT_ID (TELEGRAM_API_URL overrides api.telegram.org) and DISCORD_WEBHOOK_URL.
+The device is the topic's (the rule's thing = topic(2)), never the payload's: an event that names
+another device, or arrives with no valid thing, is rejected to the dead-letter queue with the reason
+(cloud/domain/rejects.py envelope) and alerts no one, so it cannot page in another device's name or
+silence that device's real alert by taking its de-duplication slot. A rejected event is done with,
+not raised: raising would only make the asynchronous invoke try it twice more.
+Env: ALERTS_TOPIC_NAME, STATE_TABLE, DEAD_LETTER_QUEUE_NAME, ALERT_WINDOW_S (300); optional
+TELEGRAM_BOT_TOKEN + TELEGRAM_CHAT_ID (TELEGRAM_API_URL overrides api.telegram.org) and
+DISCORD_WEBHOOK_URL.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import urllib.request
 from aws_lambda_powertools import Logger, Metrics
 from botocore.exceptions import ClientError
 
-from cloud.domain import alerts, messages
-from cloud.lambdas.common import add_metric, client, env, setting, table, topic_arn
+from cloud.domain import alerts, messages, rejects
+from cloud.lambdas.common import add_metric, client, env, queue_url, setting, table, topic_arn
 
 logger = Logger(service="motorguard-alert")
 metrics = Metrics(namespace="MotorGuard", service="alert")
@@ -61,18 +67,43 @@ def send_webhooks(subject: str, body: str) -> dict:
     return sent
 
 
+def reject(event: dict, why: str) -> dict:
+    """The event to the dead-letter queue with the reason; no alert. Raises if SQS does (then the
+    asynchronous invoke retries, and its failure destination keeps the event)."""
+    received = event.get("received_ms")
+    body = rejects.envelope(why, "alert", thing=event.get("thing"), kind="events",
+                            received_ms=received if type(received) is int else None,
+                            rejected_ms=int(time.time() * 1000), original=messages.output_bytes(event),
+                            source="rule_output")
+    client("sqs").send_message(QueueUrl=queue_url(env("DEAD_LETTER_QUEUE_NAME")), MessageBody=body)
+    logger.warning("rejected", extra={"reason": why, "thing": str(event.get("thing"))[:140]})
+    add_metric(metrics, "AlertsRejected", 1)
+    return {"status": "rejected", "reason": why}
+
+
+def problem_of(thing, msg: dict) -> str | None:
+    """Identity first: an event in another device's name is refused whatever else it holds."""
+    why = alerts.identity_problem(thing, msg)
+    if why:
+        return messages.reason("identity", why)
+    why = messages.problems("event", msg)
+    return messages.reason("schema", why) if why else None
+
+
 @metrics.log_metrics(raise_on_empty_metrics=False)
 @logger.inject_lambda_context
 def handler(event, context):
+    event = event if isinstance(event, dict) else {}
+    thing = event.get("thing")
     msg = messages.device_part(event)
-    problem = messages.problems("event", msg)
-    if problem:
-        raise ValueError("alert: invalid event (%s)" % problem)  # the rule's error action keeps it
+    why = problem_of(thing, msg)
+    if why:
+        return reject(event, why)
     now = time.time()
-    if not first_in_window(alerts.suppression_key(msg), setting("ALERT_WINDOW_S", 300), now):
+    if not first_in_window(alerts.suppression_key(thing, msg), setting("ALERT_WINDOW_S", 300), now):
         add_metric(metrics, "AlertsSuppressed", 1)
         return {"status": "suppressed"}
-    subject, body = alerts.format_alert(msg)
+    subject, body = alerts.format_alert(thing, msg)
     client("sns").publish(TopicArn=topic_arn(env("ALERTS_TOPIC_NAME")), Subject=subject, Message=body)
     sent = send_webhooks(subject, body)
     add_metric(metrics, "AlertsSent", 1)

@@ -4,7 +4,8 @@
     GET  /devices/{thing}                      one device
     GET  /devices/{thing}/telemetry?from=&to=&limit=&next=   samples in a time range (ms), paged
     GET  /devices/{thing}/events?from=&to=&limit=&next=      events, newest last, paged
-    POST /devices/{thing}/commands             {"cmd": "start"|"stop"|"set_speed", "speed": n} -> 202
+    POST /devices/{thing}/commands             {"cmd": "start"|"stop"|"set_speed", "speed": n, "id": opt} -> 202
+                                               (the API adds v=2 and issued_at: docs/commands.md)
 
 Commands go to devices/{thing}/cmd: through iot-data in AWS, or, when MOTORGUARD_LOCAL_BROKER_DIR
 is set, to the local broker with the service identity.
@@ -28,6 +29,7 @@ from cloud.lambdas.common import client, table
 logger = Logger(service="motorguard-api")
 app = APIGatewayRestResolver()
 
+COMMAND_VERSION = 2  # schemas/v1/command.schema.json (message version 2): the device refuses commands without v, id, issued_at
 MAX_LIMIT = 5000
 DEFAULT_LIMIT = 500
 BATCH_SPAN_MS = 15 * 60 * 1000  # a batch's samples may start this long before its first one is in range
@@ -171,13 +173,21 @@ def post_command(thing):
     if not isinstance(body, dict):
         raise BadRequestError("the body must be a JSON object, e.g. {\"cmd\": \"stop\"}")
     cmd = dict(body)
+    for field in ("v", "issued_at"):
+        if field in cmd:
+            # The API is the sender: the version and the issue time are its own, never a caller's
+            # (a caller's clock could make an old command look fresh to the device).
+            raise BadRequestError("'%s' is set by the API; send only cmd, id and speed" % field)
     cmd.setdefault("id", uuid.uuid4().hex[:12])
+    cmd["v"] = COMMAND_VERSION
+    cmd["issued_at"] = int(time.time() * 1000)
     problem = messages.problems("command", cmd)
     if problem:
         raise BadRequestError("invalid command: %s" % problem)
     publish_command(thing, json.dumps(cmd))
     return Response(status_code=202, content_type="application/json",
-                    body=json.dumps({"id": cmd["id"], "topic": "devices/%s/cmd" % thing, "status": "sent"}))
+                    body=json.dumps({"id": cmd["id"], "issued_at": cmd["issued_at"], "topic": "devices/%s/cmd" % thing,
+                                     "status": "sent"}))
 
 
 @logger.inject_lambda_context

@@ -2,39 +2,52 @@
 
 Two ways in: a rule's Lambda action (one SELECT output per call: the events rule), and the
 telemetry queue's event source mapping (an SQS event of up to 100 rule outputs: the telemetry
-rule). Invalid messages go to the dead-letter queue with the reason (never dropped silently); a
-queued message that could not be stored is reported back as a batch item failure, so SQS delivers
-it again and, after the queue's max receive count, moves it to the dead-letter queue.
+rule). Each message is judged on its own (cloud/domain/delivery.py, messages.py: they never raise):
+one that must not be stored goes to the dead-letter queue in an envelope with the reason and its
+bytes (cloud/domain/rejects.py) and is done with; a batch item failure names only a message that
+could not be stored or dead-lettered for now (SQS delivers it again), and a message still failing
+on its last delivery goes to the DLQ as retries_exhausted instead of being redriven bare.
 Env: TELEMETRY_TABLE, EVENTS_TABLE, DEVICES_TABLE, DEAD_LETTER_QUEUE_NAME, HISTORY_TTL_DAYS (7),
-DEADBAND_TEMP_C and DEADBAND_CURRENT_A (0: keep every sample).
+DEADBAND_TEMP_C and DEADBAND_CURRENT_A (0: keep every sample), MAX_RECEIVE_COUNT (the queue's, 5),
+DLQ_MAX_BYTES (262144) and the bounds of messages.ENV_BOUNDS: MAX_PAYLOAD_BYTES (131072),
+MAX_DEPTH (8), TIME_MAX_AHEAD_S (300), TIME_NOT_BEFORE (2020-01-01).
 """
 
 from __future__ import annotations
 
-import json
+import os
 import time
-
-import orjson
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
-from cloud.domain import history, messages
+from cloud import resources
+from cloud.domain import delivery, history, messages, rejects
 from cloud.lambdas.common import add_metric, client, env, plain_dynamodb, queue_url, setting, table
 
 logger = Logger(service="motorguard-ingest")
 metrics = Metrics(namespace="MotorGuard", service="ingest")
 
 
-def reject(event: dict, reason: str) -> dict:
-    body = json.dumps({"rejectedBy": "ingest", "reason": reason, "topic": "devices/%s/%s" % (
-        event.get("thing"), event.get("kind")), "message": messages.device_part(event)}, default=str)
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def send_dead_letter(why: str, seen: delivery.Inspected, extra: dict | None = None) -> None:
+    """The envelope to the DLQ; raises when SQS does (the caller decides what a retry means)."""
+    body = rejects.envelope(why, "ingest", thing=seen.thing, kind=seen.kind, received_ms=seen.received_ms,
+                            rejected_ms=now_ms(), original=seen.original, source=seen.source, extra=extra,
+                            max_bytes=int(setting("DLQ_MAX_BYTES", rejects.SQS_MAX_BYTES)))
     client("sqs").send_message(QueueUrl=queue_url(env("DEAD_LETTER_QUEUE_NAME")), MessageBody=body)
-    logger.warning("rejected", extra={"reason": reason, "thing": event.get("thing")})
+    logger.warning("rejected", extra={"reason": why, "thing": seen.thing})
     add_metric(metrics, "Rejected", 1)
-    return {"status": "rejected", "reason": reason}
+
+
+def reject(seen: delivery.Inspected, extra: dict | None = None) -> dict:
+    send_dead_letter(seen.reason, seen, extra)
+    return {"status": "rejected", "reason": seen.reason}
 
 
 def put_once(tbl, item) -> bool:
@@ -48,13 +61,13 @@ def put_once(tbl, item) -> bool:
         raise
 
 
-def telemetry_item(out: dict, raw: str | None = None) -> tuple[dict, int]:
-    return history.telemetry_item(out, setting("HISTORY_TTL_DAYS", 7), setting("DEADBAND_TEMP_C", 0),
+def telemetry_item(msg: dict, raw: str | None = None) -> tuple[dict, int]:
+    return history.telemetry_item(msg, setting("HISTORY_TTL_DAYS", 7), setting("DEADBAND_TEMP_C", 0),
                                   setting("DEADBAND_CURRENT_A", 0), raw=raw)
 
 
-def ingest_telemetry(out: dict) -> dict:
-    item, samples = telemetry_item(out)
+def ingest_telemetry(msg: dict, raw: str | None = None) -> dict:
+    item, samples = telemetry_item(msg, raw)
     stored = put_once(table("TELEMETRY_TABLE"), item)
     add_metric(metrics, "SamplesStored" if stored else "Duplicates", samples if stored else 1)
     return {"status": "stored" if stored else "duplicate", "samples": samples, "sk": item["sk"]}
@@ -69,7 +82,8 @@ def ingest_event(msg: dict) -> dict:
 
 
 def update_latest(msg: dict) -> None:
-    """The device's latest state, moved only forward in time (events can arrive out of order)."""
+    """The device's latest state, moved only forward in time (events can arrive out of order; a
+    time from the future never gets here: messages.time_problem)."""
     try:
         table("DEVICES_TABLE").update_item(
             Key={"device": msg["device"]},
@@ -84,25 +98,15 @@ def update_latest(msg: dict) -> None:
             raise
 
 
-def check(event: dict) -> tuple[dict | None, str | None]:
-    """The device's message out of a rule's output, or the reason it must be rejected."""
-    kind = event.get("kind")
-    if kind not in ("telemetry", "events"):
-        return None, "unknown topic kind %r (expected telemetry or events)" % kind
-    msg = messages.device_part(event)
-    problem = messages.problems(messages.KINDS[kind], msg)
-    if problem:
-        return None, "schema: " + problem
-    if event.get("thing") and msg["device"] != event["thing"]:
-        return None, "device %r published on %r's topic" % (msg["device"], event["thing"])
-    return msg, None
-
-
 def ingest_one(event: dict) -> dict:
-    msg, problem = check(event)
-    if problem:
-        return reject(event, problem)
-    return ingest_telemetry(event) if event["kind"] == "telemetry" else ingest_event(msg)
+    """A rule's Lambda action. A DLQ that cannot be written raises: the invocation is retried
+    (AWS's asynchronous invoke; locally the rule's error action keeps the payload)."""
+    seen = delivery.inspect_event(event, now_ms(), messages.bounds_from(os.environ))
+    if not seen.ok:
+        return reject(seen)
+    if seen.kind == "telemetry":
+        return ingest_telemetry(seen.message, seen.raw)
+    return ingest_event(seen.message)
 
 
 # BatchWriteItem takes at most 25 puts; DynamoDB may hand some back unprocessed (throttling).
@@ -142,33 +146,64 @@ def write_items(table_name: str, keyed: dict) -> set:
     return {mid for key, _ in pending for mid in by_key[key]}
 
 
+def last_delivery(record) -> bool:
+    """Whether SQS moves this record to the DLQ (bare, no reason) if it fails once more."""
+    limit = setting("MAX_RECEIVE_COUNT", resources.EVENT_SOURCES["telemetry"]["max_receive_count"])
+    return int(record.attributes.approximate_receive_count or 1) >= limit
+
+
+def give_up(record, seen: delivery.Inspected, detail: str) -> bool:
+    """A record that cannot be stored on its last delivery, to the DLQ with the reason; False if
+    even that failed (then SQS's own redrive takes it)."""
+    why = messages.reason("retries_exhausted", "%s after %s deliveries" % (
+        detail, record.attributes.approximate_receive_count))
+    try:
+        send_dead_letter(why, seen, {"messageId": record.message_id})
+    except Exception:  # noqa: BLE001 - reported as a failure: the queue still has it
+        logger.exception("dead letter failed")
+        return False
+    return True
+
+
+def handle_reject(record, seen: delivery.Inspected) -> bool:
+    """True when the reject is in the DLQ (done), False when it must be delivered again."""
+    try:
+        reject(seen, {"messageId": record.message_id})
+    except Exception:  # noqa: BLE001 - transient (SQS down): the record comes back
+        logger.exception("dead letter failed")
+        return False
+    return True
+
+
 def ingest_queue_batch(event: dict) -> dict:
     """An SQS batch of telemetry rule outputs: rejects to the dead-letter queue, the rest written
     together; returns the ids SQS must deliver again (partial batch response)."""
-    keyed, samples, failures, stored_samples = {}, {}, [], 0
-    for record in SQSEvent(event).records:
-        try:
-            out = orjson.loads(record.body)  # a quarter of json.loads' time on a 30-sample batch
-        except ValueError:
-            reject({"body": record.body[:1000]}, "the queued body is not JSON")
-            continue
-        msg, problem = check(out)
-        if problem:
-            reject(out, problem)
-        elif out["kind"] == "events":
-            ingest_event(msg)  # not routed here by the rules today; handled rather than lost
+    received, bounds = now_ms(), messages.bounds_from(os.environ)
+    keyed, samples, seen_of, failed = {}, {}, {}, []
+    records = list(SQSEvent(event).records)
+    for record in records:
+        seen = delivery.inspect_body(record.body, received, bounds)
+        seen_of[record.message_id] = seen
+        if not seen.ok:
+            if not handle_reject(record, seen):
+                failed.append(record)
+        elif seen.kind == "events":  # not routed here by the rules today; handled rather than lost
+            try:
+                ingest_event(seen.message)
+            except Exception:  # noqa: BLE001 - storage trouble: delivered again
+                logger.exception("event not stored")
+                failed.append(record)
         else:
-            keyed[record.message_id], samples[record.message_id] = telemetry_item(out, raw=record.body)
+            keyed[record.message_id], samples[record.message_id] = telemetry_item(seen.message, seen.raw)
     unwritten = write_items(env("TELEMETRY_TABLE"), keyed) if keyed else set()
-    for mid in keyed:
-        if mid in unwritten:
-            failures.append({"itemIdentifier": mid})
-        else:
-            stored_samples += samples[mid]
+    by_id = {r.message_id: r for r in records}
+    failed += [by_id[mid] for mid in keyed if mid in unwritten]
+    stored_samples = sum(n for mid, n in samples.items() if mid not in unwritten)
     if unwritten:
         logger.warning("unwritten", extra={"count": len(unwritten)})
     add_metric(metrics, "SamplesStored", stored_samples)
-    return {"batchItemFailures": failures}
+    again = [r for r in failed if not (last_delivery(r) and give_up(r, seen_of[r.message_id], "not stored"))]
+    return {"batchItemFailures": [{"itemIdentifier": r.message_id} for r in again]}
 
 
 @metrics.log_metrics(raise_on_empty_metrics=False)

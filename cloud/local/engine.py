@@ -6,151 +6,76 @@
 
     python -m cloud.local.engine --broker-dir DIR --endpoint-url URL
 
-It subscribes with the service identity to every rule's topic filter (and to the Basic Ingest
-topics $aws/rules/<rule>/... of rules that allow it). Nothing is lost silently:
+It subscribes with a service identity of its own (provisioning/broker.py ENGINE_IDENTITY) to every
+rule's topic filter (and to the Basic Ingest topics $aws/rules/<rule>/... of rules that allow it).
+Nothing is lost silently:
 - the subscription is a persistent session (clean_session false) and the broker's queue limits are
   set on purpose (provisioning/broker.py), so a burst waits in the broker rather than being dropped;
 - each message is acknowledged (PUBACK) only after every action of every matching rule has run or
-  its failure has gone to the rule's error action; until then the broker holds it for us;
+  its failure has gone to the rule's error action (or the function's failure destination); until
+  then the broker holds it for us;
 - the work queue is bounded: when the workers fall behind, the MQTT reader waits, the broker's
   in-flight window fills, and the broker queues (back-pressure, never drops).
 
-Actions: lambda (the handler called in-process with the SELECT output and a context object like
-AWS's), dynamoDBv2, s3, sns, sqs, republish. An sqs action whose queue feeds a Lambda
-(cloud/resources.py EVENT_SOURCES) goes to a local event source mapping (cloud/local/esm.py) that
-invokes the function in batches, in worker processes when lambda_processes > 0
-(cloud/local/runtime.py); the MQTT message is acknowledged once the batch stored it. A message whose
-rules only feed such queues is evaluated and queued on the MQTT thread, with no hand-over to a
-worker. Locally a Lambda that raises counts as a failed action and goes to the error action (in AWS,
-the asynchronous invoke would retry and then drop it).
+Actions (cloud/local/actions.py): lambda, dynamoDBv2, s3, sns, sqs, republish. A lambda action is
+an asynchronous invoke, as in AWS (cloud/local/async_invoke.py): the handler runs in-process with the
+SELECT output and a context like AWS's; a function error never reaches the rule's error action (a
+failure to invoke does): the event is tried twice more, then its invocation record goes to the
+function's on-failure destination (cloud/resources.py ASYNC_FAILURE_QUEUE). An sqs action whose
+queue feeds a Lambda (cloud/resources.py EVENT_SOURCES) goes to a local event source mapping
+(cloud/local/esm.py) that invokes it in batches, in worker processes when lambda_processes > 0
+(cloud/local/runtime.py), and the message is acknowledged once its batch is stored; a message whose
+rules only feed such queues is handled on the MQTT thread, with no hand-over to a worker.
+A payload over AWS IoT's 128 KB, or one that is not a JSON object, runs no action: each rule it
+would fire sends it to its error action with the reason (too_large, not_json); a message whose
+evaluation fails goes to the dead-letter queue (code internal). Nothing makes the engine stop.
 clientid() is the empty string: MQTT 3.1.1 does not tell a subscriber who published.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import importlib
 import json
 import queue
 import threading
 import time
-import uuid
-
-import orjson
 
 from cloud import costs, resources
 from cloud import rules as rule_defs
 from cloud.local import sql
+from cloud.local.actions import (ActionError, LoadedRule, Refused, Targets, Ticket,  # noqa: F401 (re-exported)
+                                  default_functions, error_action_doc, evaluation_error_body, parse_payload, to_json)
 from cloud.local.apigw import LambdaContext
+from cloud.local.async_invoke import AsyncInvoker
 from cloud.local.esm import EventSourceMapping
-from provisioning.broker import MAX_INFLIGHT_MESSAGES
+from provisioning.broker import ENGINE_IDENTITY, MAX_INFLIGHT_MESSAGES
 
 BASIC_INGEST = "$aws/rules/"
 
 
-def default_functions() -> dict:
-    """Logical Lambda name -> handler, imported from cloud.resources.FUNCTIONS."""
-    out = {}
-    for name, path in resources.FUNCTIONS.items():
-        mod, fn = path.rsplit(".", 1)
-        out[name] = _lazy(mod, fn)
-    return out
-
-
-def _lazy(mod, fn):
-    cache = {}
-
-    def call(event, context):
-        if "f" not in cache:
-            cache["f"] = getattr(importlib.import_module(mod), fn)
-        return cache["f"](event, context)
-
-    call.handler_path = mod + "." + fn  # what a worker process imports (cloud/local/runtime.py)
-    return call
-
-
-def to_json(value) -> str:
-    """A rule's output as JSON. orjson: a tenth of json.dumps' time on a 30-sample batch, which the
-    engine encodes for every message; json for the integers beyond 64 bits that orjson refuses."""
-    try:
-        return orjson.dumps(value, default=str).decode()
-    except TypeError:
-        return json.dumps(value, default=str)
-
-
-class Ticket:
-    """One MQTT message's outstanding work: acknowledged when the last part is done."""
-
-    __slots__ = ("parts", "lock", "on_done")
-
-    def __init__(self, on_done):
-        self.parts = 1
-        self.lock = threading.Lock()
-        self.on_done = on_done
-
-    def hold(self):
-        with self.lock:
-            self.parts += 1
-
-    def release(self, *_):
-        with self.lock:
-            self.parts -= 1
-            last = self.parts == 0
-        if last:
-            self.on_done()
-
-
-class ActionError(Exception):
-    def __init__(self, action, resource, message):
-        super().__init__(message)
-        self.action, self.resource, self.message = action, resource, message
-
-
-class LoadedRule:
-    def __init__(self, spec: dict):
-        self.name = spec["name"]
-        self.spec = spec
-        try:
-            self.rule = sql.Rule(spec["sql"])
-        except sql.SqlError as e:
-            raise sql.SqlError("rule %s: %s" % (self.name, e)) from None
-        self.actions = [self._load_action(a) for a in spec.get("actions", [])]
-        self.error_action = self._load_action(spec["error_action"]) if spec.get("error_action") else None
-        self.basic_ingest = bool(spec.get("basic_ingest"))
-
-    def _load_action(self, action: dict):
-        if len(action) != 1:
-            raise sql.SqlError("rule %s: an action has exactly one type, got %s" % (self.name, sorted(action)))
-        kind, params = next(iter(action.items()))
-        if kind not in ("lambda", "dynamoDBv2", "s3", "sns", "sqs", "republish"):
-            raise sql.SqlError("rule %s: action type %r is not supported locally" % (self.name, kind))
-        templates = {k: sql.compile_template(v) for k, v in params.items() if isinstance(v, str) and "${" in v}
-        return kind, params, templates
-
-
 class Engine:
     def __init__(self, broker, functions=None, rules=None, workers: int = 4, queue_size: int = 2000,
-                 client_id: str = "motorguard-rules-engine", boto_session=None, lambda_processes: int = 0,
-                 meter=None, event_sources=None, retry_delay_s: float = 1.0):
+                 client_id: str = ENGINE_IDENTITY, boto_session=None, lambda_processes: int = 0,
+                 meter=None, event_sources=None, retry_delay_s: float = 1.0, async_retry_delay_s: float = 1.0):
         """lambda_processes: worker processes for queue-fed Lambdas (0: in this process); meter: a
         cloud.local.meter.Meter told of the operations made out of its sight (worker processes, the
-        local queues); event_sources: as cloud/resources.py EVENT_SOURCES (the default)."""
+        local queues); event_sources: as cloud/resources.py EVENT_SOURCES (the default);
+        retry_delay_s: a queued message's redelivery delay; async_retry_delay_s: the wait before an
+        asynchronous invoke's first retry, and twice it before the second (AWS: 1 and 2 minutes)."""
         self.broker = broker
         self.functions = functions if functions is not None else default_functions()
         self.rules = [LoadedRule(r) for r in (rules if rules is not None else rule_defs.RULES)]
         self.workers = workers
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self.client_id = client_id
-        self._session = boto_session
-        self._clients = {}
-        self._targets = {}
-        self._setup_lock = threading.Lock()  # boto3 clients and resources are not created thread-safely
+        self.client_id = client_id  # the broker makes it the certificate's name, ENGINE_IDENTITY
+        self.targets = Targets(boto_session)
+        self.invoker = AsyncInvoker(self._run_function, self._send_failure_record, resources.ASYNC_RETRY_ATTEMPTS,
+                                    async_retry_delay_s)
         self._lock = threading.Lock()
         self._stats = {"received": 0, "acked": 0, "no_rule": 0, "fired": {}, "actions_ok": 0, "actions_failed": 0,
                        "error_actions": 0, "error_action_failed": 0, "lambda_invocations": 0, "lambda_ms": 0.0,
-                       "lambda_gb_seconds": 0.0,
-                       "bytes_in": 0, "message_units_5kb": 0, "basic_ingest": 0, "evaluation_errors": 0}
+                       "lambda_gb_seconds": 0.0, "bytes_in": 0, "message_units_5kb": 0, "basic_ingest": 0,
+                       "evaluation_errors": 0, "too_large": 0, "not_json": 0}
         self._threads = []
         self._running = False
         self.client = None
@@ -187,7 +112,7 @@ class Engine:
             self._threads.append(t)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311,
                         clean_session=False, manual_ack=True)
-        c.tls_set_context(self.broker.client_context())
+        c.tls_set_context(self.broker.client_context(identity=ENGINE_IDENTITY))
         c.max_inflight_messages_set(100)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
@@ -209,6 +134,7 @@ class Engine:
             self.client.loop_stop()
         for esm in self.esms.values():
             esm.stop()  # what waits in it is unacknowledged: the broker delivers it again
+        self.invoker.stop()  # so are the events waiting for a retry
         if self._pool is not None:
             self._pool.close()
         for _ in self._threads:
@@ -238,12 +164,11 @@ class Engine:
         ticket = Ticket(lambda: self._ack(msg))
         try:
             fired = self.evaluate(msg.topic, msg.payload)
-        except Exception:  # noqa: BLE001 - counted; the MQTT thread must live on, and a message
-            with self._lock:  # that breaks evaluation would break it again on every redelivery
-                self._stats["evaluation_errors"] += 1
-            ticket.release()
-            return
-        if all(self._deferred(action) for r, _, _, _ in fired for action in r.actions):
+        except Exception as e:  # noqa: BLE001 - the MQTT thread must live on; a message that breaks
+            self._evaluation_failed(msg.topic, msg.payload, e)  # evaluation would break it again if
+            return ticket.release()  # redelivered: recorded in the dead-letter queue, acknowledged
+        if all(self._deferred(action) and not isinstance(out, Refused) for r, out, _, _ in fired
+               for action in r.actions):
             self.run(fired, ticket)  # only queue-fed actions: cheap, and their back-pressure is the queue's
         else:
             # Blocks when the workers are behind: the broker then holds what is not yet acknowledged.
@@ -273,7 +198,7 @@ class Engine:
         return len(fired)
 
     def evaluate(self, topic: str, payload: bytes, clientid: str = "") -> list:
-        """The rules that fire on one message: (rule, SELECT output, context, raw payload) each."""
+        """The rules that fire on one message: (rule, SELECT output or Refused, context, raw payload) each."""
         now_ms = int(time.time() * 1000)
         with self._lock:
             self._stats["received"] += 1
@@ -281,24 +206,27 @@ class Engine:
             self._stats["message_units_5kb"] += max(1, -(-len(payload) // 5120))
         candidates = self.rules
         real_topic = topic
-        if topic.startswith(BASIC_INGEST):
+        basic = topic.startswith(BASIC_INGEST)
+        if basic:
             name, _, real_topic = topic[len(BASIC_INGEST):].partition("/")
             candidates = [r for r in self.rules if r.name == name and r.basic_ingest]
             with self._lock:
                 self._stats["basic_ingest"] += 1
-        try:
-            message = orjson.loads(payload)
-        except ValueError:
-            message = {}  # AWS: a non-JSON payload has no attributes; SELECT * yields nothing useful
+        if not basic:
+            candidates = [r for r in candidates if r.rule.matches(real_topic)]
+        message, refused = parse_payload(payload)
         fired = []
         for r in candidates:
-            if not topic.startswith(BASIC_INGEST) and not r.rule.matches(real_topic):
-                continue
             ctx = sql.Context(message, real_topic, clientid, now_ms)
-            if r.rule.where is not None and sql.eval_expr(r.rule.where, ctx) is not True:
+            # WHERE runs on what could be read (a non-JSON payload's attributes are Undefined, as in
+            # AWS); a payload too large to read reaches every rule on its topic.
+            if r.rule.where is not None and not (refused and refused.reason == "too_large") \
+                    and sql.eval_expr(r.rule.where, ctx) is not True:
                 continue
-            fired.append((r, sql.project(r.rule.select, ctx), ctx, payload))
+            fired.append((r, refused or sql.project(r.rule.select, ctx), ctx, payload))
         with self._lock:
+            if refused is not None and fired:
+                self._stats[refused.reason] += 1
             for r, _, _, _ in fired:
                 self._stats["fired"][r.name] = self._stats["fired"].get(r.name, 0) + 1
             if not fired:
@@ -309,6 +237,9 @@ class Engine:
         """Runs the actions of each fired rule (failures to its error action); ticket.release() when all are done."""
         try:
             for r, out, ctx, payload in fired:
+                if isinstance(out, Refused):
+                    self._error_action(r, ctx.topic, ctx.clientid, payload, [out.failure(r.name)], ctx, out.reason)
+                    continue
                 failures = []
                 for action in r.actions:
                     try:
@@ -334,37 +265,9 @@ class Engine:
     def _queue_name(self, action) -> str:
         return rule_defs.target(action[1]["queue"])
 
-    def _client(self, service):
-        c = self._clients.get(service)
-        if c is None:
-            import boto3
-
-            with self._setup_lock:
-                c = self._clients.get(service) or (self._session or boto3).client(service)
-                self._clients[service] = c
-        return c
-
-    def _resolve(self, service, name):
-        """Queue URL, topic ARN or table resource of a target, looked up once, not on every message."""
-        got = self._targets.get((service, name))
-        if got is None:
-            if service == "sqs":
-                got = self._client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
-            elif service == "sns":
-                got = self._client("sns").create_topic(Name=name)["TopicArn"]
-            else:
-                import boto3
-
-                with self._setup_lock:
-                    got = (self._session or boto3).resource("dynamodb").Table(name)
-            self._targets[(service, name)] = got
-        return got
-
     def _param(self, action, key, ctx):
-        kind, params, templates = action
-        if key in templates:
-            return templates[key](ctx)
-        return params.get(key)
+        _, params, templates = action
+        return templates[key](ctx) if key in templates else params.get(key)
 
     def _run_action(self, action, out, ctx, ticket=None):
         kind, params, _ = action
@@ -376,46 +279,23 @@ class Engine:
             return
         if kind == "lambda":
             name = params["function"]
-            fn = self.functions.get(name)
-            if fn is None:
+            if name not in self.functions:  # a failure to invoke: the one a rule's error action sees
                 raise ActionError("LambdaAction", name, "no function %r" % name)
-            t0 = time.perf_counter()
-            try:
-                fn(json.loads(body), LambdaContext(resources.function_name(name)))
-            except Exception as e:  # noqa: BLE001
-                raise ActionError("LambdaAction", resources.function_name(name), "%s: %s" % (type(e).__name__, e))
-            finally:
-                self._count_invocation(name, (time.perf_counter() - t0) * 1000)
-        elif kind == "s3":
-            bucket = rule_defs.target(params["bucket"])
-            self._client("s3").put_object(Bucket=bucket, Key=self._param(action, "key", ctx), Body=body.encode())
-        elif kind == "sqs":
-            url = self._resolve("sqs", self._queue_name(action))
-            self._client("sqs").send_message(QueueUrl=url, MessageBody=body)
-        elif kind == "sns":
-            arn = self._resolve("sns", rule_defs.target(params["topic"]))
-            self._client("sns").publish(TopicArn=arn, Message=body)
-        elif kind == "dynamoDBv2":
-            from cloud.domain.history import to_dynamo
-
-            self._resolve("dynamodb", params["table"]).put_item(Item=to_dynamo(json.loads(body)))
+            if ticket is not None:
+                ticket.hold()  # released once the event succeeded or its failure record is kept
+            self.invoker.submit(name, resources.function_name(name), body,
+                                ticket.release if ticket is not None else (lambda: None))
         elif kind == "republish":
             info = self.client.publish(self._param(action, "topic", ctx), body, qos=int(params.get("qos", 0)))
             if int(params.get("qos", 0)):
                 info.wait_for_publish(5)
+        else:
+            self.targets.run(kind, params, body, lambda key: self._param(action, key, ctx))
 
-    def _error_action(self, r, topic, clientid, payload, failures, ctx):
+    def _error_action(self, r, topic, clientid, payload, failures, ctx, reason=None):
         if r.error_action is None:
             return
-        doc = {
-            "ruleName": r.name,
-            "topic": topic,
-            "cloudwatchTraceId": str(uuid.uuid4()),
-            "clientId": clientid,
-            "base64OriginalPayload": base64.b64encode(payload).decode(),
-            "failures": [{"failedAction": f.action, "failedResource": f.resource, "errorMessage": f.message[:500]}
-                         for f in failures],
-        }
+        doc = error_action_doc(r.name, topic, clientid, payload, failures, reason)
         try:
             self._run_action(r.error_action, doc, ctx)
             with self._lock:
@@ -423,6 +303,27 @@ class Engine:
         except Exception:  # noqa: BLE001 - counted: the demo and the benchmark show it
             with self._lock:
                 self._stats["error_action_failed"] += 1
+
+    def _evaluation_failed(self, topic, payload: bytes, error: Exception):
+        with self._lock:
+            self._stats["evaluation_errors"] += 1
+        try:
+            self._send_to_dead_letter(evaluation_error_body(topic, payload, error))
+        except Exception:  # noqa: BLE001 - counted
+            with self._lock:
+                self._stats["error_action_failed"] += 1
+
+    # ------------------------------------------------------------ asynchronously invoked Lambdas
+    def _run_function(self, logical: str, event: dict):
+        """One attempt of an asynchronous invoke (cloud/local/async_invoke.py): raises on a function error."""
+        t0 = time.perf_counter()
+        try:
+            return self.functions[logical](event, LambdaContext(resources.function_name(logical)))
+        finally:
+            self._count_invocation(logical, (time.perf_counter() - t0) * 1000)
+
+    def _send_failure_record(self, record: dict):
+        self.targets.send(resources.ASYNC_FAILURE_QUEUE, to_json(record))
 
     # ------------------------------------------------------------ queue-fed Lambdas
     def _invoker(self, logical: str):
@@ -461,13 +362,13 @@ class Engine:
             self.meter.add_counts({"sqs_request": size + 2 * receives})
 
     def _send_to_dead_letter(self, body: str):
-        url = self._resolve("sqs", resources.DEAD_LETTER_QUEUE)
-        self._client("sqs").send_message(QueueUrl=url, MessageBody=body)
+        self.targets.send(resources.DEAD_LETTER_QUEUE, body)
 
     def stats(self) -> dict:
         with self._lock:
             s = json.loads(json.dumps(self._stats))
         s["queued"] = self.queue.qsize()
+        s["async"] = dict(self.invoker.stats, waiting=self.invoker.waiting())
         s["queues"] = {name: dict(esm.stats, held=esm.held()) for name, esm in self.esms.items()}
         return s
 

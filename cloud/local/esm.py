@@ -9,7 +9,12 @@ window_s; the function gets an SQS event (Records with messageId, receiptHandle,
 md5OfBody, eventSource, eventSourceARN, awsRegion); a raise fails the whole batch, a partial batch
 response ({"batchItemFailures": [{"itemIdentifier": id}]}) only those messages; a failed message is
 delivered again (ApproximateReceiveCount + 1) after a delay, and after max_receive_count deliveries
-it moves to the dead-letter queue (redrive), body unchanged.
+it moves to the dead-letter queue (redrive).
+Not AWS's: SQS redrives the body unchanged, which says nothing of why; here the dead letter is the
+envelope every reject has (cloud/domain/rejects.py: reason retries_exhausted, topic, receive time,
+the original bytes), and wrap_dead_letters=False sends the bare body as SQS does. In AWS, ingest
+itself dead-letters what fails on its last delivery (cloud/lambdas/ingest.py give_up), so only a
+batch whose invocation failed outright reaches the DLQ bare.
 Local differences: the queue lives in this process, not in moto (moto's SQS stores a few hundred
 messages a second, a tenth of what the fleet sends), and the retry delay is retry_delay_s, not the
 queue's visibility timeout. Nothing is lost for that: done(message) is called only once the message
@@ -24,6 +29,8 @@ import hashlib
 import threading
 import time
 import uuid
+
+from cloud.domain import rejects
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
@@ -45,10 +52,13 @@ class Message:
 class EventSourceMapping:
     def __init__(self, queue_name: str, invoke, batch_size: int = 10, window_s: float = 0.0,
                  max_receive_count: int = 5, dead_letter=None, concurrency: int = 2, capacity: int = 1000,
-                 retry_delay_s: float = 1.0, on_batch=None):
-        """invoke(event) -> result runs the function; dead_letter(body) sends to the redrive target;
-        capacity bounds the messages held (waiting or in a running batch): add() blocks beyond it;
-        on_batch(size, receives) is told of each batch (the meter counts SQS requests with it)."""
+                 retry_delay_s: float = 1.0, on_batch=None, wrap_dead_letters: bool = True,
+                 dead_letter_max_bytes: int = rejects.SQS_MAX_BYTES):
+        """invoke(event) -> result runs the function; dead_letter(body) sends to the redrive target
+        (the envelope of rejects.for_redrive, at most dead_letter_max_bytes, unless
+        wrap_dead_letters is false); capacity bounds the messages held (waiting or in a running
+        batch): add() blocks beyond it; on_batch(size, receives) is told of each batch (the meter
+        counts SQS requests with it)."""
         self.queue_name = queue_name
         self.arn = "arn:aws:sqs:%s:%s:%s" % (REGION, ACCOUNT, queue_name)
         self.invoke = invoke
@@ -60,6 +70,8 @@ class EventSourceMapping:
         self.capacity = max(capacity, batch_size)
         self.retry_delay_s = retry_delay_s
         self.on_batch = on_batch
+        self.wrap_dead_letters = wrap_dead_letters
+        self.dead_letter_max_bytes = dead_letter_max_bytes
         self._waiting = collections.deque()
         self._retries = []
         self._held = 0
@@ -174,7 +186,7 @@ class EventSourceMapping:
         try:
             if self.dead_letter is None:
                 raise RuntimeError("no dead-letter queue")
-            self.dead_letter(m.body)
+            self.dead_letter(self.dead_letter_body(m))
         except Exception:  # noqa: BLE001 - counted, and the message stays queued
             with self._cond:
                 self.stats["redrive_failed"] += 1
@@ -182,6 +194,12 @@ class EventSourceMapping:
         with self._cond:
             self.stats["redriven"] += 1
         return True
+
+    def dead_letter_body(self, m: Message) -> str:
+        if not self.wrap_dead_letters:
+            return m.body
+        return rejects.for_redrive(m.body, m.receive_count, m.id, self.queue_name, int(time.time() * 1000),
+                                   self.dead_letter_max_bytes)
 
     def event(self, batch) -> dict:
         return {"Records": [{

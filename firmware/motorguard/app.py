@@ -17,6 +17,7 @@ import gc
 import machine
 import os
 
+from motorguard import commands as cmds
 from motorguard import config as cfgmod
 from motorguard import controller as C
 from motorguard.buttons import Button
@@ -24,13 +25,15 @@ from motorguard.sensors import NTC, CurrentSensor
 from motorguard.servo import Sweep
 from motorguard.telemetry import Clock, Events, Samples
 
+_EVENT_WORDS = tuple("event=" + n for n in C.EVENT_NAMES)
+_REASON_WORDS = tuple("reason=" + n for n in C.REASON_NAMES)
 RESET_CAUSES = {1: "power_on", 2: "hard_reset", 3: "watchdog", 4: "deep_sleep", 5: "soft_reset"}
 
-# Remote commands handed from the network task to the control task.
-CMD_NONE = 0
-CMD_START = 1
-CMD_STOP = 2
-CMD_SPEED = 3
+# Collect garbage after every this many bytes allocated (the network task's messages,
+# the TLS records), rather than only when an allocation fails: a heap left to fill up
+# fragments, and a message buffer or a TLS record then finds no room although the
+# live data is small. The control tick allocates nothing, so it never triggers one.
+GC_EVERY_BYTES = 2048
 
 
 def log(*parts):
@@ -59,7 +62,9 @@ class App:
         self.adc_current = machine.ADC(machine.Pin(pins["current_adc"]), atten=machine.ADC.ATTN_11DB)
         pull = machine.Pin.PULL_UP
         self.stop_pin = machine.Pin(pins["stop_button"], machine.Pin.IN, pull)
-        self.start_button = Button(machine.Pin(pins["start_button"], machine.Pin.IN, pull), ctl["debounce_ms"])
+        self.start_button = Button(
+            machine.Pin(pins["start_button"], machine.Pin.IN, pull), ctl["debounce_ms"], ctl["stuck_button_ms"]
+        )
         self.stop_button = Button(self.stop_pin, ctl["debounce_ms"])
 
         self.ntc = NTC(cfg["ntc"])
@@ -75,16 +80,19 @@ class App:
         self.sample_period_ms = tel["sample_period_ms"]
         self.since_sample = 0
 
-        # Mailbox for one remote command at a time (written by the network task).
-        self.cmd = CMD_NONE
-        self.cmd_arg = 0
-        self.cmd_result = -1
+        # Remote commands from the network task, one at a time (a stop always first).
+        self.mailbox = cmds.Mailbox()
+        # Every stop of any kind (boot, button, e-stop, fault, remote, cloud loss) counts
+        # here with its uptime: a remote start issued before the latest one is refused.
+        self.stop_gen = 0
+        self.stop_up_s = 0
+        self.stop_up_ms = 0
         self.estop_flag = False
         self.online = False
+        self.offline_run_ms = 0  # running without a cloud connection, for stop_on_cloud_loss_s
+        self.cloud_loss_ms = ctl["stop_on_cloud_loss_s"] * 1000
         self.boot_id = "%08x" % int.from_bytes(os.urandom(4), "big")
         self.wdt = None
-        self.ticks = 0
-        self.max_tick_gap_ms = 0
         self._estop_irq_ref = self._estop_irq  # bound once: an IRQ must not allocate
         self.stop_pin.irq(handler=self._estop_irq_ref, trigger=machine.Pin.IRQ_FALLING)
 
@@ -100,6 +108,18 @@ class App:
         self.duty = 0
         self.estop_flag = True
 
+    def request_stop(self):
+        """A remote stop, from the network task: PWM off now, the state at the next tick."""
+        self.pwm.duty_ns(0)
+        self.duty = 0
+        self.mailbox.stop = True
+
+    def _stopped(self):
+        # Bookkeeping of "a stop happened now"; integers only (runs in the tick).
+        self.stop_gen = (self.stop_gen + 1) & 0xFFFFFF  # wraps: stays a small int
+        self.stop_up_s = self.clock.up_s
+        self.stop_up_ms = self.clock.up_ms
+
     def _leds(self):
         state = self.ctl.state
         self.led_green.value(1 if state == C.RUNNING else 0)
@@ -109,21 +129,33 @@ class App:
     def _event(self, code, detail=None):
         ctl = self.ctl
         self.events.record(self.clock, code, ctl.reason, ctl.state, ctl.temp, ctl.current, detail)
+        # The console words are prebuilt: a state change in the tick must not need the heap.
         if code == C.EV_FAULT:
-            log("STATE", C.STATE_NAMES[ctl.state], "reason=" + C.REASON_NAMES[ctl.reason])
+            log("STATE", C.STATE_NAMES[ctl.state], _REASON_WORDS[ctl.reason])
         else:
-            log("STATE", C.STATE_NAMES[ctl.state], "event=" + C.EVENT_NAMES[code])
+            log("STATE", C.STATE_NAMES[ctl.state], _EVENT_WORDS[code])
 
     # --- the control tick ---------------------------------------------
     def tick(self, dt_ms):
         """One control cycle: inputs -> interlocks -> outputs. No I/O waits, no allocation."""
         ctl = self.ctl
+        mb = self.mailbox
         self.clock.advance(dt_ms)
         ev = C.EV_NONE
-        # 1. Emergency stop: any low level on the stop pin stops at once (bounces only ever stop).
+        # 1. Stops first. A remote stop (its PWM already cut by the network task) moves
+        # the state before anything else runs; then the stop pin: any low level stops at
+        # once (bounces only ever stop).
+        if mb.stop:
+            mb.stop = False
+            self.motor_off()
+            self._stopped()
+            ev = ctl.remote_stop()
+            if ev:
+                self._event(ev, b"remote")
         ctl.stop_held = self.stop_pin.value() == 0
         if self.estop_flag or ctl.stop_held:
             self.estop_flag = False
+            self._stopped()
             if ctl.state == C.RUNNING:
                 self.motor_off()
                 self._event(ctl.stop_button())
@@ -133,9 +165,11 @@ class App:
         ev = ctl.update(temp, current)
         if ev:
             self.motor_off()
+            self._stopped()
             self._event(ev)
         # 3. Debounced buttons: stop resets a cleared fault; start runs if every interlock allows.
         if self.stop_button.poll(dt_ms):
+            self._stopped()
             ev = ctl.stop_button()
             if ev:
                 self._event(ev)
@@ -147,42 +181,48 @@ class App:
                 self._event(ev)
             else:
                 log("START_REFUSED", "reason=" + C.REFUSAL_NAMES[ctl.last_refusal])
-        # 4. Remote command mailbox.
-        if self.cmd:
-            self._run_command()
-        # 5. Outputs. Re-check the stop flag: the IRQ may have fired during this tick.
-        if ctl.state == C.RUNNING and not self.estop_flag:
+        if self.start_button.stuck():
+            self._event(C.EV_BUTTON_STUCK, b"start_button")
+        # 4. One remote command from the mailbox.
+        if mb.code:
+            self._serve_mailbox(mb)
+        # 5. No cloud for too long while running: stop, if the operator asked for that.
+        if ctl.state == C.RUNNING and not self.online and self.cloud_loss_ms:
+            self.offline_run_ms += dt_ms
+            if self.offline_run_ms >= self.cloud_loss_ms:
+                self.motor_off()
+                self._stopped()
+                if ctl.remote_stop():
+                    self._event(C.EV_STOPPED, b"cloud_lost")
+        else:
+            self.offline_run_ms = 0
+        # 6. Outputs. Re-check both stop flags: the IRQ may have fired during this tick.
+        if ctl.state == C.RUNNING and not self.estop_flag and not mb.stop:
             pulse = self.sweep.step(dt_ms)
             self.pwm.duty_ns(pulse)
             self.duty = pulse
         else:
             self.motor_off()
         self._leds()
-        # 6. Sampling.
+        # 7. Sampling.
         self.since_sample += dt_ms
         if self.since_sample >= self.sample_period_ms:
             self.since_sample -= self.sample_period_ms
             self.samples.record(self.clock, ctl.temp, ctl.current, self.sweep.decidegrees(), self.sweep.speed, ctl.state)
-        self.ticks += 1
 
-    def _run_command(self):
+    def _serve_mailbox(self, mb):
         ctl = self.ctl
-        cmd = self.cmd
-        if cmd == CMD_STOP:
-            self.motor_off()
-            ev = ctl.remote_stop()
-            result = C.OK
-        elif cmd == CMD_START:
+        if mb.code == cmds.CMD_START:
+            if mb.stop_gen != self.stop_gen:
+                # A stop came between the network task's check and now.
+                mb.done(C.REFUSED_STOPPED_SINCE)
+                return
             ev = ctl.remote_start()
-            result = ctl.last_refusal
-        else:
-            ev = C.EV_NONE
-            self.sweep.set_speed(self.cmd_arg)
-            result = C.OK
-        if ev:
-            self._event(ev)
-        self.cmd_result = result
-        self.cmd = CMD_NONE
+            if ev:
+                self._event(ev)
+            mb.done(ctl.last_refusal)
+        else:  # CMD_SPEED: out of range is refused, never clamped
+            mb.done(C.OK if self.sweep.set_speed(mb.arg) else C.REFUSED_SPEED)
 
     async def control_task(self):
         try:
@@ -203,8 +243,6 @@ class App:
             now = time.ticks_ms()
             dt = time.ticks_diff(now, last)
             last = now
-            if dt > self.max_tick_gap_ms:
-                self.max_tick_gap_ms = dt
             self.tick(dt)
             # Fed only after a complete tick: a stalled loop resets the chip (motor off, boots STOPPED).
             self.wdt.feed()
@@ -214,16 +252,19 @@ class App:
     def boot(self):
         self._leds()
         cause = reset_cause_name()
-        self._event(C.EV_BOOT, cause)
+        self._event(C.EV_BOOT, cause.encode())
         log("BOOT", "version=" + cfgmod.VERSION, "thing=" + self.cfg["thing"], "boot=" + self.boot_id, "cause=" + cause)
 
 
 def run(cfg):
-    from motorguard import net
-
+    # The rings first, while the heap is still in one piece, then the network code.
+    gc.collect()
     app = App(cfg)
     app.boot()
+    from motorguard import net
+
     gc.collect()
+    gc.threshold(GC_EVERY_BYTES)
 
     async def main():
         if cfg["test_hook"]:  # test configurations only (hil_tests/): inputs from the console

@@ -10,6 +10,9 @@ import json
 VERSION = "0.1.0"
 SCHEMA_VERSION = 1
 CONFIG_FILE = "config.json"
+# The fastest sweep a command or a config may ask for (schemas/v1/command.schema.json (message version 2)'s
+# speed maximum; a test holds the two together).
+MAX_SPEED_DEG_S = 180
 
 DEFAULTS = {
     # Device identity and broker (written by the provisioning CLI).
@@ -89,7 +92,20 @@ DEFAULTS = {
         "period_ms": 5,
         "debounce_ms": 30,
         "wdt_timeout_ms": 2000,
-        "remote_start_enabled": True,
+        # Fail safe: a remote start is refused unless provisioning enabled it on purpose
+        # (provision device --remote-start). A remote stop is always obeyed.
+        "remote_start_enabled": False,
+        # Commands older than this (by their issued_at) are refused as stale.
+        "command_max_age_s": 10,
+        # How far the cloud's clock and ours may disagree (NTP gives whole seconds): a
+        # command up to this far in the future is accepted, and a start issued less than
+        # this long after a stop is refused, since it may well have been issued before it.
+        "clock_tolerance_ms": 2000,
+        # A start button held this long is reported once as BUTTON_STUCK (0 = never).
+        "stuck_button_ms": 5000,
+        # Stop the motor after running this long with no cloud connection (0 = keep
+        # running). For operators who rely on a remote stop; see docs/commands.md.
+        "stop_on_cloud_loss_s": 0,
     },
     "telemetry": {
         "sample_period_ms": 1000,
@@ -97,7 +113,9 @@ DEFAULTS = {
         # write charges are per message, so this is what keeps the cloud side cheap
         # (docs/cloud.md has the arithmetic); events still go out at once.
         "samples_per_message": 30,
-        "buffer_samples": 900,
+        # 10 minutes at 1 Hz: 9 KB of the heap (15 bytes a sample); docs/virtual-esp32.md
+        # has the heap budget this has to fit in.
+        "buffer_samples": 600,
         "event_queue": 32,
     },
     "topics": {
@@ -126,6 +144,8 @@ def merge(base, override, path=""):
     """Overlay override on a copy of base; unknown keys are errors (typos must not pass silently)."""
     out = {}
     for key in base:
+        # Sections without overrides are shared with DEFAULTS, not copied: on the device
+        # every byte of heap counts. Nothing changes a config once it is loaded.
         out[key] = base[key]
     for key in override:
         where = path + key
@@ -165,13 +185,19 @@ def check(cfg):
     servo = cfg["servo"]
     if not 0 <= servo["sweep_min_deg"] < servo["sweep_max_deg"] <= 180:
         raise ConfigError("servo sweep limits must satisfy 0 <= sweep_min_deg < sweep_max_deg <= 180")
-    if not 0 < servo["speed_deg_s"] <= servo["max_speed_deg_s"]:
-        raise ConfigError("servo.speed_deg_s must be in (0, max_speed_deg_s]")
+    if not 0 < servo["speed_deg_s"] <= servo["max_speed_deg_s"] <= MAX_SPEED_DEG_S:
+        raise ConfigError("servo speeds must satisfy 0 < speed_deg_s <= max_speed_deg_s <= %d" % MAX_SPEED_DEG_S)
     tel = cfg["telemetry"]
     if tel["samples_per_message"] < 1 or tel["buffer_samples"] < tel["samples_per_message"] * 2:
         raise ConfigError("telemetry.buffer_samples must hold at least two messages")
-    if cfg["control"]["wdt_timeout_ms"] < 1000:
+    ctl = cfg["control"]
+    if ctl["wdt_timeout_ms"] < 1000:
         raise ConfigError("control.wdt_timeout_ms must be >= 1000 (the ESP32 minimum)")
+    for key in ("command_max_age_s", "clock_tolerance_ms", "stuck_button_ms", "stop_on_cloud_loss_s"):
+        if ctl[key] < 0:
+            raise ConfigError("control.%s must be >= 0" % key)
+    if ctl["command_max_age_s"] < 1:
+        raise ConfigError("control.command_max_age_s must be >= 1")
     return cfg
 
 

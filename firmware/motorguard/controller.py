@@ -34,7 +34,8 @@ EV_ESTOP = const(3)
 EV_FAULT = const(4)
 EV_FAULT_CLEARED = const(5)
 EV_BOOT = const(6)
-EVENT_NAMES = ("NONE", "STARTED", "STOPPED", "ESTOP", "FAULT", "FAULT_CLEARED", "BOOT")
+EV_BUTTON_STUCK = const(7)
+EVENT_NAMES = ("NONE", "STARTED", "STOPPED", "ESTOP", "FAULT", "FAULT_CLEARED", "BOOT", "BUTTON_STUCK")
 
 # Fault reasons.
 R_NONE = const(0)
@@ -62,6 +63,9 @@ REFUSED_REMOTE_DISABLED = const(3)
 REFUSED_RUNNING = const(4)
 REFUSED_NOT_CLEARED = const(5)
 REFUSED_STOP_HELD = const(6)
+REFUSED_NETWORK_BUSY = const(7)
+REFUSED_STOPPED_SINCE = const(8)
+REFUSED_SPEED = const(9)
 REFUSAL_NAMES = (
     "ok",
     "fault_latched",
@@ -70,6 +74,9 @@ REFUSAL_NAMES = (
     "already_running",
     "fault_condition_not_cleared",
     "stop_button_held",
+    "network_connecting",
+    "stopped_since_issued",
+    "speed_above_this_device_max",
 )
 
 
@@ -84,7 +91,7 @@ def ma(amps):
 
 
 class Controller:
-    def __init__(self, limits, remote_start_enabled=True):
+    def __init__(self, limits, remote_start_enabled=False):
         # Integer units throughout (tenths of a degree C, milliamps): no float boxing per tick.
         self.combined_t = dc(limits["combined_temp_c"])
         self.combined_i = ma(limits["combined_current_a"])
@@ -101,6 +108,9 @@ class Controller:
         self.current = None
         # Set by the owner every tick: a held emergency stop blocks every start.
         self.stop_held = False
+        # Set by the network task around steps that block the whole VM (DNS, NTP, the
+        # TLS handshake): the motor must not be running through them, so no start.
+        self.net_busy = False
 
     def motor_on(self):
         return self.state == RUNNING
@@ -141,14 +151,6 @@ class Controller:
             return EV_FAULT
         return EV_NONE
 
-    def trip(self, reason):
-        """Force a latched fault from outside the sensor path (e.g. a control-loop overrun)."""
-        if self.state == FAULT:
-            return EV_NONE
-        self.state = FAULT
-        self.reason = reason
-        return EV_FAULT
-
     def _start(self):
         if self.state == RUNNING:
             self.last_refusal = REFUSED_RUNNING
@@ -158,6 +160,9 @@ class Controller:
             return EV_NONE
         if self.stop_held:
             self.last_refusal = REFUSED_STOP_HELD
+            return EV_NONE
+        if self.net_busy:
+            self.last_refusal = REFUSED_NETWORK_BUSY
             return EV_NONE
         if self.condition():
             # A start against a present fault condition trips the interlock rather than running.

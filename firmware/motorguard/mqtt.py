@@ -180,6 +180,16 @@ def puback_packet(pid):
     return bytes((PUBACK, 2, pid >> 8, pid & 0xFF))
 
 
+def _size(msg):
+    """Payload length of bytes or of a function returning pieces (see publish)."""
+    if not callable(msg):
+        return len(msg)
+    n = 0
+    for piece in msg():
+        n += len(piece)
+    return n
+
+
 def _check_qos(qos):
     if qos != 0 and qos != 1:
         raise ValueError("qos must be 0 or 1")
@@ -253,10 +263,14 @@ class MQTTClient:
         self.ack_timeout_ms = ack_timeout_ms
         self.max_retries = max_retries
         # Largest incoming packet kept; bigger PUBLISHes are read past and
-        # acknowledged but not delivered (a 128 KB AWS payload would not fit
-        # the ESP32's heap). Commands are a few hundred bytes.
+        # acknowledged, and reach the callback as msg None (a 128 KB AWS payload
+        # would not fit the ESP32's heap). Commands are a few hundred bytes.
         self.max_packet = 16384
-        self.cb = None
+        self.cb = None  # cb(topic, msg, retained)
+        # guard(True) runs just before a step that blocks the whole VM (a DNS lookup,
+        # the TLS handshake through CONNACK) and may raise to call the connect off;
+        # guard(False) runs when the step is over (also on failure).
+        self.guard = None
         self.puback_cb = None
         self.will = None
         self._reader = None
@@ -282,6 +296,9 @@ class MQTTClient:
 
     def set_callback(self, f):
         self.cb = f
+
+    def set_guard(self, f):
+        self.guard = f
 
     def set_puback_callback(self, f):
         self.puback_cb = f
@@ -326,7 +343,17 @@ class MQTTClient:
                 raise OSError(errno.ECONNRESET)
             raise
 
+    def _guarded(self, on):
+        if self.guard:
+            self.guard(on)
+
     async def _connect(self, clean_session, timeout_ms):
+        if self.server not in _dns:
+            self._guarded(True)
+            try:
+                _resolve(self.server, self.port)
+            finally:
+                self._guarded(False)
         ip, port = _resolve(self.server, self.port)
         if self.ssl:
             r, w = await asyncio.open_connection(ip, port, ssl=self.ssl, server_hostname=self.server_hostname)
@@ -337,11 +364,16 @@ class MQTTClient:
         self._connack = None
         self._last_rx = ticks_ms()
         pkt = connect_packet(self.client_id, self.keepalive, clean_session, self.user, self.password, self.will)
-        # MicroPython runs the TLS handshake inside this first write's drain,
-        # so it gets the connect budget, not the ack timeout.
-        await self._send(pkt, None, timeout_ms / 1000)
-        if await self._read_packet() != CONNACK:
-            raise MQTTException("no CONNACK")
+        # MicroPython runs the TLS handshake inside this first write's drain (the TCP
+        # connect before it waits without blocking), so the guarded step starts here
+        # and ends with the CONNACK. It gets the connect budget, not the ack timeout.
+        self._guarded(True)
+        try:
+            await self._send(pkt, None, timeout_ms / 1000)
+            if await self._read_packet() != CONNACK:
+                raise MQTTException("no CONNACK")
+        finally:
+            self._guarded(False)
         rc = self._connack[1]
         if rc:
             raise MQTTException(rc)
@@ -355,7 +387,7 @@ class MQTTClient:
             for pid in list(self._unacked):
                 e = self._unacked[pid]
                 e[3] = ticks_ms()
-                await self._send(publish_head(e[0], len(e[1]), 1, e[2], True, pid), e[1])
+                await self._send(publish_head(e[0], _size(e[1]), 1, e[2], True, pid), e[1])
         return present
 
     async def disconnect(self):
@@ -401,15 +433,24 @@ class MQTTClient:
     # ------------------------------------------------------------ writing
 
     async def _send(self, head, body=None, timeout_s=None):
+        timeout_s = timeout_s or self.ack_timeout_ms / 1000
         async with self._lock:
             w = self._writer
             if w is None:
                 raise self._err or OSError(errno.ENOTCONN)
-            w.write(head)
-            if body:
-                w.write(body)
             try:
-                await asyncio.wait_for(w.drain(), timeout_s or self.ack_timeout_ms / 1000)
+                w.write(head)
+                if callable(body):
+                    # A payload in pieces: each one goes out before the next is made, so
+                    # the stream never buffers more than one piece (MicroPython's Stream
+                    # keeps an unsent rest as one bytes object).
+                    for piece in body():
+                        w.write(piece)
+                        if getattr(w, "out_buf", None):
+                            await asyncio.wait_for(w.drain(), timeout_s)
+                elif body:
+                    w.write(body)
+                await asyncio.wait_for(w.drain(), timeout_s)
             except asyncio.TimeoutError:
                 # Part of a packet may be out: the stream cannot be resynced.
                 self._abort(OSError(errno.ETIMEDOUT))
@@ -417,6 +458,9 @@ class MQTTClient:
             except asyncio.CancelledError:
                 # MicroPython resends a half-drained buffer from its start.
                 self._abort(OSError(errno.ECONNABORTED))
+                raise
+            except Exception as e:  # noqa: BLE001 - a piece failed to render: the packet is cut short
+                self._abort(e)
                 raise
             self._last_tx = ticks_ms()
 
@@ -431,14 +475,17 @@ class MQTTClient:
     async def publish(self, topic, msg, retain=False, qos=0):
         """Sends one PUBLISH; returns its packet id (0 for QoS 0). Does not wait for PUBACK.
 
-        For QoS 1, msg is kept (not copied) for retransmission until acked:
-        do not mutate a bytearray passed here before its PUBACK.
+        msg is bytes (or str), or a function returning the payload's pieces (an iterable
+        of bytes), called once to count them, once to send them and again for every
+        retransmission: it must give the same pieces each time. For QoS 1, msg is kept
+        (not copied) for retransmission until acked: do not mutate a bytearray passed
+        here before its PUBACK.
         """
         _check_qos(qos)
         topic = _b(topic)
         if b"#" in topic or b"+" in topic or not topic:
             raise ValueError("bad publish topic")
-        msg = _b(msg)
+        msg = msg if callable(msg) else _b(msg)
         if self._writer is None:  # before taking a packet id that would then never be acked
             raise self._err or OSError(errno.ENOTCONN)
         pid = 0
@@ -446,7 +493,7 @@ class MQTTClient:
             pid = self._next_pid()
             # Registered before writing: the PUBACK may beat the drain.
             self._unacked[pid] = [topic, msg, retain, ticks_ms(), 0]
-        await self._send(publish_head(topic, len(msg), qos, retain, False, pid), msg)
+        await self._send(publish_head(topic, _size(msg), qos, retain, False, pid), msg)
         return pid
 
     async def subscribe(self, topic, qos=0):
@@ -542,12 +589,17 @@ class MQTTClient:
         big = n + tl > self.max_packet
         topic = await self._skip(tl) if big else await r.readexactly(tl)
         pid = int.from_bytes(await r.readexactly(2), "big") if qos else 0
+        retained = bool(hdr & 1)
         if big:
+            # Read past it without holding it; the callback still hears of it (msg None)
+            # so the sender can be told why nothing happened.
             await self._skip(n)
+            if self.cb:
+                self.cb(None, None, retained)
         else:
             msg = await r.readexactly(n) if n else b""
             if self.cb:
-                self.cb(topic, msg)
+                self.cb(topic, msg, retained)
         if qos and self._writer is not None:
             await self._send(puback_packet(pid))
 
@@ -614,7 +666,7 @@ class MQTTClient:
                         return
                     e[4] += 1
                     e[3] = now
-                    await self._send(publish_head(e[0], len(e[1]), 1, e[2], True, due), e[1])
+                    await self._send(publish_head(e[0], _size(e[1]), 1, e[2], True, due), e[1])
                 # Ping after keepalive/2 without sending (so the broker keeps us), or
                 # after a whole keepalive without hearing anything (a QoS 0-only
                 # sender would otherwise never notice a half-open link).

@@ -1,16 +1,18 @@
-# The network task: Wi-Fi, NTP, MQTT over mutual TLS, and the publisher that
-# drains the offline rings in order.
+# The network task: Wi-Fi, NTP, MQTT over mutual TLS, the publisher that drains
+# the offline rings in order, and remote commands.
 #
-# A (re)connect starts only while the motor is off (see config
-# mqtt.connect_while_running): a TLS handshake blocks the whole VM.
+# Steps that block the whole VM (a DNS lookup, the NTP exchange, the TLS handshake)
+# never run while the motor does (unless mqtt.connect_while_running): just before
+# one, the guard checks the motor is off and marks the controller busy, which
+# refuses every start until the step is over; a start that won the race calls the
+# connect off. A lost connection is therefore rebuilt only once the motor stops.
 #
-# Nothing here touches the motor except through App.motor_off() (safe from any
-# context) and the command mailbox that the control task serves. Every wait is
-# bounded: Wi-Fi join, NTP, TLS connect, PUBACKs (the MQTT client retransmits
+# Nothing here touches the motor except App.request_stop() (PWM off at once, state
+# at the next tick) and the command mailbox that the control task serves. Every wait
+# is bounded: Wi-Fi join, NTP, TLS connect, PUBACKs (the MQTT client retransmits
 # and then declares the link dead), and reconnects back off exponentially with
 # jitter so a fleet does not reconnect in lockstep after a broker outage.
 
-import json
 import time
 
 import asyncio
@@ -18,15 +20,18 @@ import gc
 import network
 import os
 
+from motorguard import commands as cmds
 from motorguard import config as cfgmod
 from motorguard import controller as C
-from motorguard.mqtt import MQTTClient
-from motorguard import app as appmod
+from motorguard.mqtt import MQTTClient, MQTTException
 from motorguard import telemetry
 
 _EPOCH_2000 = 946684800
-_MAX_COMMANDS = 4
-_COMMANDS = {"start": appmod.CMD_START, "stop": appmod.CMD_STOP, "set_speed": appmod.CMD_SPEED}
+_MAX_PENDING = 4  # start/set_speed commands waiting for the control task
+_MAX_ACKS = 6  # acks waiting to be published; past this, refusals are only counted
+_RECENT_IDS = 16  # command ids remembered this boot, to refuse redeliveries and replays
+_ACK_INFLIGHT = 4  # unacknowledged acks on the wire before the next one waits
+_FW = cfgmod.VERSION.encode()
 
 
 def log(*parts):
@@ -77,6 +82,35 @@ async def wifi_up(wlan, cfg, timeout_ms=15000):
     log("NET", "wifi_up")
 
 
+def blocking_guard(app):
+    """The MQTT client's guard: a VM-blocking step may begin only with the motor off."""
+    ctl = app.ctl
+    if app.cfg["mqtt"]["connect_while_running"]:
+        return None
+
+    def guard(begin):
+        if not begin:
+            ctl.net_busy = False
+        elif ctl.state == C.RUNNING:
+            raise MQTTException("motor_running")
+        else:
+            ctl.net_busy = True  # no await since the check: no start can slip in between
+
+    return guard
+
+
+def guarded(app, step, *args):
+    """Runs a VM-blocking step under the guard: refused while the motor runs."""
+    guard = blocking_guard(app)
+    if guard:
+        guard(True)
+    try:
+        return step(*args)
+    finally:
+        if guard:
+            guard(False)
+
+
 def sync_time(app):
     if app.clock.synced():
         return
@@ -84,27 +118,127 @@ def sync_time(app):
 
     ntptime.host = app.cfg["ntp_host"]
     # Bounded by ntptime's 1 s socket timeout; the stop-button IRQ still runs inside it.
-    ntptime.settime()
+    guarded(app, ntptime.settime)
     app.clock.sync(epoch_now())
     log("NET", "time_synced")
+
+
+class Commands:
+    """What arrived on the command topic and is not done yet: a bounded queue of
+    start/set_speed commands and a bounded queue of acks. Stops skip both queues."""
+
+    def __init__(self, app):
+        self.app = app
+        ctl = app.cfg["control"]
+        self.max_age_ms = ctl["command_max_age_s"] * 1000
+        self.tolerance_ms = ctl["clock_tolerance_ms"]
+        self.recent = cmds.RecentIds(_RECENT_IDS)
+        self.pending = []  # (id, name, code, speed, issued_ms)
+        self.acks = []  # (id, name, ok, result)
+        self.stops = []  # ids of stops already applied, acked first
+        self.uncounted = 0  # refusals past _MAX_ACKS, reported in one ack
+
+    def receive(self, topic, msg, retained):
+        """The MQTT callback: runs in the reader loop, so it never waits."""
+        stop = msg is not None and cmds.mentions_stop(msg)
+        if stop:
+            # Before parsing, which allocates: even with no heap left a stop stops.
+            self.app.request_stop()
+        try:
+            cid, name, code, speed, issued, problem = cmds.parse(msg, retained)
+        except MemoryError:
+            cid, name, code, speed, issued, problem = "", "invalid", cmds.CMD_NONE, 0, 0, "no_memory"
+        if stop or code == cmds.CMD_STOP:
+            self.app.request_stop()  # again for a stop spelled with escapes: idempotent
+            if cid:
+                self.recent.seen(cid)
+            if len(self.stops) < _MAX_ACKS:
+                self.stops.append(cid)
+            else:
+                self.uncounted += 1
+            log("CMD", "stop", "result=ok")
+            return
+        if problem is None and self.recent.seen(cid):
+            problem = "duplicate"
+        if problem is None:
+            problem = self.stale(code, issued)
+        if problem is None and len(self.pending) >= _MAX_PENDING:
+            problem = "busy: %d commands already waiting" % _MAX_PENDING
+        if problem is not None:
+            self.refuse(cid, name, problem)
+            return
+        self.pending.append((cid, name, code, speed, issued))
+
+    def refuse(self, cid, name, problem):
+        log("CMD", name, "refused=" + problem.split(":")[0])
+        if len(self.acks) < _MAX_ACKS:
+            self.acks.append((cid, name, False, problem))
+        else:
+            self.uncounted += 1
+
+    def stale(self, code, issued):
+        """Why a command issued at `issued` may not run now, or None."""
+        app = self.app
+        clock = app.clock
+        if not clock.synced():
+            return "clock_not_synced"
+        now = clock.now_ms()
+        why = cmds.freshness(issued, now, self.max_age_ms, self.tolerance_ms)
+        if why is None and code == cmds.CMD_START:
+            stop_ms = clock.epoch_ms(app.stop_up_s, app.stop_up_ms)
+            if issued <= stop_ms + self.tolerance_ms:
+                why = C.REFUSAL_NAMES[C.REFUSED_STOPPED_SINCE]
+        return why
+
+    def next_ack(self):
+        """The oldest ack to publish, stops first, or None."""
+        if self.stops:
+            return (self.stops.pop(0), "stop", True, "ok")
+        if self.acks:
+            return self.acks.pop(0)
+        if self.uncounted:
+            n = self.uncounted
+            self.uncounted = 0
+            return ("", "invalid", False, "flood: %d more commands refused without an ack each" % n)
+        return None
+
+    async def serve(self):
+        """Hands the oldest pending command to the control task; returns its ack."""
+        app = self.app
+        mb = app.mailbox
+        cid, name, code, speed, issued = self.pending.pop(0)
+        why = self.stale(code, issued)  # again: it may have waited, and a stop may have come
+        if why is not None:
+            log("CMD", name, "refused=" + why)
+            return (cid, name, False, why)
+        mb.post(code, speed, app.stop_gen)
+        t0 = time.ticks_ms()
+        while mb.result < 0 and time.ticks_diff(time.ticks_ms(), t0) < 1000:
+            await asyncio.sleep_ms(app.period_ms)
+        result = C.REFUSAL_NAMES[mb.result] if mb.result >= 0 else "timeout"
+        mb.code = cmds.CMD_NONE  # a command that timed out must not run later
+        log("CMD", name, "result=" + result)
+        return (cid, name, mb.result == C.OK, result)
 
 
 class Session:
     """One MQTT connection: publishes what the rings hold, serves commands."""
 
-    def __init__(self, app, wlan, ssl_ctx):
+    def __init__(self, app, wlan, ssl_ctx, commands):
         cfg = app.cfg
         self.app = app
         self.wlan = wlan
         self.mq = cfg["mqtt"]
         self.thing = cfg["thing"]
+        self.thing_b = self.thing.encode()
+        self.boot_b = app.boot_id.encode()
         self.t_telemetry = cfgmod.topic(cfg, "telemetry")
         self.t_events = cfgmod.topic(cfg, "events")
         self.t_status = cfgmod.topic(cfg, "status")
         self.t_cmd = cfgmod.topic(cfg, "cmd")
         self.t_ack = cfgmod.topic(cfg, "ack")
         self.inflight = {}  # packet id -> (ring, batch)
-        self.commands = []
+        self.commands = commands
         self.dead = False
         mq = self.mq
         self.client = MQTTClient(
@@ -115,13 +249,24 @@ class Session:
             ssl=ssl_ctx,
             ack_timeout_ms=mq["ack_timeout_ms"],
         )
-        self.client.set_callback(self.on_message)
+        # A command is ~120 bytes; anything much bigger is read past, never held.
+        self.client.max_packet = cmds.MAX_BYTES + len(self.t_cmd)
+        self.client.set_callback(commands.receive)
         self.client.set_puback_callback(self.on_puback)
+        self.client.set_guard(blocking_guard(app))
         self.client.set_last_will(self.t_status, self.status(False), retain=True, qos=1)
 
     def head(self):
         app = self.app
-        return telemetry.head(self.thing, app.boot_id, cfgmod.VERSION, app.clock.up_s, gc.mem_free(), self.rssi())
+        return telemetry.head(self.thing_b, self.boot_b, _FW, app.clock.up_s, gc.mem_free(), self.rssi())
+
+    def renderer(self, ring, k):
+        """Message k of a ring as the MQTT client wants it: a function giving its pieces,
+        the same ones each time (head and drop count are fixed at the first rendering)."""
+        head = self.head()
+        dropped = ring.box.dropped
+        clock = self.app.clock
+        return lambda: ring.pieces(k, head, dropped, clock)
 
     def rssi(self):
         try:
@@ -137,76 +282,57 @@ class Session:
         if entry:
             entry[0].box.ack(entry[1])
 
-    def on_message(self, topic, msg):
-        try:
-            cmd = json.loads(msg)
-            name = cmd.get("cmd")
-            code = _COMMANDS.get(name)
-            if code is None:
-                raise ValueError("unknown cmd %r" % name)
-            arg = 0
-            if code == appmod.CMD_SPEED:
-                arg = cmd.get("speed")
-                if not isinstance(arg, (int, float)) or arg <= 0:
-                    raise ValueError("set_speed needs a positive 'speed' in deg/s")
-            cid = str(cmd.get("id", ""))[:64]
-        except Exception as e:
-            self.commands.append(("", "invalid", -1, str(e)))
-            return
-        if code == appmod.CMD_STOP:
-            # A remote stop takes effect now, before the control task even sees the mailbox.
-            self.app.motor_off()
-        if len(self.commands) >= _MAX_COMMANDS:
-            self.commands.append((cid, name, -1, "busy"))
-            return
-        self.commands.append((cid, name, code, arg))
-
-    async def serve_command(self, entry):
-        cid, name, code, arg = entry
-        app = self.app
-        if code < 0:
-            ok, result = False, arg
-        else:
-            app.cmd_result = -1
-            app.cmd_arg = arg
-            app.cmd = code
-            t0 = time.ticks_ms()
-            while app.cmd_result < 0 and time.ticks_diff(time.ticks_ms(), t0) < 1000:
-                await asyncio.sleep_ms(app.period_ms)
-            ok = app.cmd_result == C.OK
-            result = C.REFUSAL_NAMES[app.cmd_result] if app.cmd_result >= 0 else "timeout"
-            log("CMD", name, "result=" + result)
-        ack = telemetry.ack_message(
-            self.thing, app.boot_id, cfgmod.VERSION, cid, name, ok, result, app.ctl.state, app.sweep.speed
-        )
-        await self.client.publish(self.t_ack, ack, qos=1)
-
-    async def pump(self):
-        """Publish commands' acks, then events, then telemetry, oldest first, within the in-flight window."""
+    async def publish_ack(self, ack):
         app = self.app
         client = self.client
-        window = self.mq["max_inflight"]
+        # Acks are QoS 1 too: keep only a few unacknowledged, so a flood of refusals
+        # cannot pile up retransmission copies in the heap. No deadline of our own: the
+        # client retransmits and declares the link dead if the PUBACKs never come.
+        while client.inflight() - len(self.inflight) >= _ACK_INFLIGHT:
+            if not client.isconnected():
+                raise OSError("link lost")
+            await asyncio.sleep_ms(10)
+        cid, name, ok, result = ack
+        msg = telemetry.ack_message(
+            self.thing, app.boot_id, cfgmod.VERSION, cid, name, ok, result, app.ctl.state, app.sweep.speed
+        )
+        await client.publish(self.t_ack, msg, qos=1)
+
+    async def pump(self):
+        """Acks first (stops before anything), then commands, events, telemetry, oldest first."""
+        app = self.app
+        commands = self.commands
+        mb = app.mailbox
+        idle_clean = True
         while not self.dead:
             if not self.wlan.isconnected():
                 raise OSError("wifi lost")
-            if self.commands:
-                await self.serve_command(self.commands.pop(0))
+            if mb.stop:
+                await asyncio.sleep_ms(1)  # the control tick applies the stop first: ack its state
                 continue
-            if len(self.inflight) < window:
+            ack = commands.next_ack()
+            if ack is None and commands.pending:
+                ack = await commands.serve()
+            if ack is not None:
+                await self.publish_ack(ack)
+                idle_clean = False
+                continue
+            if len(self.inflight) < self.mq["max_inflight"]:
                 ring, topic = app.events, self.t_events
                 k = ring.box.next_batch()
                 if k < 0:
                     ring, topic = app.samples, self.t_telemetry
                     k = ring.box.next_batch()
                 if k >= 0:
-                    msg = ring.message(k, self.head(), app.clock)
                     ring.box.sent(k)
-                    pid = await client.publish(topic, msg, qos=1)
+                    pid = await self.client.publish(topic, self.renderer(ring, k), qos=1)
                     self.inflight[pid] = (ring, k)
-                    msg = None
+                    idle_clean = False
                     continue
-            # Idle: collect garbage now, between ticks, rather than at a random allocation later.
-            gc.collect()
+            if not idle_clean:
+                # Idle after work: collect now, between ticks, not at a random allocation later.
+                gc.collect()
+                idle_clean = True
             await asyncio.sleep_ms(20)
 
     async def pump_or_hang_up(self):
@@ -254,6 +380,7 @@ async def network_task(app):
     mq = cfg["mqtt"]
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
+    commands = Commands(app)
     ssl_ctx = None
     backoff = mq["backoff_min_ms"]
     while True:
@@ -263,14 +390,20 @@ async def network_task(app):
             await wifi_up(wlan, cfg)
             sync_time(app)
             if ssl_ctx is None and mq["tls"]:
-                ssl_ctx = make_ssl(mq)
-            await Session(app, wlan, ssl_ctx).run()
-        except Exception as e:  # noqa: BLE001 - any network failure means: back off and retry
+                ssl_ctx = guarded(app, make_ssl, mq)  # parsing the key costs a point multiplication
+            await Session(app, wlan, ssl_ctx, commands).run()
+        except (Exception, asyncio.CancelledError) as e:  # noqa: BLE001 - any failure: back off and retry
+            # CancelledError too: a cancel aimed at the dead session's reader can land here,
+            # and nothing else ever cancels this task.
             log("NET", "error", repr(e))
         app.online = False
+        app.ctl.net_busy = False
         if time.ticks_diff(time.ticks_ms(), started) > 60000:
             backoff = mq["backoff_min_ms"]  # the link held for a while: start over gently
         delay = jitter(backoff)
         log("NET", "retry_in_ms=%d" % delay)
-        await asyncio.sleep_ms(delay)
+        try:
+            await asyncio.sleep_ms(delay)
+        except asyncio.CancelledError:
+            log("NET", "error", "cancelled while backing off")
         backoff = min(backoff * 2, mq["backoff_max_ms"])

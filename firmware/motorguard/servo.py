@@ -15,13 +15,12 @@ class Sweep:
         self.direction = 1
 
     def set_speed(self, deg_s):
-        """Clamp a requested speed into (0, max]; returns the speed applied."""
-        if deg_s < 1:
-            deg_s = 1
-        if deg_s > self.max_speed:
-            deg_s = self.max_speed
-        self.speed = int(deg_s)
-        return self.speed
+        """Sets the speed when 1 <= deg_s <= max_speed_deg_s; returns whether it did.
+        Never clamps: a value out of range is refused, so the sender learns of it."""
+        if type(deg_s) is not int or not 1 <= deg_s <= self.max_speed:
+            return False
+        self.speed = deg_s
+        return True
 
     def step(self, dt_ms):
         """Advance the sweep by dt_ms and return the pulse width in ns for the new position."""

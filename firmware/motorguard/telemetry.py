@@ -2,8 +2,11 @@
 # JSON messages built from them.
 #
 # The control loop records into typed arrays without allocating. Messages are
-# formatted only by the network task, from the rings, so a sample that was never
-# acknowledged can be sent again byte for byte after a reconnect.
+# rendered only by the network task, from the rings, and never as one block: a
+# message is a sequence of small pieces (the head, then one sample each) that the
+# MQTT client counts, then writes one by one, and renders again from the ring if it
+# has to retransmit. A 30-sample message is ~3.4 KB; a fragmented 110 KB heap may not
+# have that in one piece, but it always has room for a 120-byte sample.
 
 import json
 from array import array
@@ -15,20 +18,31 @@ SCHEMA_VERSION = 1
 _NONE = -32768  # stored for an implausible reading; published as null
 
 
+class Overwritten(Exception):
+    """The batch to render was overwritten in the ring since it was first sent."""
+
+
+# The controller's names as bytes, for formatting into messages.
+_STATES = tuple(n.encode() for n in C.STATE_NAMES)
+_EVENTS = tuple(n.encode() for n in C.EVENT_NAMES)
+_REASONS = tuple(n.encode() for n in C.REASON_NAMES)
+
+
 def _fixed(x, places):
-    """An int in tenths (places=1) or thousandths (places=3) as JSON number text, or null."""
+    """An int in tenths (places=1) or thousandths (places=3) as JSON number bytes, or null."""
     if x == _NONE:
-        return "null"
-    sign = "-" if x < 0 else ""
+        return b"null"
+    sign = b"-" if x < 0 else b""
     x = -x if x < 0 else x
     if places == 1:
-        return "%s%d.%d" % (sign, x // 10, x % 10)
-    return "%s%d.%03d" % (sign, x // 1000, x % 1000)
+        return b"%s%d.%d" % (sign, x // 10, x % 10)
+    return b"%s%d.%03d" % (sign, x // 1000, x % 1000)
 
 
 def head(thing, boot_id, fw, up_s, heap_free, rssi):
-    """The fields every telemetry and event message starts with, as JSON text without the closing brace."""
-    return '{"v":%d,"device":"%s","boot":"%s","fw":"%s","uptime_s":%d,"heap_free":%d,"rssi":%d' % (
+    """The fields every telemetry and event message starts with, as JSON bytes without the closing
+    brace. thing, boot_id and fw are bytes."""
+    return b'{"v":%d,"device":"%s","boot":"%s","fw":"%s","uptime_s":%d,"heap_free":%d,"rssi":%d' % (
         SCHEMA_VERSION,
         thing,
         boot_id,
@@ -81,9 +95,12 @@ class Clock:
     def sync(self, epoch_s):
         self.epoch_at_boot = epoch_s - self.up_s
 
-    def epoch_ms_text(self, up_s, up_ms):
-        # Epoch milliseconds as text: too large for a small int on the ESP32.
-        return "%d%03d" % (self.epoch_at_boot + up_s, up_ms)
+    def epoch_ms(self, up_s, up_ms):
+        """Epoch milliseconds at an uptime (a big int on the ESP32: network task only)."""
+        return (self.epoch_at_boot + up_s) * 1000 + up_ms
+
+    def now_ms(self):
+        return self.epoch_ms(self.up_s, self.up_ms)
 
 
 class Samples:
@@ -109,28 +126,30 @@ class Samples:
         self.speed[i] = speed
         self.state[i] = state
 
-    def message(self, k, head, clock):
-        """Telemetry message for batch k. `head` is the dict of per-message fields (already JSON text)."""
+    def pieces(self, k, head, dropped, clock):
+        """The pieces of telemetry message k (batch k). head is head()'s bytes and dropped the
+        count at the first rendering: a retransmission renders the same message again."""
         box = self.box
-        parts = [head, ',"seq":%d,"dropped":%d,"samples":[' % (k, box.dropped)]
+        if k < box.base:
+            raise Overwritten(k)
+        yield head
+        yield b',"seq":%d,"dropped":%d,"samples":[' % (k, dropped)
         first = k * box.batch
+        at_boot = clock.epoch_at_boot
         for n in range(box.batch):
             i = box.slot(first + n)
-            parts.append(
-                '%s{"time":%s,"temperature_c":%s,"current_a":%s,"position":%d.%d,"speed":%d,"state":"%s"}'
-                % (
-                    "," if n else "",
-                    clock.epoch_ms_text(self.up_s[i], self.up_ms[i]),
-                    _fixed(self.temp[i], 1),
-                    _fixed(self.current[i], 3),
-                    self.position[i] // 10,
-                    self.position[i] % 10,
-                    self.speed[i],
-                    C.STATE_NAMES[self.state[i]],
-                )
+            yield b'%s{"time":%d%03d,"temperature_c":%s,"current_a":%s,"position":%d.%d,"speed":%d,"state":"%s"}' % (
+                b"," if n else b"",
+                at_boot + self.up_s[i],
+                self.up_ms[i],
+                _fixed(self.temp[i], 1),
+                _fixed(self.current[i], 3),
+                self.position[i] // 10,
+                self.position[i] % 10,
+                self.speed[i],
+                _STATES[self.state[i]],
             )
-        parts.append("]}")
-        return "".join(parts)
+        yield b"]}"
 
 
 class Events:
@@ -144,7 +163,7 @@ class Events:
         self.up_ms = array("H", bytes(2 * n))
         self.temp = array("h", bytes(2 * n))
         self.current = array("h", bytes(2 * n))
-        self.detail = [None] * n  # free text for BOOT (reset cause); rare, so allocation is fine
+        self.detail = [None] * n  # bytes: BOOT's reset cause, who stopped; rare, so allocation is fine
 
     def record(self, clock, code, reason, state, temp, current, detail=None):
         i = self.box.push()
@@ -157,22 +176,31 @@ class Events:
         self.current[i] = _NONE if current is None else current
         self.detail[i] = detail
 
-    def message(self, k, head, clock):
+    def pieces(self, k, head, dropped, clock):
+        """The pieces of event message k (see Samples.pieces)."""
+        if k < self.box.base:
+            raise Overwritten(k)
         i = self.box.slot(k)
         code = self.code[i]
-        name = C.EVENT_NAMES[code]
-        text = '%s,"seq":%d,"dropped":%d,"time":%s,"event":"%s","state":"%s","temperature_c":%s,"current_a":%s' % (
-            head,
+        yield head
+        yield b',"seq":%d,"dropped":%d,"time":%d%03d,"event":"%s","state":"%s","temperature_c":%s,"current_a":%s' % (
             k,
-            self.box.dropped,
-            clock.epoch_ms_text(self.up_s[i], self.up_ms[i]),
-            name,
-            C.STATE_NAMES[self.state[i]],
+            dropped,
+            clock.epoch_at_boot + self.up_s[i],
+            self.up_ms[i],
+            _EVENTS[code],
+            _STATES[self.state[i]],
             _fixed(self.temp[i], 1),
             _fixed(self.current[i], 3),
         )
         if code == C.EV_FAULT:
-            text += ',"reason":"%s"' % C.REASON_NAMES[self.reason[i]]
-        if self.detail[i]:
-            text += ',"detail":"%s"' % self.detail[i]
-        return text + "}"
+            yield b',"reason":"%s"' % _REASONS[self.reason[i]]
+        detail = self.detail[i]
+        if detail:
+            yield b',"detail":"%s"' % detail
+        yield b"}"
+
+
+def render(pieces):
+    """A whole message as one bytes object (tests and tools; the device never needs it)."""
+    return b"".join(pieces)

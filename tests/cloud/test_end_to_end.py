@@ -23,8 +23,8 @@ from vesp32.harness import VirtualESP32
 from waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_MS = 100
-BATCH = 5
+SAMPLE_MS = 50  # the shipped 30 samples a message, sampled fast: a full message every 1.5 s
+BATCH = 30
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_device_to_dynamodb_exactly_once_and_alert_within_a_second(core):
     r = localb.provision_device(home, "e2e-1", wifi_ssid="lab", wifi_password="secret123")
     bundle = Path(r["bundle"])
     cfg = json.loads((bundle / "config.json").read_text())
-    cfg["telemetry"] = {"sample_period_ms": SAMPLE_MS, "samples_per_message": BATCH}
+    cfg["telemetry"] = {"sample_period_ms": SAMPLE_MS}
     cfg["mqtt"].update(backoff_min_ms=200, backoff_max_ms=1000)
     (bundle / "config.json").write_text(json.dumps(cfg))
     sqs, sns = boto3.client("sqs"), boto3.client("sns")
@@ -111,7 +111,10 @@ def test_device_to_dynamodb_exactly_once_and_alert_within_a_second(core):
         samples = sorted((s for i in items for s in history.samples_of(i)), key=lambda s: s["time"])
         assert len(samples) == (top + 1) * BATCH
         steps = [b["time"] - a["time"] for a, b in zip(samples, samples[1:])]
-        assert all(SAMPLE_MS // 2 < d < SAMPLE_MS * 3 // 2 for d in steps), "gap or duplicate: %s" % steps
+        # A late tick (a TLS handshake blocks the VM) delays one sample and the next catches up;
+        # a gap or a duplicate would shift the grid by a whole period.
+        assert all(SAMPLE_MS // 4 < d < SAMPLE_MS * 2 for d in steps), "gap or duplicate: %s" % steps
+        assert abs(samples[-1]["time"] - samples[0]["time"] - SAMPLE_MS * len(steps)) <= SAMPLE_MS
         assert all(history.unpack(i["payload"])["dropped"] == 0 for i in items)
         st = core.engine.stats()
         assert st["actions_failed"] == 0 and st["error_actions"] == 0

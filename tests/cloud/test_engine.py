@@ -60,7 +60,7 @@ TEST_RULES = [
                  {"republish": {"topic": "devices/${topic(2)}/cmd", "qos": 1}}],
      "error_action": {"sqs": {"queue": "dead_letter"}}},
     {"name": "failing", "sql": "SELECT device, 'x' AS sk FROM 'devices/+/events' WHERE event = 'ESTOP'",
-     "actions": [{"lambda": {"function": "explode"}}], "error_action": {"sqs": {"queue": "dead_letter"}}},
+     "actions": [{"lambda": {"function": "nowhere"}}], "error_action": {"sqs": {"queue": "dead_letter"}}},
     {"name": "motorguard_telemetry", "sql": "SELECT *, topic() AS t FROM 'devices/+/telemetry'",
      "actions": [{"lambda": {"function": "record"}}], "error_action": {"sqs": {"queue": "dead_letter"}},
      "basic_ingest": True},
@@ -76,10 +76,7 @@ def recorded():
 def engine(aws, broker, recorded):
     boto3.client("sqs").create_queue(QueueName="watch")
 
-    def explode(event, context):
-        raise RuntimeError("handler failed on purpose")
-
-    funcs = {"record": lambda e, c: recorded.append((e, c.function_name)), "explode": explode}
+    funcs = {"record": lambda e, c: recorded.append((e, c.function_name))}  # no "nowhere": it cannot be invoked
     e = Engine(broker, functions=funcs, rules=TEST_RULES).start()
     yield e
     e.stop()
@@ -116,7 +113,9 @@ def test_every_action_type_lands(engine, broker, recorded):
         dev.close()
 
 
-def test_failed_action_goes_to_the_error_action_with_aws_payload(engine, broker):
+def test_an_action_that_cannot_run_goes_to_the_error_action_with_aws_payload(engine, broker):
+    """A Lambda that cannot be invoked fails the action (a function that raises does not: see
+    tests/cloud/test_async_invoke.py)."""
     dev = Publisher(broker, "m2")
     try:
         payload = json.dumps(event(device="m2", kind="ESTOP"))
@@ -126,9 +125,10 @@ def test_failed_action_goes_to_the_error_action_with_aws_payload(engine, broker)
         assert d["ruleName"] == "failing" and d["topic"] == "devices/m2/events"
         assert base64.b64decode(d["base64OriginalPayload"]).decode() == payload
         assert d["failures"][0]["failedAction"] == "LambdaAction"
-        assert d["failures"][0]["failedResource"] == "motorguard-explode"
-        assert "handler failed on purpose" in d["failures"][0]["errorMessage"]
+        assert d["failures"][0]["failedResource"] == "nowhere"
+        assert "no function 'nowhere'" in d["failures"][0]["errorMessage"]
         assert set(d) >= {"ruleName", "topic", "clientId", "base64OriginalPayload", "failures"}
+        assert wait_for(lambda: engine.stats()["acked"] == 1, what="the PUBACK after the error action")
     finally:
         dev.close()
 
@@ -217,7 +217,9 @@ def test_a_queue_fed_message_the_function_keeps_failing_is_redriven_then_acknowl
         wait_for(lambda: e.stats()["acked"] == 1, what="the PUBACK after the redrive")
         assert calls == [1, 1], "max_receive_count deliveries, then the dead-letter queue"
         (dead,) = dead_letters()
-        assert dead == {"device": "m7", "i": 1, "thing": "m7"}, "SQS redrives the body unchanged"
+        # The envelope of cloud/domain/rejects.py, with the queued body as it was.
+        assert dead["code"] == "retries_exhausted" and dead["thing"] == "m7" and dead["receiveCount"] == 2
+        assert json.loads(base64.b64decode(dead["payload"]["base64"])) == {"device": "m7", "i": 1, "thing": "m7"}
     finally:
         dev.close()
         e.stop()
@@ -234,7 +236,7 @@ def test_the_telemetry_rule_feeds_ingest_in_batches_in_worker_processes(aws, bro
     e = Engine(broker, lambda_processes=1, meter=meter).start()
     dev = Publisher(broker, "m8")
     try:
-        t0 = int(time.time() * 1000)
+        t0 = int(time.time() * 1000) - 12 * 30000  # six minutes of batches, all in the past
         for seq in range(12):
             dev.publish("devices/m8/telemetry", telemetry(device="m8", seq=seq, t0=t0 + seq * 30000))
         wait_for(lambda: e.stats()["acked"] == 12, timeout=60, what="12 telemetry messages stored")
@@ -250,17 +252,70 @@ def test_the_telemetry_rule_feeds_ingest_in_batches_in_worker_processes(aws, bro
         e.stop()
 
 
-def test_rule_outputs_encode_any_json_number_and_a_non_json_payload_has_no_attributes():
+def test_rule_outputs_encode_any_json_number_and_a_non_json_payload_is_refused():
+    from cloud.local.actions import Refused
     from cloud.local.engine import to_json
 
-    e = Engine(None, rules=[{"name": "r", "sql": "SELECT *, n * 1000000000000 AS big FROM 'a/#'", "actions": []}],
+    e = Engine(None, rules=[{"name": "r", "sql": "SELECT *, n * 1000000000000 AS big FROM 'a/#'", "actions": []},
+                            {"name": "w", "sql": "SELECT * FROM 'a/#' WHERE n > 1", "actions": []}],
                event_sources={})
-    (_, out, _, _), = e.evaluate("a/b", b'{"n": 10000000000, "t": 21.5}')
+    (_, out, _, _), _ = e.evaluate("a/b", b'{"n": 10000000000, "t": 21.5}')
     assert json.loads(to_json(out)) == {"n": 10**10, "t": 21.5, "big": 10**22}  # past 64 bits: the fallback
     assert to_json({"t": 21.5, "s": "x"}) == '{"t":21.5,"s":"x"}'
-    for not_json in (b'{"n": NaN}', b"\xff\xfe", b"plain text"):
-        (_, out, _, _), = e.evaluate("a/b", not_json)
-        assert out == {}, not_json
+    for not_json in (b'{"n": NaN}', b"\xff\xfe", b"plain text", b"80", b"[1, 2]", b'"s"'):
+        fired = e.evaluate("a/b", not_json)
+        # WHERE n > 1 is Undefined on a payload with no attributes: only r fires, and is refused.
+        assert [(r.name, type(out), out.reason) for r, out, _, _ in fired] == [("r", Refused, "not_json")], not_json
+    assert e.stats()["not_json"] == 6
+
+
+LOGGED_RULES = [{"name": "logged", "sql": "SELECT *, topic(2) AS thing FROM 'devices/+/events' WHERE event = 'FAULT'",
+                 "actions": [{"lambda": {"function": "record"}}], "error_action": {"sqs": {"queue": "dead_letter"}}},
+                {"name": "everything", "sql": "SELECT * FROM 'devices/+/events'",
+                 "actions": [{"lambda": {"function": "record"}}], "error_action": {"sqs": {"queue": "dead_letter"}}}]
+
+
+def test_an_oversized_or_unreadable_message_goes_to_the_error_action_and_the_engine_goes_on(aws):
+    from provisioning.broker import MESSAGE_SIZE_LIMIT
+
+    got = []
+    e = Engine(None, functions={"record": lambda ev, c: got.append(ev)}, rules=LOGGED_RULES, event_sources={})
+    big = json.dumps(dict(event(device="m9"), pad="x" * MESSAGE_SIZE_LIMIT)).encode()
+    assert e.process("devices/m9/events", big) == 2, "too large to read: every rule on the topic records it"
+    assert e.process("devices/m9/events", b"\x00\x01 not json") == 1, "WHERE event = 'FAULT' is Undefined"
+    seen = []
+    wait_for(lambda: seen.extend(dead_letters()) or len(seen) >= 3, what="three dead letters")
+    dead = {(d["ruleName"], d["reason"]): d for d in seen}
+    assert set(dead) == {("logged", "too_large"), ("everything", "too_large"), ("everything", "not_json")}
+    too_large = dead[("logged", "too_large")]
+    assert too_large["payloadBytes"] == len(big) and too_large["topic"] == "devices/m9/events"
+    assert base64.b64decode(too_large["base64OriginalPayload"]) == big[:4096]  # only its start: SQS takes 256 KB
+    assert "too_large" in too_large["failures"][0]["errorMessage"]
+    assert base64.b64decode(dead[("everything", "not_json")]["base64OriginalPayload"]) == b"\x00\x01 not json"
+    assert got == []
+    assert e.process("devices/m9/events", json.dumps(event(device="m9")).encode()) == 2  # and it goes on
+    assert len(got) == 2 and got[0]["thing"] == "m9"
+    st = e.stats()
+    assert st["too_large"] == 1 and st["not_json"] == 1 and st["error_actions"] == 3 and st["evaluation_errors"] == 0
+
+
+def test_a_message_that_breaks_evaluation_is_dead_lettered_and_acknowledged(aws, broker, monkeypatch):
+    e = Engine(broker, functions={"record": lambda ev, c: None}, rules=LOGGED_RULES, event_sources={}).start()
+    dev = Publisher(broker, "m10")
+    real = e.evaluate
+    monkeypatch.setattr(e, "evaluate", lambda topic, payload, clientid="": (
+        (_ for _ in ()).throw(RuntimeError("broken on purpose")) if b"poison" in payload else real(topic, payload)))
+    try:
+        dev.publish("devices/m10/events", b'{"poison": 1}')
+        dev.publish("devices/m10/events", json.dumps(event(device="m10")))
+        wait_for(lambda: e.stats()["acked"] == 2, what="both PUBACKs")
+        (d,) = dead_letters()
+        assert d["rejectedBy"] == "rules-engine" and d["code"] == "internal" and "broken on purpose" in d["reason"]
+        assert d["topic"] == "devices/m10/events" and base64.b64decode(d["payload"]["base64"]) == b'{"poison": 1}'
+        assert e.stats()["evaluation_errors"] == 1 and e.connected()
+    finally:
+        dev.close()
+        e.stop()
 
 
 def test_lambda_duration_is_billed_per_invocation_rounded_up_to_the_millisecond():

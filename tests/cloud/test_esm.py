@@ -3,12 +3,15 @@ responses, redelivery and redrive, back-pressure, and nothing let go before it i
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import threading
 import time
 
 import pytest
 
+from cloud.domain import rejects
 from cloud.local.esm import EventSourceMapping
 
 from waiting import wait_for
@@ -99,9 +102,51 @@ def test_a_raise_fails_the_whole_batch_and_max_receives_redrive_to_the_dead_lett
         esm.add("x", done.append)
         esm.add("y", done.append)
         wait_for(lambda: len(done) == 2, what="both messages given up on")
-        assert sorted(dead) == ["x", "y"], "the body goes to the DLQ unchanged"
+        letters = [rejects.read(d) for d in dead]
+        assert sorted(d["payload"]["bytes"] for d in letters) == [b"x", b"y"], "the body, whole, in the envelope"
+        assert {d["code"] for d in letters} == {"retries_exhausted"} and {d["receiveCount"] for d in letters} == {3}
+        assert sorted(d["messageId"] for d in letters) == sorted(m.id for m in done)
+        assert all(d["payload"]["source"] == "queued_body" and not d["payload"]["truncated"] for d in letters)
         assert all(m.receive_count == 3 for m in done)
         assert esm.stats["redriven"] == 2
+    finally:
+        esm.stop()
+
+
+def test_without_wrapping_the_body_goes_to_the_dead_letter_queue_unchanged_as_sqs_does():
+    dead, done = [], []
+    esm = mapping(Function(raises=True), batch_size=1, window_s=0, max_receive_count=2, dead_letter=dead.append,
+                  wrap_dead_letters=False)
+    try:
+        esm.add("x", done.append)
+        wait_for(lambda: done, what="the message given up on")
+        assert dead == ["x"]
+    finally:
+        esm.stop()
+
+
+def test_an_exhausted_rule_output_keeps_its_topic_receive_time_and_original_bytes():
+    original = b'{"v": 1, "device": "m1", "samples": []}'
+    body = json.dumps({"payload_b64": base64.b64encode(original).decode(), "thing": "m1", "kind": "telemetry",
+                       "received_ms": 1790000000000})
+    merged = json.dumps({"v": 1, "device": "m2", "thing": "m2", "kind": "telemetry", "received_ms": 1790000000001})
+    huge = "z" * 600_000  # bigger than any queue takes: the envelope must still fit
+    dead, done = [], []
+    esm = mapping(Function(raises=True), batch_size=3, window_s=0.05, max_receive_count=1, dead_letter=dead.append)
+    try:
+        for b in (body, merged, huge):
+            esm.add(b, done.append)
+        wait_for(lambda: len(done) == 3, what="all three given up on")
+        by_source = {rejects.read(d)["payload"]["source"]: rejects.read(d) for d in dead}
+        a, b, c = by_source["original"], by_source["rule_output"], by_source["queued_body"]
+        assert (a["topic"], a["thing"], a["receivedMs"], a["payload"]["bytes"]) == (
+            "devices/m1/telemetry", "m1", 1790000000000, original)
+        assert (b["topic"], b["receivedMs"], b["payload"]["bytes"]) == (
+            "devices/m2/telemetry", 1790000000001, merged.encode())
+        assert all(len(d) <= rejects.SQS_MAX_BYTES for d in dead)
+        assert c["payload"]["truncated"] and c["payload"]["size"] == 600_000
+        assert c["payload"]["sha256"] == hashlib.sha256(huge.encode()).hexdigest()
+        assert c["payload"]["bytes"] == huge.encode()[:len(c["payload"]["bytes"])] and c["payload"]["keptBytes"] > 150_000
     finally:
         esm.stop()
 

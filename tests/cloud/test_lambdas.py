@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import threading
@@ -78,7 +79,11 @@ def test_ingest_rejects_invalid_messages_to_the_dead_letter_queue(aws):
     assert ingest.handler(spoofed, ctx())["status"] == "rejected"
     dead = dlq_messages()
     assert len(dead) == 2 and all(d["rejectedBy"] == "ingest" and d["reason"] for d in dead)
-    assert "seq" in dead[0]["reason"] and dead[0]["message"]["device"] == "m1"
+    assert [d["code"] for d in dead] == ["schema", "identity"]
+    assert "seq" in dead[0]["reason"] and dead[1]["reason"] == "identity: device 'm2' published on 'm1''s topic"
+    kept = json.loads(base64.b64decode(dead[0]["payload"]["base64"]))  # a rule output: what the rule delivered
+    assert dead[0]["payload"]["source"] == "rule_output" and kept["device"] == "m1" and "seq" not in kept
+    assert dead[1]["topic"] == "devices/m1/telemetry" and dead[1]["receivedMs"] == spoofed["received_ms"]
     assert items("telemetry") == []
 
 
@@ -89,7 +94,7 @@ def sqs_event(*bodies):
 
 
 def test_ingest_drains_a_queue_batch_once_per_message_and_rejects_the_bad(aws):
-    t0 = int(time.time() * 1000)
+    t0 = int(time.time() * 1000) - 60 * 30000  # the last half hour: times ahead of the receive time are rejected
     good = [as_rule_output(telemetry(device="m%d" % (i % 3), seq=i, t0=t0 + i * 30000), "telemetry") for i in range(60)]
     bad = telemetry(device="m9")
     bad["samples"][0]["state"] = "DANCING"
@@ -106,7 +111,9 @@ def test_ingest_drains_a_queue_batch_once_per_message_and_rejects_the_bad(aws):
     assert all(m == good[m["seq"]] for m in stored), "each payload is the rule's output as queued"
     dead = dlq_messages()
     assert sorted(d["reason"] for d in dead) == [
-        'schema: samples/0/state: "DANCING" is not one of "STOPPED", "RUNNING" or "FAULT"', "the queued body is not JSON"]
+        "not_json: the queued body: unexpected character, expected a string key: line 1 column 2 (char 1)",
+        'schema: samples/0/state: "DANCING" is not one of "STOPPED", "RUNNING" or "FAULT"']
+    assert sorted(base64.b64decode(d["payload"]["base64"]) for d in dead) == sorted(b.encode() for b in bodies[-2:])
 
 
 def test_ingest_reports_what_dynamodb_would_not_take_as_batch_item_failures(aws, monkeypatch):

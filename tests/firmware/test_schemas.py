@@ -9,7 +9,11 @@ from motorguard import config as cfgmod
 from motorguard import controller as C
 from motorguard import telemetry as T
 
-HEAD = T.head("motor-1", "0a0b0c0d", cfgmod.VERSION, 42, 51234, -61)
+HEAD = T.head(b"motor-1", b"0a0b0c0d", cfgmod.VERSION.encode(), 42, 51234, -61)
+
+
+def render(ring, k, clock):
+    return json.loads(T.render(ring.pieces(k, HEAD, ring.box.dropped, clock)))
 
 
 def synced_clock():
@@ -30,18 +34,18 @@ def test_telemetry_batch_including_implausible_readings():
     for i in range(10):
         ring.record(clock, None if i == 3 else 250 + i, -40 if i == 4 else 800, 1799, 60, i % 3)
         clock.advance(1000)
-    msg = json.loads(ring.message(0, HEAD, clock))
+    msg = render(ring, 0, clock)
     assert schemas.errors("telemetry", msg) == []
     assert msg["samples"][3]["temperature_c"] is None
 
 
-@pytest.mark.parametrize("code", [C.EV_BOOT, C.EV_STARTED, C.EV_STOPPED, C.EV_ESTOP, C.EV_FAULT, C.EV_FAULT_CLEARED])
+@pytest.mark.parametrize("code", range(1, len(C.EVENT_NAMES)))
 def test_every_event_kind(code):
     clock = synced_clock()
     ring = T.Events(4)
     reason = C.R_COMBINED if code == C.EV_FAULT else C.R_NONE
-    ring.record(clock, code, reason, C.FAULT if code == C.EV_FAULT else C.STOPPED, 345, 1800, "power_on" if code == C.EV_BOOT else None)
-    msg = json.loads(ring.message(0, HEAD, clock))
+    ring.record(clock, code, reason, C.FAULT if code == C.EV_FAULT else C.STOPPED, 345, 1800, b"power_on" if code == C.EV_BOOT else None)
+    msg = render(ring, 0, clock)
     assert schemas.errors("event", msg) == []
 
 
@@ -50,7 +54,7 @@ def test_every_fault_reason_is_in_the_schema(reason):
     clock = synced_clock()
     ring = T.Events(4)
     ring.record(clock, C.EV_FAULT, reason, C.FAULT, None, None)
-    assert schemas.errors("event", json.loads(ring.message(0, HEAD, clock))) == []
+    assert schemas.errors("event", render(ring, 0, clock)) == []
 
 
 def test_status_and_ack():
@@ -65,12 +69,16 @@ def test_schema_rejects_what_it_should():
     clock = synced_clock()
     ring = T.Events(4)
     ring.record(clock, C.EV_FAULT, C.R_OVERTEMP, C.FAULT, 700, 100)
-    msg = json.loads(ring.message(0, HEAD, clock))
+    msg = render(ring, 0, clock)
     del msg["reason"]
     assert any("reason" in e for e in schemas.errors("event", msg))
-    assert schemas.errors("command", {"cmd": "set_speed"})  # speed required
-    assert schemas.errors("command", {"cmd": "explode"})
-    assert schemas.errors("command", {"cmd": "start", "id": "x"}) == []
+    fresh = {"v": 2, "id": "x", "issued_at": 1795370000000}
+    assert schemas.errors("command", dict(fresh, cmd="set_speed"))  # speed required
+    assert schemas.errors("command", dict(fresh, cmd="explode"))
+    assert schemas.errors("command", {"cmd": "start", "id": "x"})  # a version 1 command: refused
+    assert schemas.errors("command", dict(fresh, cmd="start")) == []
+    assert schemas.errors("command", dict(fresh, cmd="set_speed", speed=180)) == []
+    assert schemas.errors("command", dict(fresh, cmd="set_speed", speed=181))
 
 
 def test_state_and_event_names_match_the_schema():

@@ -82,7 +82,7 @@ async def main():
     )
     rx = []
     pings = [0]
-    c.set_callback(lambda topic, msg: (rx.append(1), ev("rx", topic=text(topic), msg=text(msg))))
+    c.set_callback(lambda topic, msg, retained: (rx.append(1), ev("rx", topic=text(topic), msg=text(msg), retained=retained)))
     c.set_puback_callback(lambda pid: ev("puback", pid=pid))
     ping = c.ping
 

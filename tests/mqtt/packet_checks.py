@@ -180,7 +180,7 @@ def check_incoming_publish_qos1_is_acked():
     pkt = b"\x32\x0c\x00\x05a/cmd\x00\x07{}\x00"  # topic a/cmd, pid 7, payload '{}\0'
     c = wired(pkt + b"\x30\x06\x00\x01bxyz")
     got = []
-    c.set_callback(lambda t, m: got.append((t, m)))
+    c.set_callback(lambda t, m, retained: got.append((t, m)))
 
     async def go():
         await c._read_packet()
@@ -197,14 +197,15 @@ def check_oversized_publish_skipped_but_acked():
     c = wired(big + b"\x30\x04\x00\x01tk")
     c.max_packet = 100
     got = []
-    c.set_callback(lambda t, m: got.append((t, m)))
+    c.set_callback(lambda t, m, retained: got.append((t, m, retained)))
 
     async def go():
         await c._read_packet()
         await c._read_packet()
 
     asyncio.run(go())
-    assert got == [(b"t", b"k")], got  # only the small one delivered, and the stream stayed in sync
+    # The big one reaches the callback only as "too big" (no bytes held); the stream stayed in sync.
+    assert got == [(None, None, False), (b"t", b"k", False)], got
     assert bytes(c._writer.out) == b"\x40\x02\x00\x09"
 
 
@@ -303,3 +304,28 @@ if __name__ == "__main__":
             failed += 1
             print("FAIL", fn.__name__, repr(e))
     print("mp: %d passed, %d failed" % (passed, failed))
+
+
+def check_retained_flag_reaches_the_callback():
+    c = wired(b"\x31\x04\x00\x01tk" + b"\x30\x04\x00\x01tk")
+    got = []
+    c.set_callback(lambda t, m, retained: got.append(retained))
+
+    async def go():
+        await c._read_packet()
+        await c._read_packet()
+
+    asyncio.run(go())
+    assert got == [True, False], got
+
+
+def check_payload_in_pieces_is_counted_and_sent_whole():
+    c = wired(b"")
+    pieces = (b"ab", b"", b"cde")
+
+    async def go():
+        return await c.publish("t/x", lambda: iter(pieces), qos=1)
+
+    pid = asyncio.run(go())
+    out = bytes(c._writer.out)
+    assert out == bytes(mqtt.publish_head(b"t/x", 5, 1, False, False, pid)) + b"abcde", out

@@ -32,6 +32,8 @@ def test_config_mirrors_the_aws_iot_setup(made):
         "listener 18883 127.0.0.1",
         "require_certificate true",
         "use_identity_as_username true",
+        "use_username_as_clientid true",  # client id = certificate name (tests/mqtt/test_client_id.py)
+        "message_size_limit 131072",  # AWS IoT Core's 128 KB payload limit
         "tls_version tlsv1.2",
         f"max_queued_messages {broker_mod.MAX_QUEUED_MESSAGES}",
         f"max_inflight_messages {broker_mod.MAX_INFLIGHT_MESSAGES}",
@@ -58,7 +60,12 @@ def test_acl_is_least_privilege():
         "topic read devices/#",
         "topic read $aws/rules/#",
         "topic write devices/+/cmd",
+        "user motorguard-rules-engine",
+        "topic read devices/#",
+        "topic read $aws/rules/#",
+        "topic write devices/+/cmd",
     ]
+    assert broker_mod.SERVICE_IDENTITIES == ("motorguard-service", "motorguard-rules-engine")
 
 
 def test_acl_mirrors_the_aws_policy():
@@ -102,8 +109,31 @@ def test_context_manager_starts_checks_and_stops(tmp_path):
 
 
 def test_key_files_stay_private(made):
-    for p in (made.ca_key, made.server_key, made.service_key):
+    _, engine_key = made.service_credentials(broker_mod.ENGINE_IDENTITY)
+    for p in (made.ca_key, made.server_key, made.service_key, engine_key):
         assert oct(p.stat().st_mode & 0o777) == "0o600", p
+
+
+def test_the_rules_engine_has_an_identity_of_its_own(made, tmp_path):
+    """Client ids are certificate names, so one identity's connections share one id: the engine's
+    persistent session must not be taken over by another service client."""
+    from cryptography.x509.oid import NameOID
+
+    from provisioning import pki
+
+    names = {}
+    for identity in broker_mod.SERVICE_IDENTITIES:
+        cert, _ = made.service_credentials(identity)
+        names[identity] = pki.load_cert(cert).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert names == {i: i for i in broker_mod.SERVICE_IDENTITIES}
+    with pytest.raises(BrokerError, match="not a service identity"):
+        made.service_credentials("motor-1")
+    # A state dir from before the engine had its own certificate gets one from the CA.
+    old = LocalBroker.with_new_pki(tmp_path / "old", 18884)
+    engine_cert, _ = old.service_credentials(broker_mod.ENGINE_IDENTITY)
+    engine_cert.unlink()
+    again = LocalBroker.from_state_dir(tmp_path / "old").service_credentials(broker_mod.ENGINE_IDENTITY)[0]
+    assert again.exists() and pki.load_cert(again).issuer == pki.load_cert(old.ca_cert).subject
 
 
 def cli(*args, state):

@@ -747,12 +747,8 @@ def ready(ballast=0):
     gc.collect()
     free = gc.mem_free()
     alloc = gc.mem_alloc()
-    # Heap measurements: collect after every N bytes allocated, so the lowest free heap
-    # seen is the live peak plus at most N bytes of garbage (MicroPython otherwise
-    # collects only when the heap is exhausted, and free memory always reaches ~0).
-    probe = os.getenv("VESP32_GC_THRESHOLD")
-    if probe:
-        gc.threshold(int(probe))
+    # No collection policy of the simulator's own: the firmware sets its gc.threshold
+    # itself, as on the chip, and the heap figures show what it gets.
     send({"e": "ready", "mem_free": free, "mem_alloc": alloc, "ballast": ballast, "sim_bytes": alloc - ballast})
 
 

@@ -10,6 +10,7 @@ DEEPSLEEP_RESET = 4
 SOFT_RESET = 5
 
 pins = {}  # id -> Pin
+held = {}  # pin id -> level driven from outside before the pin is even set up (held at boot)
 adc_uv = {}  # pin id -> microvolts
 pwms = {}  # pin id -> PWM
 wdt_feeds = [0]
@@ -18,6 +19,7 @@ reset_cause_value = [PWRON_RESET]
 
 def reset_all():
     pins.clear()
+    held.clear()
     adc_uv.clear()
     pwms.clear()
     wdt_feeds[0] = 0
@@ -38,6 +40,8 @@ class Pin:
         self.level = 1 if pull == Pin.PULL_UP else 0
         if value is not None:
             self.level = value
+        if id in held:
+            self.level = held[id]
         self.handler = None
         self.trigger = 0
         pins[id] = self

@@ -5,7 +5,7 @@
 # check() compares the state before and after the step.
 
 from motorguard import controller as C
-from motorguard import app as appmod
+from motorguard import commands as cmds
 
 START_ACTIONS = ("press_start", "remote_start")
 STOP_PRESSES = ("press_stop", "hold_stop")
@@ -83,11 +83,11 @@ def apply(rig, action, value=None):
         rig.set_current(value)
         rig.run(1)
     elif action == "remote_start":
-        rig.remote(appmod.CMD_START)
+        rig.remote(cmds.CMD_START)
     elif action == "remote_stop":
-        rig.remote(appmod.CMD_STOP)
+        rig.remote(cmds.CMD_STOP)
     elif action == "remote_speed":
-        rig.remote(appmod.CMD_SPEED, value)
+        rig.remote(cmds.CMD_SPEED, value)
     elif action == "network_loss":
         rig.app.online = not rig.app.online  # the control task must not care
         rig.run(3)

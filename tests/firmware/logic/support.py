@@ -7,6 +7,8 @@ import sys
 import machine
 from motorguard import config as cfgmod
 from motorguard import app as appmod
+from motorguard import commands as cmds
+from motorguard import controller as C
 from motorguard.sensors import NTC, CurrentSensor
 
 PINS = cfgmod.DEFAULTS["pins"]
@@ -14,6 +16,7 @@ NTC_CONV = NTC(cfgmod.DEFAULTS["ntc"])
 CUR_CONV = CurrentSensor(cfgmod.DEFAULTS["current"])
 MICROPYTHON = sys.implementation.name == "micropython"
 TICK_MS = cfgmod.DEFAULTS["control"]["period_ms"]
+BOOT_TICKS = 8  # 40 ms: longer than the 30 ms debounce
 
 
 def make_config(**overrides):
@@ -21,6 +24,7 @@ def make_config(**overrides):
     cfg = cfgmod.parse(text)
     for key in overrides:
         section, name = key.split("__")
+        cfg[section] = dict(cfg[section])  # the config shares untouched sections with DEFAULTS
         cfg[section][name] = overrides[key]
     return cfg
 
@@ -28,8 +32,10 @@ def make_config(**overrides):
 class Rig:
     """An App on fake hardware with sensor values in engineering units."""
 
-    def __init__(self, cfg=None, temp_c=25.0, current_a=0.0):
+    def __init__(self, cfg=None, temp_c=25.0, current_a=0.0, held=()):
         machine.reset_all()
+        for name in held:  # buttons already down when the board powers up
+            machine.held[PINS[name]] = 0
         if MICROPYTHON:
             gc.collect()  # the previous rig's rings are garbage now; keep the small heap unfragmented
         self.cfg = cfg or make_config()
@@ -37,6 +43,7 @@ class Rig:
         self.set_current(current_a)
         self.app = appmod.App(self.cfg)
         self.app.boot()
+        self.run(BOOT_TICKS)  # the buttons are seen released (a press only counts after that)
 
     def set_temp(self, c):
         # c may be "open"/"short" to simulate wiring faults
@@ -83,8 +90,12 @@ class Rig:
         return self.app.ctl.state
 
     def remote(self, code, arg=0):
-        self.app.cmd_result = -1
-        self.app.cmd_arg = arg
-        self.app.cmd = code
+        """A remote command as the network task hands it over (after its own checks)."""
+        app = self.app
+        if code == cmds.CMD_STOP:
+            app.request_stop()
+            self.run(1)
+            return C.OK
+        app.mailbox.post(code, arg, app.stop_gen)
         self.run(1)
-        return self.app.cmd_result
+        return app.mailbox.result

@@ -2,6 +2,7 @@
 # Runs under CPython and MicroPython.
 import machine
 from motorguard import app as appmod
+from motorguard import commands as cmds
 from motorguard import controller as C
 
 from support import Rig, make_config, PINS
@@ -21,12 +22,12 @@ def test_start_button_sweeps_servo_within_limits():
     assert rig.state() == C.RUNNING
     lo = rig.cfg["servo"]["min_pulse_ns"]
     hi = rig.cfg["servo"]["max_pulse_ns"]
-    seen = []
+    least, most = hi, lo  # not a list of 800 readings: the MicroPython heap is small
     for _ in range(800):  # 4 s: more than a full sweep at 60 deg/s
         rig.run(1)
-        seen.append(rig.duty())
-    assert min(seen) >= lo and max(seen) <= hi
-    assert max(seen) - min(seen) > (hi - lo) // 2  # it really sweeps
+        least, most = min(least, rig.duty()), max(most, rig.duty())
+    assert least >= lo and most <= hi
+    assert most - least > (hi - lo) // 2  # it really sweeps
     assert rig.led("led_green") == 1
 
 
@@ -89,21 +90,114 @@ def test_start_refused_while_stop_held():
 
 
 def test_remote_commands():
-    rig = Rig()
-    assert rig.remote(appmod.CMD_START) == C.OK and rig.state() == C.RUNNING
-    assert rig.remote(appmod.CMD_SPEED, 500) == C.OK
-    assert rig.app.sweep.speed == rig.cfg["servo"]["max_speed_deg_s"]  # clamped
-    assert rig.remote(appmod.CMD_STOP) == C.OK and rig.state() == C.STOPPED
+    rig = Rig(cfg=make_config(control__remote_start_enabled=True))
+    assert rig.remote(cmds.CMD_START) == C.OK and rig.state() == C.RUNNING
+    assert rig.remote(cmds.CMD_SPEED, 120) == C.OK and rig.app.sweep.speed == 120
+    assert rig.remote(cmds.CMD_STOP) == C.OK and rig.state() == C.STOPPED
     rig.run(1)
     assert rig.duty() == 0
 
 
-def test_remote_start_disabled_by_config():
-    rig = Rig(cfg=make_config(control__remote_start_enabled=False))
-    assert rig.remote(appmod.CMD_START) == C.REFUSED_REMOTE_DISABLED
+def test_speed_out_of_range_is_refused_not_clamped():
+    rig = Rig(cfg=make_config(control__remote_start_enabled=True))
+    before = rig.app.sweep.speed
+    for bad in (0, -5, 181, 500, 10**30):
+        assert rig.remote(cmds.CMD_SPEED, bad) == C.REFUSED_SPEED, bad
+        assert rig.app.sweep.speed == before
+
+
+def test_remote_start_disabled_by_default():
+    rig = Rig()
+    assert rig.remote(cmds.CMD_START) == C.REFUSED_REMOTE_DISABLED
     assert rig.state() == C.STOPPED
 
 
+def test_remote_stop_moves_the_state_at_once_and_never_reenergises():
+    rig = Rig(cfg=make_config(control__remote_start_enabled=True))
+    rig.press("start_button")
+    rig.run(20)
+    assert rig.state() == C.RUNNING and rig.duty() > 0
+    seen = []
+    rig.app.request_stop()
+    seen.append(rig.duty())  # cut by the network task itself, before any tick
+    for _ in range(50):
+        rig.run(1)
+        seen.append(rig.duty())
+    assert rig.state() == C.STOPPED
+    assert seen == [0] * len(seen), seen
+
+
+def test_start_posted_before_a_stop_is_refused_when_served():
+    rig = Rig(cfg=make_config(control__remote_start_enabled=True))
+    app = rig.app
+    app.mailbox.post(cmds.CMD_START, 0, app.stop_gen)  # checked by the network task ...
+    rig.press("stop_button")  # ... then a local stop, before the control task serves it
+    assert app.mailbox.result == C.REFUSED_STOPPED_SINCE
+    assert rig.state() == C.STOPPED and rig.duty() == 0
+
+
+def test_button_held_at_boot_never_starts_until_released():
+    rig = Rig(held=("start_button",))
+    rig.run(400)  # 2 s held through boot
+    assert rig.state() == C.STOPPED and rig.duty() == 0
+    rig.button("start_button", False)
+    rig.run(10)
+    assert rig.state() == C.STOPPED  # the release itself is no press
+    rig.press("start_button")
+    assert rig.state() == C.RUNNING
+
+
+def test_stuck_start_button_is_reported_once_and_never_restarts():
+    rig = Rig(held=("start_button",))
+    hold_ticks = rig.cfg["control"]["stuck_button_ms"] // 5 + 10
+    rig.run(hold_ticks)
+    codes = [rig.app.events.code[rig.app.events.box.slot(k)] for k in range(rig.app.events.box.head)]
+    assert codes.count(C.EV_BUTTON_STUCK) == 1, codes
+    rig.run(hold_ticks)
+    codes = [rig.app.events.code[rig.app.events.box.slot(k)] for k in range(rig.app.events.box.head)]
+    assert codes.count(C.EV_BUTTON_STUCK) == 1  # once per hold, not once per tick
+    assert rig.state() == C.STOPPED and rig.duty() == 0
+
+
+def test_cloud_loss_stops_a_running_motor_when_configured():
+    rig = Rig(cfg=make_config(control__stop_on_cloud_loss_s=2))
+    rig.app.online = False
+    rig.press("start_button")
+    assert rig.state() == C.RUNNING
+    rig.run(300)  # 1.5 s offline: still running
+    assert rig.state() == C.RUNNING
+    rig.run(120)  # past 2 s
+    assert rig.state() == C.STOPPED and rig.duty() == 0
+    last = rig.app.events.box.head - 1
+    assert rig.app.events.code[rig.app.events.box.slot(last)] == C.EV_STOPPED
+    assert rig.app.events.detail[rig.app.events.box.slot(last)] == b"cloud_lost"
+
+
+def test_cloud_loss_policy_off_by_default():
+    rig = Rig()
+    rig.app.online = False
+    rig.press("start_button")
+    rig.run(2000)  # 10 s offline
+    assert rig.state() == C.RUNNING
+
+
+def test_online_motor_is_not_stopped_by_the_cloud_loss_policy():
+    rig = Rig(cfg=make_config(control__stop_on_cloud_loss_s=1))
+    rig.app.online = True
+    rig.press("start_button")
+    rig.run(600)
+    assert rig.state() == C.RUNNING
+
+
+def test_start_refused_while_the_network_blocks():
+    rig = Rig(cfg=make_config(control__remote_start_enabled=True))
+    rig.app.ctl.net_busy = True  # a DNS lookup, NTP or a TLS handshake under way
+    rig.press("start_button")
+    assert rig.state() == C.STOPPED
+    assert rig.remote(cmds.CMD_START) == C.REFUSED_NETWORK_BUSY
+    rig.app.ctl.net_busy = False
+    rig.press("start_button")
+    assert rig.state() == C.RUNNING
 def test_samples_recorded_at_sample_period():
     rig = Rig()
     rig.run(1000)  # 5 s at 5 ms

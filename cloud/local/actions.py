@@ -1,0 +1,224 @@
+"""The rules engine's rules and actions, locally (cloud/local/engine.py runs them): a rule loaded
+from cloud/rules.py, the functions by logical name, a message's readable payload (or why it has
+none), the AWS side of the actions (s3, sqs, sns, dynamoDBv2, through boto3 clients made once), the
+error action's document as AWS IoT writes it, and the ticket that acknowledges a message once
+everything it started is done.
+
+    rule = LoadedRule(spec); targets = Targets()
+    message, refused = parse_payload(payload)          # refused: None, or Refused("too_large"|"not_json")
+    targets.run("sqs", {"queue": "dead_letter"}, body, param)
+    doc = error_action_doc(rule.name, topic, clientid, payload, failures)
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import threading
+import uuid
+
+import orjson
+
+from cloud import resources
+from cloud import rules as rule_defs
+from cloud.domain import rejects
+from cloud.local import sql
+from provisioning.broker import MESSAGE_SIZE_LIMIT
+
+KINDS = ("lambda", "dynamoDBv2", "s3", "sns", "sqs", "republish")
+MAX_PAYLOAD_BYTES = MESSAGE_SIZE_LIMIT  # AWS IoT Core's 128 KB (the local broker refuses more too)
+# An error document names the original payload in base64; for one refused as too large, only its
+# start: SQS takes 256 KB a message, and the start is enough to tell who sent what.
+REFUSED_PAYLOAD_KEPT = 4096
+
+
+def default_functions() -> dict:
+    """Logical Lambda name -> handler, imported from cloud.resources.FUNCTIONS."""
+    out = {}
+    for name, path in resources.FUNCTIONS.items():
+        mod, fn = path.rsplit(".", 1)
+        out[name] = _lazy(mod, fn)
+    return out
+
+
+def _lazy(mod, fn):
+    cache = {}
+
+    def call(event, context):
+        if "f" not in cache:
+            cache["f"] = getattr(importlib.import_module(mod), fn)
+        return cache["f"](event, context)
+
+    call.handler_path = mod + "." + fn  # what a worker process imports (cloud/local/runtime.py)
+    return call
+
+
+def to_json(value) -> str:
+    """A rule's output as JSON. orjson: a tenth of json.dumps' time on a 30-sample batch, which the
+    engine encodes for every message; json for the integers beyond 64 bits that orjson refuses."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:
+        return json.dumps(value, default=str)
+
+
+class Ticket:
+    """One MQTT message's outstanding work: acknowledged when the last part is done."""
+
+    __slots__ = ("parts", "lock", "on_done")
+
+    def __init__(self, on_done):
+        self.parts = 1
+        self.lock = threading.Lock()
+        self.on_done = on_done
+
+    def hold(self):
+        with self.lock:
+            self.parts += 1
+
+    def release(self, *_):
+        with self.lock:
+            self.parts -= 1
+            last = self.parts == 0
+        if last:
+            self.on_done()
+
+
+class ActionError(Exception):
+    def __init__(self, action, resource, message):
+        super().__init__(message)
+        self.action, self.resource, self.message = action, resource, message
+
+
+class Refused:
+    """A message a fired rule could not run its actions on (too large, not a JSON object): it goes
+    to the rule's error action with the reason instead."""
+
+    __slots__ = ("reason", "detail")
+
+    def __init__(self, reason: str, detail: str):
+        self.reason, self.detail = reason, detail
+
+    def failure(self, rule_name: str) -> ActionError:
+        return ActionError("RulesEngine", rule_name, "%s: %s" % (self.reason, self.detail))
+
+
+class LoadedRule:
+    def __init__(self, spec: dict):
+        self.name = spec["name"]
+        self.spec = spec
+        try:
+            self.rule = sql.Rule(spec["sql"])
+        except sql.SqlError as e:
+            raise sql.SqlError("rule %s: %s" % (self.name, e)) from None
+        self.actions = [self._load_action(a) for a in spec.get("actions", [])]
+        self.error_action = self._load_action(spec["error_action"]) if spec.get("error_action") else None
+        self.basic_ingest = bool(spec.get("basic_ingest"))
+
+    def _load_action(self, action: dict):
+        if len(action) != 1:
+            raise sql.SqlError("rule %s: an action has exactly one type, got %s" % (self.name, sorted(action)))
+        kind, params = next(iter(action.items()))
+        if kind not in KINDS:
+            raise sql.SqlError("rule %s: action type %r is not supported locally" % (self.name, kind))
+        templates = {k: sql.compile_template(v) for k, v in params.items() if isinstance(v, str) and "${" in v}
+        return kind, params, templates
+
+
+def parse_payload(payload: bytes):
+    """(the message's attributes, None), or ({}, Refused) for a payload no rule can read."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        # AWS IoT refuses it before any rule; locally, each rule it would reach records it.
+        return {}, Refused("too_large", "a payload of %d bytes, over AWS IoT's %d" % (len(payload), MAX_PAYLOAD_BYTES))
+    try:
+        message = orjson.loads(payload)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict):
+        # The rules' SELECT *, topic(2) AS thing ... needs a JSON object, and a Lambda action does
+        # not take a binary payload (docs: "Working with binary payloads").
+        return {}, Refused("not_json", "the payload is not a JSON object")
+    return message, None
+
+
+def evaluation_error_body(topic: str, payload: bytes, error: Exception) -> str:
+    """The dead letter of a message whose evaluation failed (it would fail again if redelivered), in
+    the envelope every reject has (cloud/domain/rejects.py), code internal."""
+    why = "internal: the rules engine could not evaluate it (%s: %s)" % (type(error).__name__, error)
+    return rejects.envelope(why, "rules-engine", original=payload, source="original", extra={"topic": topic})
+
+
+def error_action_doc(rule_name, topic, clientid, payload: bytes, failures, reason: str | None = None) -> dict:
+    """What AWS IoT sends a rule's error action; reason (local) names why the engine refused it."""
+    doc = {
+        "ruleName": rule_name,
+        "topic": topic,
+        "cloudwatchTraceId": str(uuid.uuid4()),
+        "clientId": clientid,
+        "base64OriginalPayload": base64.b64encode(payload[:REFUSED_PAYLOAD_KEPT] if reason == "too_large"
+                                                  else payload).decode(),
+        "failures": [{"failedAction": f.action, "failedResource": f.resource, "errorMessage": f.message[:500]}
+                     for f in failures],
+    }
+    if reason:
+        doc["reason"] = reason
+        doc["payloadBytes"] = len(payload)
+    return doc
+
+
+class Targets:
+    """boto3 clients and the targets the actions name (queue URL, topic ARN, table), each made or
+    looked up once rather than on every message."""
+
+    def __init__(self, session=None):
+        self._session = session
+        self._clients = {}
+        self._targets = {}
+        self._lock = threading.Lock()  # boto3 clients and resources are not created thread-safely
+
+    def client(self, service):
+        c = self._clients.get(service)
+        if c is None:
+            import boto3
+
+            with self._lock:
+                c = self._clients.get(service) or (self._session or boto3).client(service)
+                self._clients[service] = c
+        return c
+
+    def resolve(self, service, name):
+        got = self._targets.get((service, name))
+        if got is None:
+            if service == "sqs":
+                got = self.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+            elif service == "sns":
+                got = self.client("sns").create_topic(Name=name)["TopicArn"]
+            else:
+                import boto3
+
+                with self._lock:
+                    got = (self._session or boto3).resource("dynamodb").Table(name)
+            self._targets[(service, name)] = got
+        return got
+
+    def send(self, queue_name: str, body: str) -> None:
+        self.client("sqs").send_message(QueueUrl=self.resolve("sqs", queue_name), MessageBody=body)
+
+    def run(self, kind, params, body: str, param) -> None:
+        """One s3, sqs, sns or dynamoDBv2 action with the rule's output body; param(key) is the
+        action's parameter with its ${...} templates filled in."""
+        if kind == "s3":
+            self.client("s3").put_object(Bucket=rule_defs.target(params["bucket"]), Key=param("key"),
+                                         Body=body.encode())
+        elif kind == "sqs":
+            self.send(rule_defs.target(params["queue"]), body)
+        elif kind == "sns":
+            arn = self.resolve("sns", rule_defs.target(params["topic"]))
+            self.client("sns").publish(TopicArn=arn, Message=body)
+        elif kind == "dynamoDBv2":
+            from cloud.domain.history import to_dynamo
+
+            self.resolve("dynamodb", params["table"]).put_item(Item=to_dynamo(json.loads(body)))
+        else:
+            raise ValueError("not an AWS action: %r" % kind)

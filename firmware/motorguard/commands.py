@@ -1,0 +1,167 @@
+# Remote commands: their codes, the checks that make a command fresh and once,
+# and the mailbox that hands one command from the network task to the control task.
+#
+# The rules (docs/commands.md):
+# - A command is JSON as schemas/v1/command.schema.json (message version 2) says: v=2, id, issued_at
+#   (epoch ms), cmd, and speed for set_speed. Anything else is refused with a reason.
+# - `stop` is never refused: whatever else is wrong with it, stopping is safe, so
+#   the network task cuts the PWM the moment it reads one and the control task moves
+#   the state at its next tick, ahead of every other command.
+# - start and set_speed are refused when delivered as retained, when older than
+#   control.command_max_age_s or from the future, when their id was seen before
+#   (a bounded memory of recent ids), and while the clock is not synced; a start is
+#   also refused when any stop (button, e-stop, fault, remote stop, boot) happened
+#   after, or within the clock tolerance before, the moment it was issued.
+#
+# parse() runs in the network task and may allocate; the mailbox fields are plain
+# ints so the control tick reads them without allocating.
+
+import json
+
+from motorguard.config import MAX_SPEED_DEG_S
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+CMD_NONE = const(0)
+CMD_START = const(1)
+CMD_STOP = const(2)
+CMD_SPEED = const(3)
+CODES = {"start": CMD_START, "stop": CMD_STOP, "set_speed": CMD_SPEED}
+
+# Bounds of schemas/v1/command.schema.json (message version 2) (a test holds the two together).
+VERSION = const(2)
+MAX_BYTES = const(512)  # a command is ~120 bytes; bigger ones are read past, never parsed
+MAX_ID = const(64)
+MIN_SPEED = const(1)
+MAX_SPEED = MAX_SPEED_DEG_S
+MIN_ISSUED_MS = 1577836800000  # 2020-01-01: no real command is older than the product
+MAX_ISSUED_MS = 4102444800000  # 2100-01-01
+FIELDS = ("v", "id", "issued_at", "cmd", "speed")
+_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:"
+
+
+class Refused(Exception):
+    """args[0] is the reason acked to the cloud."""
+
+
+def _check_id(cid):
+    if type(cid) is not str or not 1 <= len(cid) <= MAX_ID:
+        return False
+    for ch in cid:
+        if ch not in _ID_CHARS:
+            return False
+    return True
+
+
+def mentions_stop(msg):
+    """True when the bytes hold the JSON string "stop" anywhere. Allocates nothing, so a stop
+    is recognised even when parsing fails (no heap left, a mangled field); a command that
+    says stop anywhere is treated as a stop, never as anything else (fail safe)."""
+    return b'"stop"' in msg
+
+
+def parse(msg, retained):
+    """The bytes of one delivery -> (id, name, code, speed, issued_ms, problem).
+
+    problem is None for a well-formed command, else the reason it is refused. id is
+    "" when the delivery carries no usable id, name "invalid" when no known cmd.
+    A stop is returned with code CMD_STOP even when it has a problem: the caller
+    stops anyway and acks the stop as done.
+    """
+    if msg is None:
+        return "", "invalid", CMD_NONE, 0, 0, "too_large"
+    try:
+        cmd = json.loads(msg)
+    except Exception:  # noqa: BLE001 - ValueError, MemoryError, UnicodeError: all mean "not JSON"
+        return "", "invalid", CMD_NONE, 0, 0, "not_json"
+    if not isinstance(cmd, dict):
+        return "", "invalid", CMD_NONE, 0, 0, "not_object"
+    cid = cmd.get("id")
+    if not _check_id(cid):
+        cid = ""
+    name = cmd.get("cmd")
+    code = CODES.get(name, CMD_NONE) if type(name) is str else CMD_NONE
+    if code == CMD_NONE:
+        name = "invalid"
+    problem = _problem(cmd, cid, code, retained)
+    speed = cmd.get("speed", 0) if code == CMD_SPEED and problem is None else 0
+    issued = cmd.get("issued_at") if problem is None else 0
+    return cid, name, code, speed, issued, problem
+
+
+def _problem(cmd, cid, code, retained):
+    if retained:
+        return "retained"
+    if cmd.get("v") != VERSION or type(cmd.get("v")) is not int:
+        return "unsupported_version: send v=2 with id and issued_at"
+    if not cid:
+        return "bad_id: 1-64 characters of [A-Za-z0-9-_.:]"
+    if code == CMD_NONE:
+        return "unknown_cmd: start, stop or set_speed"
+    for key in cmd:
+        if key not in FIELDS or (key == "speed" and code != CMD_SPEED):
+            return "unknown_field: %s" % str(key)[:32]
+    issued = cmd.get("issued_at")
+    if type(issued) is not int or not MIN_ISSUED_MS <= issued <= MAX_ISSUED_MS:
+        return "bad_issued_at: epoch milliseconds"
+    if code == CMD_SPEED:
+        speed = cmd.get("speed")
+        if type(speed) is not int or not MIN_SPEED <= speed <= MAX_SPEED:
+            return "bad_speed: an integer %d-%d deg/s" % (MIN_SPEED, MAX_SPEED)
+    return None
+
+
+def freshness(issued_ms, now_ms, max_age_ms, tolerance_ms):
+    """None when a command issued at issued_ms may run at now_ms, else the reason."""
+    if issued_ms > now_ms + tolerance_ms:
+        return "from_future"
+    if now_ms - issued_ms > max_age_ms:
+        return "stale"
+    return None
+
+
+class RecentIds:
+    """The last n command ids this boot: a redelivery or a replay is seen as such."""
+
+    def __init__(self, n):
+        self.ids = [None] * n
+        self.next = 0
+
+    def seen(self, cid):
+        """True when cid was seen before; otherwise remembers it and returns False."""
+        if cid in self.ids:
+            return True
+        self.ids[self.next] = cid
+        self.next = (self.next + 1) % len(self.ids)
+        return False
+
+
+class Mailbox:
+    """One command from the network task to the control task, in plain ints.
+
+    stop is separate and always wins: the network task sets it (after cutting the PWM)
+    and the next control tick applies it before anything else.
+    """
+
+    def __init__(self):
+        self.stop = False
+        self.code = CMD_NONE
+        self.arg = 0
+        self.stop_gen = 0  # the app's stop count when the command was checked
+        self.result = -1  # a controller refusal code once served; -1 while pending
+
+    def post(self, code, arg, stop_gen):
+        self.result = -1
+        self.arg = arg
+        self.stop_gen = stop_gen
+        self.code = code
+
+    def done(self, result):
+        self.result = result
+        self.code = CMD_NONE

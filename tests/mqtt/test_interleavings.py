@@ -1,0 +1,145 @@
+"""A stateful property test of the whole integration: the shipped firmware on the virtual ESP32,
+a real Mosquitto with mTLS, and a seeded random interleaving of buttons, remote commands (fresh,
+replayed, stale, junk, floods), network cuts, overloads and power cycles.
+
+The invariants are judged only from what a person sees: PWM duty, LEDs and the state lines.
+
+    MG_INTERLEAVING_STEPS=2000 MG_INTERLEAVING_SEED=7 pytest tests/mqtt/test_interleavings.py
+
+(make soak-firmware runs it; make test skips it until its timing is robust on a loaded machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import uuid
+
+import pytest
+
+from .test_firmware_on_broker import ROOT, broker, cloud, device_dir, past_boot  # noqa: F401
+from vesp32.harness import VirtualESP32
+
+STEPS = int(os.environ.get("MG_INTERLEAVING_STEPS", "0"))
+SEED = int(os.environ.get("MG_INTERLEAVING_SEED", "12"))
+STARTS = {"press_start", "remote_start"}  # the only actions that may start the motor
+STOPS = {"press_stop", "remote_stop", "overload"}  # after these the motor is off
+WEIGHTS = {
+    "press_start": 6, "press_stop": 4, "remote_start": 6, "remote_stop": 3, "replay": 3, "stale": 2,
+    "junk": 2, "flood": 1, "bad_speed": 2, "speed": 2, "net_drop": 1, "overload": 2, "clear_fault": 2,
+    "reboot": 1, "wait": 2,
+}
+
+
+class World:
+    def __init__(self, vm: VirtualESP32, cloud, rng: random.Random):
+        self.vm, self.cloud, self.rng = vm, cloud, rng
+        self.sent: list[bytes] = []  # every command payload sent, for replays
+        self.overloaded = False
+
+    def command(self, **body):
+        body.setdefault("v", 2)
+        body.setdefault("id", uuid.uuid4().hex[:12])
+        body.setdefault("issued_at", int(time.time() * 1000))
+        payload = json.dumps(body).encode()
+        self.sent.append(payload)
+        self.cloud.raw(self.vm.config["thing"], payload)
+
+    def act(self, action):
+        vm, rng = self.vm, self.rng
+        if action == "press_start":
+            vm.press("start")
+        elif action == "press_stop":
+            vm.press("stop")
+        elif action == "remote_start":
+            self.command(cmd="start")
+        elif action == "remote_stop":
+            self.command(cmd="stop")
+        elif action == "replay" and self.sent:
+            self.cloud.raw(vm.config["thing"], rng.choice(self.sent))
+        elif action == "stale":
+            self.command(cmd="start", issued_at=int(time.time() * 1000) - rng.choice((30_000, 600_000)))
+        elif action == "junk":
+            self.cloud.raw(vm.config["thing"], rng.choice((b"", b"{", b"[]", b"\xff", b'{"cmd":"start"}')))
+        elif action == "flood":
+            for _ in range(40):
+                self.command(cmd="set_speed", speed=rng.randint(1, 180))
+        elif action == "bad_speed":
+            self.command(cmd="set_speed", speed=rng.choice((0, 181, 10_000, -1)))
+        elif action == "speed":
+            self.command(cmd="set_speed", speed=rng.randint(1, 180))
+        elif action == "net_drop":
+            vm.network("drop")
+            time.sleep(rng.uniform(0.2, 1.5))
+            vm.network("pass")
+        elif action == "overload":
+            vm.force_current(3.5)
+            self.overloaded = True
+        elif action == "clear_fault":
+            vm.force_current(None)
+            self.overloaded = False
+            time.sleep(0.1)
+            vm.press("stop")
+        elif action == "reboot":
+            vm.reboot()
+        elif action == "wait":
+            time.sleep(rng.uniform(0.1, 1.0))
+
+
+def settled(vm: VirtualESP32, timeout=1.5):
+    """What a person sees once the board has caught up: PWM, LEDs and state agree."""
+    def agree(v):
+        running = v.state == "RUNNING"
+        return (v.pwm_duty > 0) == running and v.leds["green"] == running and v.leds["red"] == (v.state == "FAULT")
+
+    vm.wait_until(agree, timeout, "PWM, LEDs and state to agree (state %s, pwm %s, leds %s)"
+                  % (vm.state, vm.pwm_duty, vm.leds))
+
+
+@pytest.fixture
+def board(tmp_path, broker):  # noqa: F811
+    vm = VirtualESP32(device_dir(tmp_path, broker, "mix-1", control={"remote_start_enabled": True}),
+                      firmware_dir=ROOT / "firmware", broker="%s:%d" % (broker.host, broker.port))
+    vm.start()
+    vm.wait_for_line("MG NET online", 15)
+    yield vm
+    vm.stop()
+
+
+@pytest.mark.skipif(not STEPS, reason="long random walk: run it with make soak-firmware (MG_INTERLEAVING_STEPS); "
+                    "its timing under a loaded 2-core CI machine is not yet robust (see the closing note)")
+def test_no_interleaving_starts_the_motor_by_itself_or_outlives_a_stop(board, cloud):  # noqa: F811
+    vm = board
+    past_boot(vm)
+    rng = random.Random(SEED)
+    world = World(vm, cloud, rng)
+    actions, weights = zip(*WEIGHTS.items())
+    seen = {"RUNNING": 0, "FAULT": 0}
+    for step in range(STEPS):
+        action = rng.choices(actions, weights)[0]
+        t0 = time.time_ns()
+        world.act(action)
+        time.sleep(0.15)
+        settled(vm)
+        where = "step %d (%s), seed %d; console:\n%s" % (step, action, SEED, vm.console_tail(25))
+        entered = [s for t, s in vm.states if t >= t0 and s == "RUNNING"]
+        if action not in STARTS and action != "replay":
+            assert not entered, "RUNNING without a start: " + where
+        if action == "replay":
+            # A replayed start is a duplicate: it never runs (unless a stop replays, which stops).
+            assert not entered, "a replayed command started the motor: " + where
+        if action in STOPS or action == "reboot":
+            # A remote stop travels through the broker behind whatever was queued before it
+            # (a flood of 40 commands, say): allow it that trip, then it must have stopped.
+            try:
+                vm.wait_until(lambda v: v.state != "RUNNING" and v.pwm_duty == 0, 3.0, "stopped")
+            except TimeoutError:
+                raise AssertionError("still running after %s: %s" % (action, where)) from None
+        if world.overloaded:
+            assert vm.state != "RUNNING", "running while overloaded: " + where
+        for name in seen:
+            seen[name] += vm.state == name
+    # The walk is only meaningful if it went everywhere.
+    assert seen["RUNNING"] and seen["FAULT"], seen
