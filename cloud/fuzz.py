@@ -5,11 +5,13 @@ must never happen. One bad message must never cost a good one; every reject has 
 
 Each payload (cloud/fuzz_payloads.py: byte flips, truncation, deep nesting, type swaps, NaN, huge
 numbers, far-future and pre-epoch times, other device names, the rule's own fields, bad topics,
-oversize) reaches the real ingest handler in-process, as SQS batches of queued rule outputs: three
-in four carry the original payload (the envelope rule), the rest the merged rule output the rules
-engine makes today (its own projection, cloud/local/engine.py); some events come as a Lambda
-action's event. --engine-sample payloads go through the whole local engine instead (the shipped
-rules, the event source mapping, ingest). Then the tables and the dead-letter queue are read back:
+oversize) reaches the real ingest handler in-process, as SQS batches of queued rule outputs: most
+carry the original payload, built here (60%) or by the local engine's own evaluation of the
+shipped rules (25%, cloud/rules.py: encode(*, 'base64') AS payload_b64, ...); the rest are the
+merged output of the rules before (SELECT *, topic(2) AS thing, ...: LEGACY_SQL), which ingest
+still reads; some events come as a Lambda action's event. --engine-sample payloads go through the
+whole local engine instead (the shipped rules, the event source mapping, ingest). Then the tables
+and the dead-letter queue are read back:
 - crashes: an exception out of the handler, or a reject with the code "internal";
 - silent_drops: neither stored nor in the DLQ;
 - wrongly_stored: stored though the oracle rejects it, stored under another device, or not as sent;
@@ -35,7 +37,9 @@ from cloud.domain import delivery, history, messages
 from cloud.fuzz_payloads import RESERVED, Case, decode, judge, make_case, oracle
 
 FAILURES = ("crashes", "silent_drops", "wrongly_stored", "wrongly_rejected", "bad_rejects")
-RULE_FIELDS = RESERVED[:3]  # thing, kind, received_ms: what the shipped rule overwrites
+RULE_FIELDS = RESERVED[:3]  # thing, kind, received_ms: what the rules of before overwrote
+# The telemetry and events rules before they sent the payload as published (cloud/rules.py).
+LEGACY_SQL = "SELECT *, topic(2) AS thing, topic(3) AS kind, timestamp() AS received_ms FROM '%s'"
 
 
 class Record:
@@ -55,23 +59,33 @@ def envelope_body(case: Case, now_ms: int) -> str:
                        "received_ms": now_ms})
 
 
-def merged_body(engine, case: Case) -> tuple[str | None, str | None]:
-    """What the shipped rule makes of the payload (SELECT *, topic(2) AS thing, ...), by the local
-    engine's own evaluation and encoding: (body, None); or (None, why) when the engine itself turns
-    the payload away (then its error action keeps it: the engine sample checks that end to end),
-    why "no_rule" for a topic no rule reads."""
+def projected_body(engine, case: Case) -> tuple[str | None, int | None, str | None]:
+    """What a rule makes of the payload, by the local engine's own evaluation and encoding: (body,
+    its received_ms, None); or (None, None, why) when the engine itself turns the payload away (then
+    its error action keeps it: the engine sample checks that end to end), why "no_rule" for a topic
+    no rule reads."""
     from cloud.local.engine import to_json
 
     fired = engine.evaluate("devices/%s/%s" % (case.thing, case.kind), case.raw)
     outs = [out for r, out, _, _ in fired if r.name in ("motorguard_telemetry", "motorguard_events")]
     if not outs:
-        return None, "no_rule"
-    if not isinstance(outs[0], dict):  # refused: too large, or not a JSON object
-        return None, "engine_" + str(getattr(outs[0], "reason", "refused"))
+        return None, None, "no_rule"
+    if not isinstance(outs[0], dict):  # refused: too large, or (the rules of before) no JSON object
+        return None, None, "engine_" + str(getattr(outs[0], "reason", "refused"))
     try:
-        return to_json(outs[0]), None
+        return to_json(outs[0]), outs[0]["received_ms"], None
     except (ValueError, TypeError, RecursionError) as e:  # the action fails: the error action keeps it
-        return None, "engine_" + type(e).__name__
+        return None, None, "engine_" + type(e).__name__
+
+
+def legacy_engine():
+    """The rules engine with the rules of before (LEGACY_SQL), evaluated only."""
+    from cloud import rules
+    from cloud.local.engine import Engine
+
+    legacy = [dict(rules.rule(name), sql=LEGACY_SQL % flt) for name, flt in (
+        ("motorguard_telemetry", rules.TELEMETRY_FILTER), ("motorguard_events", rules.EVENTS_FILTER))]
+    return Engine(None, rules=legacy, event_sources={})
 
 
 def merged_expectation(case: Case, now_ms: int) -> tuple[bool, bool]:
@@ -87,22 +101,25 @@ def merged_expectation(case: Case, now_ms: int) -> tuple[bool, bool]:
 
 
 # ------------------------------------------------------------------ in-process ingest
-def build(n: int, seed: int, engine) -> list[Record]:
+def build(n: int, seed: int, shipped, legacy) -> list[Record]:
+    """n records: the payload by the envelope built here, by the shipped rules, or by the rules of
+    before (shipped and legacy: engines that only evaluate)."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
         now = int(time.time() * 1000)
         case = make_case(rng, i, now)
         path = "direct" if case.kind == "events" and rng.random() < 0.5 else "queue"  # the events rule's way
-        if rng.random() < 0.75:
+        way = rng.random()
+        if way < 0.6:
             out.append(Record(case, path, envelope_body(case, now), oracle(case.thing, case.kind, case.raw, now)))
             continue
-        body, turned_away = merged_body(engine, case)
-        expected, overwritten = merged_expectation(case, now)
-        if body is None:
-            out.append(Record(case, turned_away, None, expected))
-            continue
-        out.append(Record(case, path, body, expected, overwritten))
+        body, received, turned_away = projected_body(shipped if way < 0.85 else legacy, case)
+        received = received or now
+        expected, overwritten = (oracle(case.thing, case.kind, case.raw, received), False) if way < 0.85 else \
+            merged_expectation(case, received)
+        out.append(Record(case, turned_away, None, expected) if body is None else
+                   Record(case, path, body, expected, overwritten))
     return out
 
 
@@ -271,8 +288,7 @@ def run(payloads: int = 10000, seed: int = 1, batch: int = 50, engine_sample: in
 
     counts, codes, labels = collections.Counter(), collections.Counter(), collections.Counter()
     t0 = time.monotonic()
-    projector = Engine(None, event_sources={})  # the shipped rules, evaluated only
-    records = build(payloads, seed, projector)
+    records = build(payloads, seed, Engine(None, event_sources={}), legacy_engine())  # evaluated only
     drained = []
     feed(records, batch, counts, drained)
     letters = collections.defaultdict(list)

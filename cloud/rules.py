@@ -16,21 +16,31 @@ EVENTS_FILTER = "devices/+/events"
 
 ERROR_ACTION = {"sqs": {"queue": "dead_letter"}}
 
+# What every rule sends: the payload as the device published it, and beside it the fields only the
+# rule sets (the topic is the authenticated identity; the receive time is IoT's clock). With
+# SELECT *, topic(2) AS thing, ... a payload's own thing, kind or received_ms would be overwritten
+# without a trace, and a reject could keep only the rule's output. encode(*, 'base64') is "the
+# entire payload, regardless of whether it's in JSON format" (AWS IoT SQL reference > Functions >
+# encode(value, encodingScheme), SQL 2016-03-23; "Working with binary payloads": a SELECT of
+# functions only, so any payload reaches the Lambda, base64 in JSON). The Lambdas decode it and
+# judge the bytes as published (cloud/domain/delivery.py): a payload that sets the rule's fields
+# is rejected (identity), one that is not JSON is rejected with its precise reason.
+ORIGINAL_PAYLOAD = "encode(*, 'base64') AS payload_b64, topic(2) AS thing, topic(3) AS kind, timestamp() AS received_ms"
+
 RULES = [
     {
-        # Hot path: a FAULT or an emergency stop pages someone.
+        # Hot path: a FAULT or an emergency stop pages someone. WHERE is evaluated on the payload's
+        # JSON (it cannot use the SELECT's aliases): a payload that is not a JSON object has no
+        # `event` (Undefined), so it alerts no one; the events rule still sees it.
         "name": "motorguard_alerts",
-        "sql": (
-            "SELECT *, topic(2) AS thing, timestamp() AS received_ms FROM '%s' "
-            "WHERE event = 'FAULT' OR event = 'ESTOP'" % EVENTS_FILTER
-        ),
+        "sql": "SELECT %s FROM '%s' WHERE event = 'FAULT' OR event = 'ESTOP'" % (ORIGINAL_PAYLOAD, EVENTS_FILTER),
         "actions": [{"lambda": {"function": "alert"}}],
         "error_action": ERROR_ACTION,
     },
     {
         # Every event is history (and moves the device's latest state).
         "name": "motorguard_events",
-        "sql": "SELECT *, topic(2) AS thing, topic(3) AS kind, timestamp() AS received_ms FROM '%s'" % EVENTS_FILTER,
+        "sql": "SELECT %s FROM '%s'" % (ORIGINAL_PAYLOAD, EVENTS_FILTER),
         "actions": [{"lambda": {"function": "ingest"}}],
         "error_action": ERROR_ACTION,
     },
@@ -41,9 +51,7 @@ RULES = [
         # object per device-hour: an S3 action here would cost one PUT per message, which alone
         # is ~$0.43 per device-month at one message every 30 s (docs/cloud.md).
         "name": "motorguard_telemetry",
-        "sql": (
-            "SELECT *, topic(2) AS thing, topic(3) AS kind, timestamp() AS received_ms FROM '%s'" % TELEMETRY_FILTER
-        ),
+        "sql": "SELECT %s FROM '%s'" % (ORIGINAL_PAYLOAD, TELEMETRY_FILTER),
         "actions": [{"sqs": {"queue": "telemetry_queue"}}],
         "error_action": ERROR_ACTION,
         # Devices may publish telemetry to $aws/rules/motorguard_telemetry/devices/<thing>/telemetry

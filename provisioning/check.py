@@ -5,8 +5,10 @@ would, with the bundle's own files.
 Steps: connect as the thing; publish a telemetry message to its own topic (PUBACK); publish to
 another device's topic and subscribe to another device's command topic, both of which must be
 refused. AWS IoT Core refuses by closing the connection or failing the SUBACK. The local broker
-(Mosquitto) instead acknowledges and silently discards, so against it the check also listens with
-the service identity and asserts that the device's own message arrived and the forbidden ones did not.
+(Mosquitto) instead acknowledges and silently discards, so against it the check also listens with a
+service identity of its own (provisioning/services.py CHECK_IDENTITY: it reads telemetry and may
+command only the probe device, CHECK_PROBE_THING) and asserts that the device's own message
+arrived and the forbidden ones did not.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import time
 from pathlib import Path
 
 from provisioning.errors import CHECK_FAILED, NOT_FOUND, ProvisionError
+from provisioning.services import CHECK_IDENTITY, CHECK_PROBE_THING
 
-OTHER = "motorguard-check-other"
+OTHER = CHECK_PROBE_THING  # a thing name no device may have (identity.check_thing)
 TIMEOUT_S = 10
 
 
@@ -34,23 +37,22 @@ def probe_message(thing: str) -> str:
 
 
 class _Observer:
-    """The cloud side on the local broker: a paho client with the service identity."""
+    """The cloud side on the local broker: a paho client with the check's own service identity."""
 
     def __init__(self, broker):
         import paho.mqtt.client as mqtt
 
         self.got = []
         self._ready = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="provision-check-%d" % time.monotonic_ns(),
-                        protocol=mqtt.MQTTv311)
-        c.tls_set_context(broker.client_context())
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=CHECK_IDENTITY, protocol=mqtt.MQTTv311)
+        c.tls_set_context(broker.client_context(identity=CHECK_IDENTITY))
         c.on_message = lambda cl, u, m: self.got.append((m.topic, m.payload))
         c.on_subscribe = lambda *a: self._ready.set()
         c.connect(broker.host, broker.port, keepalive=30)
         c.loop_start()
-        c.subscribe("devices/#", qos=1)
+        c.subscribe("devices/+/telemetry", qos=1)  # all the check listens for, and all it may read
         if not self._ready.wait(TIMEOUT_S):
-            raise ProvisionError("the service identity could not subscribe on the local broker",
+            raise ProvisionError("the check's service identity could not subscribe on the local broker",
                                  "is the broker running? provision broker status", CHECK_FAILED)
         self.client = c
 

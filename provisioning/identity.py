@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import serialization
 
 from provisioning import pki
 from provisioning.errors import BAD_INPUT, SERVICE_ERROR, ProvisionError
+from provisioning.services import RESERVED_THING_NAMES
 
 THING_RULE = "1-128 characters of letters, digits, ':', '_' and '-'"
 _SSID_MAX = 32  # 802.11: an SSID is at most 32 bytes
@@ -19,6 +20,15 @@ def check_thing(name: str) -> str:
     if not isinstance(name, str) or not pki.THING_NAME.match(name):
         raise ProvisionError(
             "invalid thing name %r: AWS IoT allows %s" % (name, THING_RULE),
+            "pick a name like motor-001",
+            BAD_INPUT,
+        )
+    if name in RESERVED_THING_NAMES:
+        # On the local broker a certificate's name is its identity: a device by this name would
+        # get that service's grants (reading every device, commanding any), or be its probe.
+        raise ProvisionError(
+            "thing name %r is reserved: it is a service identity of the local IoT Core (%s)"
+            % (name, ", ".join(RESERVED_THING_NAMES)),
             "pick a name like motor-001",
             BAD_INPUT,
         )

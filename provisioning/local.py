@@ -44,7 +44,9 @@ def broker(home, port: int | None = None) -> LocalBroker:
     state = broker_dir(home)
     if not (state / "pki").exists():
         raise ProvisionError("no local fleet CA in %s" % state, "run: provision ca init", NOT_FOUND)
-    return LocalBroker.from_state_dir(state, port)
+    b = LocalBroker.from_state_dir(state, port)
+    b.update_acl()  # a broker running since before a service identity existed learns its grants
+    return b
 
 
 def broker_start(home, port: int | None = None) -> LocalBroker:

@@ -15,8 +15,9 @@ comes online:
   --port        the files are copied with mpremote and read back; the board is soft-reset and its
                 console must print `MG NET online` (any backend);
   --wait-online the files are installed into the bundle dir (a virtual ESP32's flash) and the
-                service identity watches devices/<thing>/status for `online` from a boot it had not
-                seen before the files changed (local backend: AWS would need a cloud subscriber).
+                rotation's service identity (provisioning/services.py ROTATION_IDENTITY: it reads
+                status topics only) watches devices/<thing>/status for `online` from a boot it had
+                not seen before the files changed (local backend: AWS would need a cloud subscriber).
 A boot that read the old files in the instant before they changed would also qualify; restart the
 device after `rotate` says the files are in place, not during.
 """
@@ -30,6 +31,7 @@ import time
 from provisioning import identity, pki
 from provisioning.errors import NOT_FOUND, ProvisionError
 from provisioning.registry import Registry
+from provisioning.services import ROTATION_IDENTITY
 
 
 def backend_module(name: str):
@@ -91,7 +93,7 @@ def abort(home, thing: str) -> dict:
 
 
 class StatusWatcher:
-    """The service identity's view of one device's status topic on the local broker."""
+    """The rotation's service identity's view of one device's status topic on the local broker."""
 
     def __init__(self, broker, thing: str, timeout_s: float = 10.0):
         import paho.mqtt.client as mqtt
@@ -100,9 +102,8 @@ class StatusWatcher:
         self.messages = []  # (monotonic time, payload dict)
         self._cond = threading.Condition()
         subscribed = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="provision-rotate-%d" % time.monotonic_ns(),
-                        protocol=mqtt.MQTTv311)
-        c.tls_set_context(broker.client_context())
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=ROTATION_IDENTITY, protocol=mqtt.MQTTv311)
+        c.tls_set_context(broker.client_context(identity=ROTATION_IDENTITY))
         c.on_message = self._on_message
         c.on_subscribe = lambda *a: subscribed.set()
         c.connect(broker.host, broker.port, keepalive=30)
@@ -111,7 +112,7 @@ class StatusWatcher:
         self.client = c
         if not subscribed.wait(timeout_s):
             self.close()
-            raise ProvisionError("the service identity could not subscribe on the local broker",
+            raise ProvisionError("the rotation's service identity could not subscribe on the local broker",
                                  "is it running? provision broker status", NOT_FOUND)
 
     def _on_message(self, client, userdata, msg):

@@ -64,7 +64,8 @@ SCENARIOS = {
     # Starts pressed while handshakes with a slow server (~100 ms before it answers) keep
     # coming: a start that lands in one is refused (network_connecting), one between them runs.
     "start_during_handshake": ("slow_handshakes", {}),
-    # A flood of set_speed commands on the command topic (~200 a second) the whole time.
+    # A flood of set_speed commands on the command topic the whole time, at the most AWS IoT
+    # delivers to one connection (100 a second).
     "command_flood": ("flood", {"control": {"remote_start_enabled": True}}),
     "buffer_full": ("drop", {"telemetry": {"sample_period_ms": 10, "samples_per_message": 5, "buffer_samples": 20}}),
 }
@@ -94,6 +95,7 @@ class HandshakeThenClose:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.handshakes = 0
+        self.windows = []  # (t_ns begun, t_ns done) of every complete handshake
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):
@@ -107,9 +109,11 @@ class HandshakeThenClose:
     def _one(self, conn):
         conn.settimeout(5)
         time.sleep(self.delay_s)
+        t0 = time.time_ns()
         try:
             with self.ctx.wrap_socket(conn, server_side=True):
                 self.handshakes += 1
+                self.windows.append((t0, time.time_ns()))
         except (OSError, ssl.SSLError):
             pass
         finally:
@@ -134,9 +138,10 @@ def device_dir(workdir: Path, broker: LocalBroker, thing: str, settings: dict) -
 
 
 class Flooder:
-    """Publishes set_speed commands to one board as fast as ~rate a second, until stopped."""
+    """Publishes set_speed commands to one board at ~rate a second, until stopped. The default is
+    AWS IoT Core's limit of publishes per second per connection: more cannot reach a board."""
 
-    def __init__(self, broker: LocalBroker, thing: str, rate=200):
+    def __init__(self, broker: LocalBroker, thing: str, rate=100):
         import paho.mqtt.client as mqtt
 
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-flood", protocol=mqtt.MQTTv311)

@@ -4,17 +4,13 @@ paging twice.
 An alert names the device from its topic, never from its payload: the topic is the authenticated
 identity (the policy lets a device publish only on devices/<its own name>/...), the payload is
 whatever the device wrote. So an event can neither page in another device's name nor take the
-de-duplication slot of that device's real alert.
+de-duplication slot of that device's real alert. Whether an event may alert at all is ingest's
+verdict (cloud/domain/messages.py check: identity, schema, time), which the alert Lambda applies.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import re
-
-# AWS IoT's rule for thing names (as provisioning/pki.py THING_NAME; the alert Lambda's asset holds
-# only cloud/ and schemas/).
-THING_NAME = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
 
 REASONS = {
     "overtemp": "motor too hot",
@@ -24,18 +20,6 @@ REASONS = {
     "current_sensor_implausible": "current sensor open or shorted",
     "watchdog": "controller reset by its watchdog",
 }
-
-
-def identity_problem(thing, event: dict) -> str | None:
-    """Why the event cannot be alerted as the topic's device's (None when it can). thing: the
-    rule's topic(2)."""
-    if not isinstance(thing, str) or not thing:
-        return "no thing in the topic (devices/<thing>/events)"
-    if not THING_NAME.fullmatch(thing):
-        return "invalid thing name %r (1-128 of a-z A-Z 0-9 : _ -)" % thing[:140]
-    if event.get("device") != thing:
-        return "device %r published on %r's topic" % (str(event.get("device"))[:140], thing)
-    return None
 
 
 def suppression_key(thing: str, event: dict) -> str:

@@ -5,12 +5,13 @@ holds, into an Inspected verdict that never raises.
     seen = inspect_event(event, now_ms)           # a rule output handed to a Lambda action
 
 Two shapes of rule output arrive (docs/cloud.md, Rejects):
-- the original payload: {"payload_b64": encode(*, 'base64'), "thing", "kind", "received_ms"}; the
-  bytes the device published are all here, so every check runs on them, and nothing the device
-  sends can pass for a rule field;
-- the device's fields merged with the rule's (SELECT *, topic(2) AS thing, ...): what the rules
-  send today. The rule has already overwritten any same-named field of the payload (so those
-  cannot be told from the rule's), and a reject keeps the rule output, not the payload.
+- the original payload: {"payload_b64": encode(*, 'base64'), "thing", "kind", "received_ms"}, what
+  every rule of cloud/rules.py sends. The bytes the device published are the source of truth: every
+  check runs on them, nothing the device sends can pass for a rule field, and a reject keeps them;
+- the device's fields merged with the rule's (SELECT *, topic(2) AS thing, ...), what the rules
+  sent before, still read so that a deploy loses nothing queued by the previous rules. The rule
+  has already overwritten any same-named field of the payload (so those cannot be told from the
+  rule's), and a reject keeps the rule output, not the payload.
 """
 
 from __future__ import annotations

@@ -1,11 +1,16 @@
 """alert: a FAULT or an emergency stop, told to people at once, and only once per window.
 
-The device is the topic's (the rule's thing = topic(2)), never the payload's: an event that names
-another device, or arrives with no valid thing, is rejected to the dead-letter queue with the reason
-(cloud/domain/rejects.py envelope) and alerts no one, so it cannot page in another device's name or
-silence that device's real alert by taking its de-duplication slot. A rejected event is done with,
-not raised: raising would only make the asynchronous invoke try it twice more.
-Env: ALERTS_TOPIC_NAME, STATE_TABLE, DEAD_LETTER_QUEUE_NAME, ALERT_WINDOW_S (300); optional
+An event is judged as ingest judges it (cloud/domain/delivery.py, messages.check), on the bytes the
+device published (the rule's payload_b64) before anyone is paged. The device is the topic's (the
+rule's thing = topic(2)), never the payload's: an event that names another device, sets a field the
+rule sets (thing, kind, received_ms), arrives with no valid thing, breaks the schema, or carries a
+time past the bounds (years ahead of IoT's receive time, before 2020) is rejected to the
+dead-letter queue with the reason (cloud/domain/rejects.py envelope) and alerts no one: it cannot
+page in another device's name, silence that device's real alert by taking its de-duplication slot,
+or page for a fault dated next year. A rejected event is done with, not raised: raising would only
+make the asynchronous invoke try it twice more.
+Env: ALERTS_TOPIC_NAME, STATE_TABLE, DEAD_LETTER_QUEUE_NAME, ALERT_WINDOW_S (300); the bounds of
+messages.ENV_BOUNDS, as ingest (TIME_MAX_AHEAD_S 300, TIME_NOT_BEFORE 2020-01-01, ...); optional
 TELEGRAM_BOT_TOKEN + TELEGRAM_CHAT_ID (TELEGRAM_API_URL overrides api.telegram.org) and
 DISCORD_WEBHOOK_URL.
 """
@@ -21,7 +26,7 @@ import urllib.request
 from aws_lambda_powertools import Logger, Metrics
 from botocore.exceptions import ClientError
 
-from cloud.domain import alerts, messages, rejects
+from cloud.domain import alerts, delivery, messages, rejects
 from cloud.lambdas.common import add_metric, client, env, queue_url, setting, table, topic_arn
 
 logger = Logger(service="motorguard-alert")
@@ -67,38 +72,35 @@ def send_webhooks(subject: str, body: str) -> dict:
     return sent
 
 
-def reject(event: dict, why: str) -> dict:
-    """The event to the dead-letter queue with the reason; no alert. Raises if SQS does (then the
-    asynchronous invoke retries, and its failure destination keeps the event)."""
-    received = event.get("received_ms")
-    body = rejects.envelope(why, "alert", thing=event.get("thing"), kind="events",
-                            received_ms=received if type(received) is int else None,
-                            rejected_ms=int(time.time() * 1000), original=messages.output_bytes(event),
-                            source="rule_output")
+def reject(seen: delivery.Inspected) -> dict:
+    """The event to the dead-letter queue with the reason and its bytes; no alert. Raises if SQS
+    does (then the asynchronous invoke retries, and its failure destination keeps the event)."""
+    body = rejects.envelope(seen.reason, "alert", thing=seen.thing, kind="events", received_ms=seen.received_ms,
+                            rejected_ms=int(time.time() * 1000), original=seen.original, source=seen.source)
     client("sqs").send_message(QueueUrl=queue_url(env("DEAD_LETTER_QUEUE_NAME")), MessageBody=body)
-    logger.warning("rejected", extra={"reason": why, "thing": str(event.get("thing"))[:140]})
+    logger.warning("rejected", extra={"reason": seen.reason, "thing": seen.thing})
     add_metric(metrics, "AlertsRejected", 1)
-    return {"status": "rejected", "reason": why}
+    return {"status": "rejected", "reason": seen.reason}
 
 
-def problem_of(thing, msg: dict) -> str | None:
-    """Identity first: an event in another device's name is refused whatever else it holds."""
-    why = alerts.identity_problem(thing, msg)
-    if why:
-        return messages.reason("identity", why)
-    why = messages.problems("event", msg)
-    return messages.reason("schema", why) if why else None
+def verdict(event: dict) -> delivery.Inspected:
+    """Ingest's verdict on the alert rule's output. The kind is the events rule's: the alert rule
+    reads only devices/+/events (an output without kind, as the rule once sent, is one of those)."""
+    out = event if "kind" in event else dict(event, kind="events")
+    seen = delivery.inspect_event(out, int(time.time() * 1000), messages.bounds_from(os.environ))
+    if seen.ok and seen.kind != "events":
+        why = messages.reason("identity", "topic kind %r is not events" % seen.kind)
+        return seen._replace(ok=False, reason=why, message=None, raw=None)
+    return seen
 
 
 @metrics.log_metrics(raise_on_empty_metrics=False)
 @logger.inject_lambda_context
 def handler(event, context):
-    event = event if isinstance(event, dict) else {}
-    thing = event.get("thing")
-    msg = messages.device_part(event)
-    why = problem_of(thing, msg)
-    if why:
-        return reject(event, why)
+    seen = verdict(event if isinstance(event, dict) else {})
+    if not seen.ok:
+        return reject(seen)
+    thing, msg = seen.thing, seen.message
     now = time.time()
     if not first_in_window(alerts.suppression_key(thing, msg), setting("ALERT_WINDOW_S", 300), now):
         add_metric(metrics, "AlertsSuppressed", 1)

@@ -5,7 +5,7 @@ error action's document as AWS IoT writes it, and the ticket that acknowledges a
 everything it started is done.
 
     rule = LoadedRule(spec); targets = Targets()
-    message, refused = parse_payload(payload)          # refused: None, or Refused("too_large"|"not_json")
+    message, refused = parse_payload(payload)          # refused: None, or Refused(too_large, too_deep, ...)
     targets.run("sqs", {"queue": "dead_letter"}, body, param)
     doc = error_action_doc(rule.name, topic, clientid, payload, failures)
 """
@@ -13,6 +13,7 @@ everything it started is done.
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib
 import json
 import threading
@@ -22,15 +23,20 @@ import orjson
 
 from cloud import resources
 from cloud import rules as rule_defs
-from cloud.domain import rejects
+from cloud.domain import messages, rejects
 from cloud.local import sql
 from provisioning.broker import MESSAGE_SIZE_LIMIT
 
 KINDS = ("lambda", "dynamoDBv2", "s3", "sns", "sqs", "republish")
 MAX_PAYLOAD_BYTES = MESSAGE_SIZE_LIMIT  # AWS IoT Core's 128 KB (the local broker refuses more too)
 # An error document names the original payload in base64; for one refused as too large, only its
-# start: SQS takes 256 KB a message, and the start is enough to tell who sent what.
+# start: SQS takes 256 KB a message, and the start is enough to tell who sent what (the document
+# also gives the whole payload's size and SHA-256, to match it with the device's own record).
 REFUSED_PAYLOAD_KEPT = 4096
+# How deep a payload a rule that reads its JSON may nest: a rule output is encoded with orjson,
+# which refuses more than 254 levels, and Python's json (its fallback) recurses and raises
+# RecursionError near 1,000. A valid MotorGuard message nests 3 deep; ingest allows 8.
+MAX_JSON_DEPTH = 128
 
 
 def default_functions() -> dict:
@@ -92,8 +98,9 @@ class ActionError(Exception):
 
 
 class Refused:
-    """A message a fired rule could not run its actions on (too large, not a JSON object): it goes
-    to the rule's error action with the reason instead."""
+    """A message a fired rule could not run its actions on: too large for AWS IoT (any rule), or
+    for a rule that reads its JSON (LoadedRule.rule.reads_json) not JSON, not an object, or nested
+    past MAX_JSON_DEPTH. It goes to the rule's error action with the reason (REFUSALS) instead."""
 
     __slots__ = ("reason", "detail")
 
@@ -126,20 +133,37 @@ class LoadedRule:
         return kind, params, templates
 
 
+REFUSALS = ("too_large", "not_json", "not_object", "too_deep")
+
+
 def parse_payload(payload: bytes):
-    """(the message's attributes, None), or ({}, Refused) for a payload no rule can read."""
+    """(the message's attributes, None), or ({}, Refused) for a payload whose attributes cannot be
+    read: WHERE then sees them all Undefined, and only a rule whose SELECT reads JSON is refused
+    (a SELECT *, topic(2) AS thing ... needs a JSON object, and a Lambda action does not take a
+    binary payload: "Working with binary payloads"); encode(*, 'base64') reads any payload."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         # AWS IoT refuses it before any rule; locally, each rule it would reach records it.
         return {}, Refused("too_large", "a payload of %d bytes, over AWS IoT's %d" % (len(payload), MAX_PAYLOAD_BYTES))
     try:
         message = orjson.loads(payload)
-    except ValueError:
-        message = None
+    except ValueError as e:  # orjson.JSONDecodeError; it refuses nesting past 1,024 itself, without recursion
+        deep = "depth" in str(e)
+        return {}, Refused("too_deep" if deep else "not_json", "the payload is not JSON (%s)" % str(e)[:200])
     if not isinstance(message, dict):
-        # The rules' SELECT *, topic(2) AS thing ... needs a JSON object, and a Lambda action does
-        # not take a binary payload (docs: "Working with binary payloads").
-        return {}, Refused("not_json", "the payload is not a JSON object")
+        return {}, Refused("not_object", "the payload is JSON but not an object")
+    if nested_past(payload, message, MAX_JSON_DEPTH):
+        return {}, Refused("too_deep", "the payload nests more than %d deep" % MAX_JSON_DEPTH)
     return message, None
+
+
+def nested_past(payload: bytes, message, limit: int) -> bool:
+    """Whether message nests deeper than limit, measured without recursion. Only a payload with
+    more brackets than limit can, and counting them costs a microsecond, so an ordinary message
+    (a 30-sample batch has 32) is never walked."""
+    if payload.count(b"{") + payload.count(b"[") <= limit:
+        return False
+    depth, _ = messages.scan(message, limit)
+    return depth > limit
 
 
 def evaluation_error_body(topic: str, payload: bytes, error: Exception) -> str:
@@ -161,9 +185,10 @@ def error_action_doc(rule_name, topic, clientid, payload: bytes, failures, reaso
         "failures": [{"failedAction": f.action, "failedResource": f.resource, "errorMessage": f.message[:500]}
                      for f in failures],
     }
-    if reason:
+    if reason:  # the engine refused it: why, and what the whole payload was (the bytes may be only its start)
         doc["reason"] = reason
         doc["payloadBytes"] = len(payload)
+        doc["payloadSha256"] = hashlib.sha256(payload).hexdigest()
     return doc
 
 

@@ -1,5 +1,5 @@
 """The local rules engine: the rules of cloud/rules.py, evaluated with AWS IoT's SQL semantics
-(cloud/local/sql.py) on what devices publish to the local broker, with the same actions.
+(the package cloud/local/sql/) on what devices publish to the local broker, with the same actions.
 
     engine = Engine(broker).start()      # broker: provisioning.broker.LocalBroker
     ...; engine.stats(); engine.stop()
@@ -26,10 +26,11 @@ queue feeds a Lambda (cloud/resources.py EVENT_SOURCES) goes to a local event so
 (cloud/local/esm.py) that invokes it in batches, in worker processes when lambda_processes > 0
 (cloud/local/runtime.py), and the message is acknowledged once its batch is stored; a message whose
 rules only feed such queues is handled on the MQTT thread, with no hand-over to a worker.
-A payload over AWS IoT's 128 KB, or one that is not a JSON object, runs no action: each rule it
-would fire sends it to its error action with the reason (too_large, not_json); a message whose
-evaluation fails goes to the dead-letter queue (code internal). Nothing makes the engine stop.
-clientid() is the empty string: MQTT 3.1.1 does not tell a subscriber who published.
+A payload over AWS IoT's 128 KB runs no action: each rule on its topic sends it to its error action
+(too_large, with its size and SHA-256); so does, for a rule whose SELECT reads the JSON, one not JSON,
+not an object or nested past actions.MAX_JSON_DEPTH (not_json, not_object, too_deep): encode(*, ...)
+reads any payload. A message whose evaluation fails goes to the dead-letter queue (code internal).
+Nothing makes the engine stop. clientid() is "": MQTT 3.1.1 does not tell a subscriber who published.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import time
 from cloud import costs, resources
 from cloud import rules as rule_defs
 from cloud.local import sql
-from cloud.local.actions import (ActionError, LoadedRule, Refused, Targets, Ticket,  # noqa: F401 (re-exported)
+from cloud.local.actions import (REFUSALS, ActionError, LoadedRule, Refused, Targets, Ticket,  # noqa: F401
                                   default_functions, error_action_doc, evaluation_error_body, parse_payload, to_json)
 from cloud.local.apigw import LambdaContext
 from cloud.local.async_invoke import AsyncInvoker
@@ -75,7 +76,7 @@ class Engine:
         self._stats = {"received": 0, "acked": 0, "no_rule": 0, "fired": {}, "actions_ok": 0, "actions_failed": 0,
                        "error_actions": 0, "error_action_failed": 0, "lambda_invocations": 0, "lambda_ms": 0.0,
                        "lambda_gb_seconds": 0.0, "bytes_in": 0, "message_units_5kb": 0, "basic_ingest": 0,
-                       "evaluation_errors": 0, "too_large": 0, "not_json": 0}
+                       "evaluation_errors": 0, **dict.fromkeys(REFUSALS, 0)}  # refused messages, by reason
         self._threads = []
         self._running = False
         self.client = None
@@ -204,28 +205,28 @@ class Engine:
             self._stats["received"] += 1
             self._stats["bytes_in"] += len(payload)
             self._stats["message_units_5kb"] += max(1, -(-len(payload) // 5120))
-        candidates = self.rules
         real_topic = topic
-        basic = topic.startswith(BASIC_INGEST)
-        if basic:
+        if topic.startswith(BASIC_INGEST):
             name, _, real_topic = topic[len(BASIC_INGEST):].partition("/")
             candidates = [r for r in self.rules if r.name == name and r.basic_ingest]
             with self._lock:
                 self._stats["basic_ingest"] += 1
-        if not basic:
-            candidates = [r for r in candidates if r.rule.matches(real_topic)]
+        else:
+            candidates = [r for r in self.rules if r.rule.matches(real_topic)]
         message, refused = parse_payload(payload)
+        too_large = refused is not None and refused.reason == "too_large"
         fired = []
         for r in candidates:
-            ctx = sql.Context(message, real_topic, clientid, now_ms)
-            # WHERE runs on what could be read (a non-JSON payload's attributes are Undefined, as in
-            # AWS); a payload too large to read reaches every rule on its topic.
-            if r.rule.where is not None and not (refused and refused.reason == "too_large") \
-                    and sql.eval_expr(r.rule.where, ctx) is not True:
+            ctx = sql.Context(message, real_topic, clientid, now_ms, payload)
+            # WHERE runs on what could be read (an unreadable payload's attributes are Undefined, as
+            # in AWS); a payload too large to read reaches every rule on its topic.
+            if r.rule.where is not None and not too_large and sql.eval_expr(r.rule.where, ctx) is not True:
                 continue
-            fired.append((r, refused or sql.project(r.rule.select, ctx), ctx, payload))
+            # A SELECT of functions only (encode(*, 'base64') ...) reads any payload AWS IoT accepts.
+            refuse = refused if too_large or (refused is not None and r.rule.reads_json) else None
+            fired.append((r, refuse or sql.project(r.rule.select, ctx), ctx, payload))
         with self._lock:
-            if refused is not None and fired:
+            if any(isinstance(out, Refused) for _, out, _, _ in fired):
                 self._stats[refused.reason] += 1
             for r, _, _, _ in fired:
                 self._stats["fired"][r.name] = self._stats["fired"].get(r.name, 0) + 1

@@ -1,4 +1,7 @@
-"""Publishing to the local broker as the cloud's service identity (what iot-data publish is in AWS)."""
+"""Publishing to the local broker as the API's service identity (what iot-data publish is in AWS):
+provisioning/services.py API_IDENTITY, which may only write devices/+/cmd. An identity of its own,
+because the broker makes every client id its certificate's name: on a shared one, this client and
+the rules engine, provision check or a test's observer would take each other's connections over."""
 
 from __future__ import annotations
 
@@ -12,16 +15,15 @@ _clients = {}
 def _client(broker_dir: str):
     import paho.mqtt.client as mqtt
 
-    from provisioning.broker import LocalBroker
+    from provisioning.broker import API_IDENTITY, LocalBroker
 
     with _lock:
         c = _clients.get(broker_dir)
         if c is not None and c.is_connected():
             return c
         b = LocalBroker.from_state_dir(broker_dir)
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="motorguard-api-%d" % time.monotonic_ns(),
-                        protocol=mqtt.MQTTv311)
-        c.tls_set_context(b.client_context())
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=API_IDENTITY, protocol=mqtt.MQTTv311)
+        c.tls_set_context(b.client_context(identity=API_IDENTITY))
         c.connect(b.host, b.port, keepalive=60)
         c.loop_start()
         deadline = time.monotonic() + 5

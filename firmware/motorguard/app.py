@@ -27,13 +27,14 @@ from motorguard.telemetry import Clock, Events, Samples
 
 _EVENT_WORDS = tuple("event=" + n for n in C.EVENT_NAMES)
 _REASON_WORDS = tuple("reason=" + n for n in C.REASON_NAMES)
+_REFUSAL_WORDS = tuple("reason=" + n for n in C.REFUSAL_NAMES)
 RESET_CAUSES = {1: "power_on", 2: "hard_reset", 3: "watchdog", 4: "deep_sleep", 5: "soft_reset"}
 
 # Collect garbage after every this many bytes allocated (the network task's messages,
 # the TLS records), rather than only when an allocation fails: a heap left to fill up
 # fragments, and a message buffer or a TLS record then finds no room although the
 # live data is small. The control tick allocates nothing, so it never triggers one.
-GC_EVERY_BYTES = 2048
+GC_EVERY_BYTES = 1024
 
 
 def log(*parts):
@@ -174,13 +175,13 @@ class App:
             if ev:
                 self._event(ev)
             elif ctl.state == C.FAULT:
-                log("RESET_REFUSED", "reason=" + C.REFUSAL_NAMES[ctl.last_refusal])
+                log("RESET_REFUSED", _REFUSAL_WORDS[ctl.last_refusal])
         if self.start_button.poll(dt_ms):
             ev = ctl.start_button()
             if ev:
                 self._event(ev)
             else:
-                log("START_REFUSED", "reason=" + C.REFUSAL_NAMES[ctl.last_refusal])
+                log("START_REFUSED", _REFUSAL_WORDS[ctl.last_refusal])
         if self.start_button.stuck():
             self._event(C.EV_BUTTON_STUCK, b"start_button")
         # 4. One remote command from the mailbox.

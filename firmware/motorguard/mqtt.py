@@ -14,12 +14,15 @@
 # caller's bytes); each packet's small head is its own exact-size bytearray,
 # because CPython 3.12+ transports keep a view of a written buffer, so a shared
 # mutable buffer could be overwritten before it is sent. Fixed packets are
-# bytes constants. Incoming PUBLISHes are read field by field, so the payload
+# bytes constants (packet encoding: motorguard/mqtt_packets.py). Incoming PUBLISHes are read field by field, so the payload
 # is allocated once at its final size and never sliced out of a larger body.
 
 import asyncio
 import errno
-import socket
+
+from motorguard import dnscache
+from motorguard import mqtt_packets as pk
+from motorguard.mqtt_packets import MQTTException
 
 try:
     from time import ticks_diff, ticks_ms
@@ -33,185 +36,7 @@ except ImportError:  # CPython: same contract, no wrap-around needed
         return a - b
 
 
-# Fixed-header first bytes (type in the high nibble, flags in the low one).
-CONNECT = 0x10
-CONNACK = 0x20
-PUBLISH = 0x30
-PUBACK = 0x40
-SUBSCRIBE = 0x82  # flags 0b0010 are mandatory for SUBSCRIBE
-SUBACK = 0x90
-PINGRESP = 0xD0
-PINGREQ_PKT = b"\xc0\x00"
-DISCONNECT_PKT = b"\xe0\x00"
-
-_MAX_LENGTH = 268435455  # largest value four remaining-length bytes can hold
-
-# DNS answers for this boot, shared by every client: server -> IP literal.
-# The ESP32 blocks every task (and the stop-button IRQ handler's scheduling)
-# during a lookup, so it happens once. After 3 failed TCP/TLS connects in a row
-# the name is looked up again, in case the endpoint moved.
-_dns = {}
-_dns_failures = {}
-
-
-class MQTTException(Exception):
-    """args[0] is a CONNACK/SUBACK code (int) or a short reason (str)."""
-
-
-# ---------------------------------------------------------------- encoding
-
-
-def length_size(n):
-    """Bytes the remaining-length varint of n takes (1..4)."""
-    if n < 0 or n > _MAX_LENGTH:
-        raise ValueError("packet too large")
-    if n < 0x80:
-        return 1
-    if n < 0x4000:
-        return 2
-    if n < 0x200000:
-        return 3
-    return 4
-
-
-def put_length(buf, off, n):
-    """Writes n as a remaining-length varint at buf[off]; returns the next offset."""
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            b |= 0x80
-        buf[off] = b
-        off += 1
-        if not n:
-            return off
-
-
-def decode_length(data, off=0):
-    """Reads a remaining-length varint from data[off:]; returns (value, next offset)."""
-    n = 0
-    shift = 0
-    while True:
-        if shift > 21:
-            raise MQTTException("bad length")
-        b = data[off]
-        off += 1
-        n |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return n, off
-        shift += 7
-
-
-def _put_field(buf, off, s):
-    # A length-prefixed UTF-8 string or binary field.
-    n = len(s)
-    buf[off] = n >> 8
-    buf[off + 1] = n & 0xFF
-    off += 2
-    buf[off : off + n] = s
-    return off + n
-
-
-def _b(s):
-    return s.encode() if isinstance(s, str) else s
-
-
-def connect_packet(client_id, keepalive=0, clean_session=True, user=None, password=None, will=None):
-    """CONNECT, protocol level 4. will is (topic, msg, retain, qos) as bytes or None."""
-    client_id = _b(client_id)
-    flags = 0x02 if clean_session else 0
-    rem = 10 + 2 + len(client_id)
-    if will:
-        flags |= 0x04 | will[3] << 3 | (0x20 if will[2] else 0)
-        rem += 4 + len(will[0]) + len(will[1])
-    if user is not None:
-        user = _b(user)
-        flags |= 0x80
-        rem += 2 + len(user)
-        if password is not None:  # 3.1.1 allows a password only with a user name
-            password = _b(password)
-            flags |= 0x40
-            rem += 2 + len(password)
-    buf = bytearray(1 + length_size(rem) + rem)
-    buf[0] = CONNECT
-    off = put_length(buf, 1, rem)
-    off = _put_field(buf, off, b"MQTT")
-    buf[off] = 4  # protocol level 4 = MQTT 3.1.1
-    buf[off + 1] = flags
-    buf[off + 2] = keepalive >> 8
-    buf[off + 3] = keepalive & 0xFF
-    off = _put_field(buf, off + 4, client_id)
-    if will:
-        off = _put_field(buf, off, will[0])
-        off = _put_field(buf, off, will[1])
-    if user is not None:
-        off = _put_field(buf, off, user)
-        if password is not None:
-            off = _put_field(buf, off, password)
-    return buf
-
-
-def publish_head(topic, msg_len, qos=0, retain=False, dup=False, pid=0):
-    """Everything of a PUBLISH before its payload: fixed header, topic, packet id."""
-    vh = 2 + len(topic) + (2 if qos else 0)
-    rem = vh + msg_len
-    buf = bytearray(1 + length_size(rem) + vh)
-    buf[0] = PUBLISH | qos << 1 | (1 if retain else 0) | (0x08 if dup else 0)
-    off = _put_field(buf, put_length(buf, 1, rem), topic)
-    if qos:
-        buf[off] = pid >> 8
-        buf[off + 1] = pid & 0xFF
-    return buf
-
-
-def subscribe_packet(pid, topic, qos=0):
-    rem = 2 + 2 + len(topic) + 1
-    buf = bytearray(1 + length_size(rem) + rem)
-    buf[0] = SUBSCRIBE
-    off = put_length(buf, 1, rem)
-    buf[off] = pid >> 8
-    buf[off + 1] = pid & 0xFF
-    off = _put_field(buf, off + 2, topic)
-    buf[off] = qos
-    return buf
-
-
-def puback_packet(pid):
-    return bytes((PUBACK, 2, pid >> 8, pid & 0xFF))
-
-
-def _size(msg):
-    """Payload length of bytes or of a function returning pieces (see publish)."""
-    if not callable(msg):
-        return len(msg)
-    n = 0
-    for piece in msg():
-        n += len(piece)
-    return n
-
-
-def _check_qos(qos):
-    if qos != 0 and qos != 1:
-        raise ValueError("qos must be 0 or 1")
-
-
 # ------------------------------------------------------------------ client
-
-
-def _resolve(host, port):
-    """(ip, port) for host, cached: a DNS lookup blocks the whole VM on the ESP32,
-    so it happens once per host, not at every reconnect."""
-    addr = _dns.get(host)
-    if addr is None:
-        # IPv4, as the ESP32's network stack uses, so host runs connect the same way.
-        sa = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][-1]
-        if isinstance(sa, tuple):  # CPython and the ESP32 port: (ip, port, ...)
-            addr = (sa[0], sa[1])
-        else:  # MicroPython's unix port returns a raw sockaddr
-            fam, raw, sa_port = socket.sockaddr(sa)
-            addr = (socket.inet_ntop(fam, raw), sa_port)
-        _dns[host] = addr
-    return addr
 
 
 def _drop(writer, graceful):
@@ -252,7 +77,7 @@ class MQTTClient:
         ack_timeout_ms=5000,
         max_retries=3,
     ):
-        self.client_id = _b(client_id)
+        self.client_id = pk.as_bytes(client_id)
         self.server = server
         self.port = port or (8883 if ssl else 1883)
         self.user = user
@@ -304,10 +129,10 @@ class MQTTClient:
         self.puback_cb = f
 
     def set_last_will(self, topic, msg, retain=False, qos=0):
-        _check_qos(qos)
+        pk.check_qos(qos)
         if not topic:
             raise ValueError("will topic")
-        self.will = (_b(topic), _b(msg), retain, qos)
+        self.will = (pk.as_bytes(topic), pk.as_bytes(msg), retain, qos)
 
     def isconnected(self):
         return self._connected
@@ -332,12 +157,7 @@ class MQTTClient:
             self._abort(None)
             if isinstance(e, MQTTException):
                 raise
-            # A transport failure: count it against the cached address.
-            n = _dns_failures.get(self.server, 0) + 1
-            _dns_failures[self.server] = n
-            if n >= 3:
-                _dns.pop(self.server, None)
-                _dns_failures[self.server] = 0
+            dnscache.failed(self.server)  # a transport failure: count it against the cached address
             if isinstance(e, EOFError):
                 # Closed before CONNACK: e.g. TLS 1.3 refuses a client cert only after the handshake.
                 raise OSError(errno.ECONNRESET)
@@ -348,13 +168,13 @@ class MQTTClient:
             self.guard(on)
 
     async def _connect(self, clean_session, timeout_ms):
-        if self.server not in _dns:
-            self._guarded(True)
+        if not dnscache.cached(self.server):
+            self._guarded(True)  # the lookup blocks the VM
             try:
-                _resolve(self.server, self.port)
+                dnscache.resolve(self.server, self.port)
             finally:
                 self._guarded(False)
-        ip, port = _resolve(self.server, self.port)
+        ip, port = dnscache.resolve(self.server, self.port)
         if self.ssl:
             r, w = await asyncio.open_connection(ip, port, ssl=self.ssl, server_hostname=self.server_hostname)
         else:
@@ -363,14 +183,14 @@ class MQTTClient:
         self._ping_at = None
         self._connack = None
         self._last_rx = ticks_ms()
-        pkt = connect_packet(self.client_id, self.keepalive, clean_session, self.user, self.password, self.will)
+        pkt = pk.connect_packet(self.client_id, self.keepalive, clean_session, self.user, self.password, self.will)
         # MicroPython runs the TLS handshake inside this first write's drain (the TCP
         # connect before it waits without blocking), so the guarded step starts here
         # and ends with the CONNACK. It gets the connect budget, not the ack timeout.
         self._guarded(True)
         try:
             await self._send(pkt, None, timeout_ms / 1000)
-            if await self._read_packet() != CONNACK:
+            if await self._read_packet() != pk.CONNACK:
                 raise MQTTException("no CONNACK")
         finally:
             self._guarded(False)
@@ -378,7 +198,7 @@ class MQTTClient:
         if rc:
             raise MQTTException(rc)
         self._connected = True
-        _dns_failures[self.server] = 0
+        dnscache.connected(self.server)
         present = bool(self._connack[0] & 1)
         if clean_session:
             self._unacked.clear()
@@ -387,7 +207,7 @@ class MQTTClient:
             for pid in list(self._unacked):
                 e = self._unacked[pid]
                 e[3] = ticks_ms()
-                await self._send(publish_head(e[0], _size(e[1]), 1, e[2], True, pid), e[1])
+                await self._send(pk.publish_head(e[0], pk.payload_size(e[1]), 1, e[2], True, pid), e[1])
         return present
 
     async def disconnect(self):
@@ -397,7 +217,7 @@ class MQTTClient:
             return
         self._closing = True
         try:
-            await self._send(DISCONNECT_PKT)
+            await self._send(pk.DISCONNECT_PKT)
         except Exception:  # noqa: BLE001 - closing regardless
             pass
         self._abort(None, graceful=True)
@@ -481,11 +301,11 @@ class MQTTClient:
         (not copied) for retransmission until acked: do not mutate a bytearray passed
         here before its PUBACK.
         """
-        _check_qos(qos)
-        topic = _b(topic)
+        pk.check_qos(qos)
+        topic = pk.as_bytes(topic)
         if b"#" in topic or b"+" in topic or not topic:
             raise ValueError("bad publish topic")
-        msg = msg if callable(msg) else _b(msg)
+        msg = msg if callable(msg) else pk.as_bytes(msg)
         if self._writer is None:  # before taking a packet id that would then never be acked
             raise self._err or OSError(errno.ENOTCONN)
         pid = 0
@@ -493,7 +313,7 @@ class MQTTClient:
             pid = self._next_pid()
             # Registered before writing: the PUBACK may beat the drain.
             self._unacked[pid] = [topic, msg, retain, ticks_ms(), 0]
-        await self._send(publish_head(topic, _size(msg), qos, retain, False, pid), msg)
+        await self._send(pk.publish_head(topic, pk.payload_size(msg), qos, retain, False, pid), msg)
         return pid
 
     async def subscribe(self, topic, qos=0):
@@ -502,7 +322,7 @@ class MQTTClient:
         Works before run() is started (it reads packets itself) and while
         run() is running (run() hands it the SUBACK). One at a time.
         """
-        _check_qos(qos)
+        pk.check_qos(qos)
         if self._sub_pid:
             raise MQTTException("subscribe in progress")
         pid = self._next_pid()
@@ -510,7 +330,7 @@ class MQTTClient:
         self._sub_rc = -1
         self._sub_evt.clear()
         try:
-            await self._send(subscribe_packet(pid, _b(topic), qos))
+            await self._send(pk.subscribe_packet(pid, pk.as_bytes(topic), qos))
             t0 = ticks_ms()
             while self._sub_rc < 0 and self._writer is not None:
                 left = self.ack_timeout_ms - ticks_diff(ticks_ms(), t0)
@@ -534,7 +354,7 @@ class MQTTClient:
     async def ping(self):
         if self._ping_at is None:
             self._ping_at = ticks_ms()
-        await self._send(PINGREQ_PKT)
+        await self._send(pk.PINGREQ_PKT)
 
     # ------------------------------------------------------------ reading
 
@@ -554,24 +374,24 @@ class MQTTClient:
                 raise MQTTException("bad length")
         self._last_rx = ticks_ms()
         kind = hdr & 0xF0
-        if kind == PUBLISH:
+        if kind == pk.PUBLISH:
             await self._on_publish(hdr, n)
             return kind
         if n > 4:  # nothing else we accept is longer (SUBACK of one topic: 3)
             raise MQTTException("unexpected packet 0x%02x" % hdr)
         body = await r.readexactly(n) if n else b""
-        if kind == PUBACK and n == 2:
+        if kind == pk.PUBACK and n == 2:
             pid = body[0] << 8 | body[1]
             # A duplicate ack (after a retransmit) is not reported twice.
             if self._unacked.pop(pid, None) is not None and self.puback_cb:
                 self.puback_cb(pid)
-        elif kind == SUBACK and n == 3:
+        elif kind == pk.SUBACK and n == 3:
             if (body[0] << 8 | body[1]) == self._sub_pid:
                 self._sub_rc = body[2]
                 self._sub_evt.set()
-        elif kind == PINGRESP:
+        elif kind == pk.PINGRESP:
             self._ping_at = None
-        elif kind == CONNACK and n == 2 and self._connack is None:
+        elif kind == pk.CONNACK and n == 2 and self._connack is None:
             self._connack = body
         else:
             raise MQTTException("unexpected packet 0x%02x" % hdr)
@@ -601,7 +421,7 @@ class MQTTClient:
             if self.cb:
                 self.cb(topic, msg, retained)
         if qos and self._writer is not None:
-            await self._send(puback_packet(pid))
+            await self._send(pk.puback_packet(pid))
 
     async def _skip(self, n):
         # Reads past n bytes in small pieces without holding them.
@@ -666,7 +486,7 @@ class MQTTClient:
                         return
                     e[4] += 1
                     e[3] = now
-                    await self._send(publish_head(e[0], _size(e[1]), 1, e[2], True, due), e[1])
+                    await self._send(pk.publish_head(e[0], pk.payload_size(e[1]), 1, e[2], True, due), e[1])
                 # Ping after keepalive/2 without sending (so the broker keeps us), or
                 # after a whole keepalive without hearing anything (a QoS 0-only
                 # sender would otherwise never notice a half-open link).

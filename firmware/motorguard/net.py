@@ -28,9 +28,9 @@ from motorguard import telemetry
 
 _EPOCH_2000 = 946684800
 _MAX_PENDING = 4  # start/set_speed commands waiting for the control task
-_MAX_ACKS = 6  # acks waiting to be published; past this, refusals are only counted
+_MAX_ACKS = 4  # acks waiting to be published; past this, refusals are only counted
 _RECENT_IDS = 16  # command ids remembered this boot, to refuse redeliveries and replays
-_ACK_INFLIGHT = 4  # unacknowledged acks on the wire before the next one waits
+_ACK_INFLIGHT = 2  # unacknowledged acks on the wire before the next one waits
 _FW = cfgmod.VERSION.encode()
 
 
@@ -144,6 +144,11 @@ class Commands:
         if stop:
             # Before parsing, which allocates: even with no heap left a stop stops.
             self.app.request_stop()
+        elif len(self.pending) >= _MAX_PENDING and len(self.acks) >= _MAX_ACKS:
+            # A flood: both queues are full, so this one is refused unread (no parse, no log,
+            # no ack of its own), and counted for the one ack that reports the flood.
+            self.uncounted += 1
+            return
         try:
             cid, name, code, speed, issued, problem = cmds.parse(msg, retained)
         except MemoryError:

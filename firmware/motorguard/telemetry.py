@@ -112,7 +112,7 @@ class Samples:
         self.temp = array("h", bytes(2 * n))  # tenths of a degree C
         self.current = array("h", bytes(2 * n))  # milliamps
         self.position = array("H", bytes(2 * n))  # tenths of a degree
-        self.speed = array("H", bytes(2 * n))
+        self.speed = bytearray(n)  # deg/s: at most config.MAX_SPEED_DEG_S (180), so a byte
         self.state = bytearray(n)
 
     def record(self, clock, temp, current, position, speed, state):

@@ -1,5 +1,5 @@
-"""Helpers for the adversarial tests: a device that publishes raw bytes, the rules engine with the
-rule that keeps the original payload, and the dead-letter queue read back in one shape."""
+"""Helpers for the adversarial tests: a device that publishes raw bytes, and the dead-letter queue
+read back in one shape."""
 
 from __future__ import annotations
 
@@ -10,33 +10,6 @@ import json
 import boto3
 
 from cloud import resources
-from cloud.local.engine import Engine
-
-# The rule docs/cloud.md proposes for telemetry and events, which hands ingest the bytes as
-# published:  SELECT encode(*, 'base64') AS payload_b64, topic(2) AS thing, topic(3) AS kind,
-# timestamp() AS received_ms FROM 'devices/+/telemetry'
-ENVELOPE_RULES = ("motorguard_telemetry", "motorguard_events")
-
-
-class OriginalBytesEngine(Engine):
-    """The shipped engine with that SELECT on the telemetry and events rules. The local SQL has no
-    encode() yet, so the SELECT output is made here from what the engine hands over (topic, time,
-    raw payload); everything else (matching, the queue, the Lambdas, the error actions) is the
-    engine's own. As in AWS, encode(*) reads any payload, so only AWS IoT's size limit (refused
-    before any rule) still stops a message in the engine."""
-
-    def evaluate(self, topic, payload, clientid=""):
-        fired = super().evaluate(topic, payload, clientid)
-        return [(r, self._select(r, out, ctx, payload), ctx, raw) for r, out, ctx, raw in fired]
-
-    @staticmethod
-    def _select(rule, out, ctx, payload):
-        if rule.name not in ENVELOPE_RULES or getattr(out, "reason", None) == "too_large":
-            return out
-        levels = ctx.topic.split("/")
-        doc = {"payload_b64": base64.b64encode(payload).decode(), "received_ms": ctx.now_ms}
-        doc.update({name: levels[i] for name, i in (("thing", 1), ("kind", 2)) if i < len(levels)})
-        return doc
 
 
 class Publisher:
@@ -95,28 +68,17 @@ class Letter:
             self.layer, self.code, self.source = doc["rejectedBy"], doc.get("code"), p["source"]
             self.kept, self.size, self.sha256 = base64.b64decode(p["base64"]), p["size"], p["sha256"]
             self.truncated, self.thing = p["truncated"], doc.get("thing")
-        else:  # AWS IoT's error action document (the engine adds reason and payloadBytes)
+        else:  # AWS IoT's error action document (the engine adds reason, payloadBytes, payloadSha256)
             self.layer, self.code, self.source = "engine", doc.get("reason") or "action_failed", "original"
             self.kept = base64.b64decode(doc.get("base64OriginalPayload", ""))
             self.size = doc.get("payloadBytes", len(self.kept))
-            self.sha256 = doc.get("sha256")
+            self.sha256 = doc.get("payloadSha256")
             self.truncated = self.size > len(self.kept)
             self.thing = (doc.get("topic") or "//").split("/")[1]
 
     def holds(self, sent: bytes) -> bool:
-        """Whether these are the bytes sent, whole or (truncated) their start and size, and their
-        sha256 where the letter has one."""
-        if self.source == "rule_output":
+        """Whether these are the bytes sent as published, whole or (truncated) their start, and
+        always their size and sha256 (a rule's output is not what was sent)."""
+        if self.source != "original" or self.sha256 != hashlib.sha256(sent).hexdigest() or self.size != len(sent):
             return False
-        if self.sha256 is not None and self.sha256 != hashlib.sha256(sent).hexdigest():
-            return False
-        return self.kept == sent if not self.truncated else (sent.startswith(self.kept) and self.size == len(sent))
-
-    def device_fields(self) -> dict | None:
-        """What a rule output the letter keeps says of the device (the rule's own fields removed)."""
-        try:
-            out = json.loads(self.kept, parse_int=float)  # compared with a payload read the same way
-        except ValueError:
-            return None
-        return {k: v for k, v in out.items() if k not in ("thing", "kind", "received_ms")} if isinstance(out, dict) \
-            else None
+        return self.kept == sent if not self.truncated else sent.startswith(self.kept)

@@ -1,5 +1,7 @@
 """Device messages for the cloud tests, built the way the firmware builds them (schema-valid)."""
 
+import base64
+import json
 import time
 
 
@@ -24,3 +26,11 @@ def event(device="m1", kind="FAULT", boot="0a0b0c0d", seq=1, t=None, reason="ove
 def as_rule_output(msg, kind):
     """What the rules SELECT: the message plus thing, kind and received_ms."""
     return dict(msg, thing=msg["device"], kind=kind, received_ms=int(time.time() * 1000))
+
+
+def as_original(msg, kind, thing=None, received_ms=None, raw=None):
+    """What the shipped rules SELECT (cloud/rules.py ORIGINAL_PAYLOAD): the payload as published
+    (raw, else msg as JSON) in base64, and the rule's thing, kind and received_ms."""
+    raw = json.dumps(msg).encode() if raw is None else raw
+    return {"payload_b64": base64.b64encode(raw).decode(), "thing": msg["device"] if thing is None else thing,
+            "kind": kind, "received_ms": int(time.time() * 1000) if received_ms is None else received_ms}

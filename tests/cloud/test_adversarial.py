@@ -1,14 +1,14 @@
 """Adversarial messages through the real path: a device's publish -> Mosquitto (mTLS) -> the rules
-engine -> the telemetry queue's event source mapping (or the events rule's Lambda action) -> ingest
--> DynamoDB and the dead-letter queue in a moto server.
+engine with the shipped rules -> the telemetry queue's event source mapping (or the events rule's
+Lambda action) -> ingest -> DynamoDB and the dead-letter queue in a moto server.
 
 Each bad message is published between two valid ones from the same device, and each case checks:
-nothing of it is stored, its dead letter names the expected reason, its bytes can be recovered
-from the letter, and both batch-mates are stored (sharing its batch where it reached one).
-Two engines: the shipped rules (SELECT *, topic(2) AS thing, ...: the rule output holds the
-device's fields, and the engine turns away what is not a JSON object), and the same engine with
-the rule that keeps the original payload (adversarial.OriginalBytesEngine), which lets ingest
-judge every byte as published.
+nothing of it is stored, its dead letter names the expected reason, the letter holds the bytes as
+published (whole, or their start, with their size and SHA-256), and both batch-mates are stored
+(sharing its batch where it reached one). The rules send the payload as published
+(encode(*, 'base64'), cloud/rules.py), so ingest judges every byte: a payload that sets the rule's
+own fields is rejected (identity) instead of being overwritten, and one that is not JSON reaches
+ingest and is rejected with its precise reason.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import pytest
 from boto3.dynamodb.conditions import Key
 
 from cloud import resources
-from cloud.domain import history
+from cloud.domain import delivery, history
 from cloud.local import moto_env
 from cloud.local.engine import Engine, default_functions
 
-from adversarial import Letter, OriginalBytesEngine, Publisher, drain, limit_dead_letter_queue
+from adversarial import Letter, Publisher, drain, limit_dead_letter_queue
 from messages import event, telemetry
 from waiting import wait_for
 
@@ -38,8 +38,7 @@ class Case(NamedTuple):
     name: str
     topic: str
     payload: bytes
-    shipped: tuple  # (layer, code) expected with the shipped rules; ("stored", None): stored as the topic's
-    original: tuple  # (layer, code) expected with the rule that keeps the original payload
+    expected: tuple  # (layer, code) of its dead letter: ingest's reject, or the engine's error action
     via: str = "mqtt"  # or "engine": handed to Engine.process (topics and sizes the broker refuses)
 
 
@@ -68,38 +67,36 @@ def corpus(now: int) -> list[Case]:
     del no_seq["seq"]
     nan = _bytes(_t(503, now)).replace(b'"current_a": 0.8', b'"current_a": NaN', 1)
     assert b"NaN" in nan
-    engine_nj, ingest = ("engine", "not_json"), "ingest"
+    ingest = "ingest"
     return [
-        Case("malformed", tel, valid[:-40], engine_nj, (ingest, "not_json")),
-        Case("not_json", tel, b"\x00\xffMG telemetry?\x01", engine_nj, (ingest, "not_json")),
-        Case("empty", tel, b"", engine_nj, (ingest, "not_json")),
-        Case("nan", tel, nan, engine_nj, (ingest, "not_json")),
-        Case("array", tel, b'[{"v": 1}]', engine_nj, (ingest, "not_object")),
-        Case("scalar", tel, b'"adv-1"', engine_nj, (ingest, "not_object")),
-        Case("oversized", tel, _bytes(dict(_t(504, now), fw="x" * 200_000)), ("engine", "too_large"),
-             ("engine", "too_large"), via="engine"),
-        Case("deep_value", tel, _bytes(deep_value), (ingest, "too_deep"), (ingest, "too_deep")),
-        Case("deep_root", tel, b"[" * 2000 + b"]" * 2000, engine_nj, (ingest, "too_deep")),
+        Case("malformed", tel, valid[:-40], (ingest, "not_json")),
+        Case("not_json", tel, b"\x00\xffMG telemetry?\x01", (ingest, "not_json")),
+        Case("empty", tel, b"", (ingest, "not_json")),
+        Case("nan", tel, nan, (ingest, "not_json")),
+        Case("array", tel, b'[{"v": 1}]', (ingest, "not_object")),
+        Case("scalar", tel, b'"adv-1"', (ingest, "not_object")),
+        Case("oversized", tel, _bytes(dict(_t(504, now), fw="x" * 200_000)), ("engine", "too_large"), via="engine"),
+        Case("deep_value", tel, _bytes(deep_value), (ingest, "too_deep")),
+        Case("deep_root", tel, b"[" * 2000 + b"]" * 2000, (ingest, "too_deep")),
         Case("spoofed_device", tel, _bytes(telemetry(device=OTHER, seq=505, n=5, t0=now - 60_000)),
-             (ingest, "identity"), (ingest, "identity")),
-        Case("empty_segment", "devices//telemetry", _bytes(_t(506, now)), (ingest, "identity"), (ingest, "identity"),
-             via="engine"),
-        Case("invalid_thing", "devices/bad name/telemetry", _bytes(dict(_t(507, now), device="bad name")),
-             (ingest, "identity"), (ingest, "identity"), via="engine"),
-        Case("long_thing", "devices/%s/telemetry" % ("x" * 129), _bytes(dict(_t(508, now), device="x" * 129)),
-             (ingest, "identity"), (ingest, "identity"), via="engine"),
-        Case("far_future", tel, _bytes(_t(509, now + 10 * YEAR_MS)), (ingest, "time"), (ingest, "time")),
-        Case("pre_epoch", tel, _bytes(telemetry(device=DEVICE, seq=510, n=5, t0=1_500_000_000_000)),
-             (ingest, "time"), (ingest, "time")),
-        Case("reserved_thing", tel, _bytes(dict(_t(511, now), thing=DEVICE)), ("stored", None), (ingest, "identity")),
-        Case("reserved_kind", tel, _bytes(dict(_t(512, now), kind="events", received_ms=1)), ("stored", None),
              (ingest, "identity")),
-        Case("schema", tel, _bytes(no_seq), (ingest, "schema"), (ingest, "schema")),
-        Case("huge_number", tel, _bytes(dict(_t(513, now), uptime_s=10 ** 30)), (ingest, "schema"),
-             (ingest, "schema")),
+        Case("empty_segment", "devices//telemetry", _bytes(_t(506, now)), (ingest, "identity"), via="engine"),
+        Case("invalid_thing", "devices/bad name/telemetry", _bytes(dict(_t(507, now), device="bad name")),
+             (ingest, "identity"), via="engine"),
+        Case("long_thing", "devices/%s/telemetry" % ("x" * 129), _bytes(dict(_t(508, now), device="x" * 129)),
+             (ingest, "identity"), via="engine"),
+        Case("far_future", tel, _bytes(_t(509, now + 10 * YEAR_MS)), (ingest, "time")),
+        Case("pre_epoch", tel, _bytes(telemetry(device=DEVICE, seq=510, n=5, t0=1_500_000_000_000)), (ingest, "time")),
+        Case("reserved_thing", tel, _bytes(dict(_t(511, now), thing=DEVICE)), (ingest, "identity")),
+        Case("reserved_kind", tel, _bytes(dict(_t(512, now), kind="events", received_ms=1)), (ingest, "identity")),
+        Case("reserved_original", tel, _bytes(dict(_t(515, now), payload_b64="e30=")), (ingest, "identity")),
+        Case("schema", tel, _bytes(no_seq), (ingest, "schema")),
+        Case("huge_number", tel, _bytes(dict(_t(513, now), uptime_s=10 ** 30)), (ingest, "schema")),
         Case("future_event", "devices/%s/events" % DEVICE,
-             _bytes(event(device=DEVICE, kind="STARTED", seq=514, t=now + YEAR_MS)), (ingest, "time"),
-             (ingest, "time")),
+             _bytes(event(device=DEVICE, kind="STARTED", seq=514, t=now + YEAR_MS)), (ingest, "time")),
+        Case("reserved_event", "devices/%s/events" % DEVICE,
+             _bytes(dict(event(device=DEVICE, kind="STOPPED", seq=516, t=now - 1000), thing=OTHER)),
+             (ingest, "identity")),
     ]
 
 
@@ -112,18 +109,13 @@ def stored_seqs(table="telemetry") -> dict:
 
 
 def body_is(payload: bytes, body: str) -> bool:
-    """Whether a queued body carries this payload (as the original, or as the rule's output)."""
-    from cloud.domain import delivery
-
-    out = json.loads(body, parse_int=float)
-    if delivery.is_envelope(out):
-        return delivery.original_of(out) == payload
-    return {k: v for k, v in out.items() if k not in ("thing", "kind", "received_ms")} == _parsed(payload)
+    """Whether a queued body (the telemetry rule's output) carries this payload."""
+    return delivery.original_of(json.loads(body)) == payload
 
 
-@pytest.fixture(scope="module", params=["shipped", "original"])
-def outcome(request, moto_server, tmp_path_factory):
-    """Publishes the whole corpus once per engine and gathers what became of each case."""
+@pytest.fixture(scope="module")
+def outcome(moto_server, tmp_path_factory):
+    """Publishes the whole corpus once and gathers what became of each case."""
     from provisioning.broker import LocalBroker, free_port
 
     import requests
@@ -144,8 +136,7 @@ def outcome(request, moto_server, tmp_path_factory):
     recording_ingest.handler_path = real_ingest.handler_path
     functions["ingest"] = recording_ingest
     broker = LocalBroker.with_new_pki(tmp_path_factory.mktemp("broker"), free_port()).start()
-    engine_class = OriginalBytesEngine if request.param == "original" else Engine
-    engine = engine_class(broker, functions=functions, async_retry_delay_s=0.05).start()
+    engine = Engine(broker, functions=functions, async_retry_delay_s=0.05).start()
     dev = Publisher(broker, DEVICE)
     now = int(time.time() * 1000)
     cases = corpus(now)
@@ -165,13 +156,12 @@ def outcome(request, moto_server, tmp_path_factory):
         ev_mates = {2 * k + s for k, c in enumerate(cases) if c.topic.endswith("events") for s in (0, 1)}
         wait_for(lambda: tel_mates <= set(stored_seqs()) and ev_mates <= set(stored_seqs("events")), 60,
                  "every batch-mate stored")
-        expected = sum(1 for c in cases if getattr(c, request.param)[0] != "stored")
         letters, deadline = [], time.monotonic() + 20
-        while len(drain(letters)) < expected and time.monotonic() < deadline:  # fewer: the cases say which
+        while len(drain(letters)) < len(cases) and time.monotonic() < deadline:  # fewer: the cases say which
             time.sleep(0.2)
         time.sleep(1.5)  # anything late (a second letter for one message would be a fault)
         drain(letters)
-        yield {"variant": request.param, "cases": cases, "letters": [Letter(d) for d in letters],
+        yield {"cases": cases, "letters": [Letter(d) for d in letters],
                "telemetry": stored_seqs(), "events": stored_seqs("events"), "batches": batches,
                "devices": boto3.resource("dynamodb").Table(resources.TABLES["devices"][0]).scan()["Items"],
                "stats": engine.stats(), "now": now}
@@ -185,22 +175,13 @@ def outcome(request, moto_server, tmp_path_factory):
 @pytest.mark.parametrize("name", [c.name for c in corpus(0)])
 def test_a_bad_message_is_rejected_with_its_reason_and_bytes_and_its_batch_mates_are_stored(outcome, name):
     k, case = next((k, c) for k, c in enumerate(outcome["cases"]) if c.name == name)
-    layer, code = getattr(case, outcome["variant"])
     kind = case.topic.rsplit("/", 1)[1]
     stored = outcome["telemetry"] if kind == "telemetry" else outcome["events"]
     assert {2 * k, 2 * k + 1} <= set(stored), "a batch-mate of %s was not stored" % name
-    if layer == "stored":  # the shipped rule overwrote the payload's own rule fields: no way to tell
-        item = stored[json.loads(case.payload)["seq"]]
-        kept = history.unpack(item["payload"])
-        assert item["device"] == DEVICE and kept["thing"] == DEVICE and kept["kind"] == "telemetry"
-        assert kept["received_ms"] != 1, "the rule's receive time, not the payload's"
-        return
-    # A letter holds the bytes as sent, or a rule output whose device fields are the payload's.
-    mine = [x for x in outcome["letters"] if x.holds(case.payload) or (
-        x.source == "rule_output" and _parsed(case.payload) is not None and x.device_fields() == _parsed(case.payload))]
+    mine = [x for x in outcome["letters"] if x.holds(case.payload)]  # the bytes as published, nothing else
     assert len(mine) == 1, "%d dead letters for %s: %s" % (len(mine), name, [x.doc for x in outcome["letters"]][:3])
     letter = mine[0]
-    assert (letter.layer, letter.code) == (layer, code), letter.doc
+    assert (letter.layer, letter.code) == case.expected, letter.doc
     assert letter.doc.get("reason"), "every reject says why"
     seq = _parsed(case.payload).get("seq") if isinstance(_parsed(case.payload), dict) else None
     assert seq is None or int(seq) not in stored, "%s was stored" % name
@@ -221,11 +202,7 @@ def _parsed(payload: bytes):
 
 
 def _seq_of(body: str):
-    from cloud.domain import delivery
-
-    out = json.loads(body)
-    if delivery.is_envelope(out):
-        out = _parsed(delivery.original_of(out)) or {}
+    out = _parsed(delivery.original_of(json.loads(body)) or b"")
     return out.get("seq") if isinstance(out, dict) else None
 
 
@@ -236,11 +213,12 @@ def test_nothing_from_the_future_becomes_latest_and_the_engine_lost_nothing(outc
     newest = max(history.first_ms(i) for i in outcome["telemetry"].values())
     assert newest < outcome["now"], "a future batch would be the newest history item"
     mates = {2 * k + s for k, c in enumerate(outcome["cases"]) if c.topic.endswith("/telemetry") for s in (0, 1)}
-    overwritten = {json.loads(c.payload)["seq"] for c in outcome["cases"] if getattr(c, outcome["variant"])[0] == "stored"}
-    assert set(outcome["telemetry"]) == mates | overwritten, "stored: the batch-mates and nothing else"
+    assert set(outcome["telemetry"]) == mates, "stored: the batch-mates and nothing else"
+    assert len(outcome["letters"]) == len(outcome["cases"]), "one dead letter a case, no more"
     assert {i["device"] for i in boto3.resource("dynamodb").Table(resources.TABLES["telemetry"][0]).scan()["Items"]} \
         == {DEVICE}, "nothing stored under another name"
     st = outcome["stats"]
     assert st["evaluation_errors"] == 0 and st["error_action_failed"] == 0
+    assert st["too_large"] == 1 and st["not_json"] == st["not_object"] == st["too_deep"] == 0, "ingest judged them"
     q = st["queues"][resources.TELEMETRY_QUEUE]
     assert q["failed_deliveries"] == 0 and q["redriven"] == 0 and q["held"] == 0, q

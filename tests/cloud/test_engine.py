@@ -4,6 +4,7 @@ every action type lands, failures reach the error action with AWS's payload, not
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
@@ -262,11 +263,15 @@ def test_rule_outputs_encode_any_json_number_and_a_non_json_payload_is_refused()
     (_, out, _, _), _ = e.evaluate("a/b", b'{"n": 10000000000, "t": 21.5}')
     assert json.loads(to_json(out)) == {"n": 10**10, "t": 21.5, "big": 10**22}  # past 64 bits: the fallback
     assert to_json({"t": 21.5, "s": "x"}) == '{"t":21.5,"s":"x"}'
-    for not_json in (b'{"n": NaN}', b"\xff\xfe", b"plain text", b"80", b"[1, 2]", b'"s"'):
-        fired = e.evaluate("a/b", not_json)
+    unreadable = {b'{"n": NaN}': "not_json", b"\xff\xfe": "not_json", b"plain text": "not_json", b"": "not_json",
+                  b"80": "not_object", b"[1, 2]": "not_object", b'"s"': "not_object", b"null": "not_object",
+                  b"[" * 1100 + b"]" * 1100: "too_deep", b'{"a":' * 300 + b"1" + b"}" * 300: "too_deep"}
+    for payload, code in unreadable.items():
+        fired = e.evaluate("a/b", payload)
         # WHERE n > 1 is Undefined on a payload with no attributes: only r fires, and is refused.
-        assert [(r.name, type(out), out.reason) for r, out, _, _ in fired] == [("r", Refused, "not_json")], not_json
-    assert e.stats()["not_json"] == 6
+        assert [(r.name, type(out), out.reason) for r, out, _, _ in fired] == [("r", Refused, code)], payload[:20]
+    st = e.stats()
+    assert (st["not_json"], st["not_object"], st["too_deep"]) == (4, 4, 2)
 
 
 LOGGED_RULES = [{"name": "logged", "sql": "SELECT *, topic(2) AS thing FROM 'devices/+/events' WHERE event = 'FAULT'",
@@ -289,6 +294,7 @@ def test_an_oversized_or_unreadable_message_goes_to_the_error_action_and_the_eng
     assert set(dead) == {("logged", "too_large"), ("everything", "too_large"), ("everything", "not_json")}
     too_large = dead[("logged", "too_large")]
     assert too_large["payloadBytes"] == len(big) and too_large["topic"] == "devices/m9/events"
+    assert too_large["payloadSha256"] == hashlib.sha256(big).hexdigest(), "the whole payload's, not its start's"
     assert base64.b64decode(too_large["base64OriginalPayload"]) == big[:4096]  # only its start: SQS takes 256 KB
     assert "too_large" in too_large["failures"][0]["errorMessage"]
     assert base64.b64decode(dead[("everything", "not_json")]["base64OriginalPayload"]) == b"\x00\x01 not json"

@@ -18,7 +18,7 @@ from cloud.domain import aggregates, history
 from cloud.lambdas import aggregate, alert, api, ingest
 from cloud.local.apigw import ApiServer, LambdaContext
 
-from messages import as_rule_output, event, telemetry
+from messages import as_original, as_rule_output, event, telemetry
 
 
 def ctx(name="test"):
@@ -95,11 +95,11 @@ def sqs_event(*bodies):
 
 def test_ingest_drains_a_queue_batch_once_per_message_and_rejects_the_bad(aws):
     t0 = int(time.time() * 1000) - 60 * 30000  # the last half hour: times ahead of the receive time are rejected
-    good = [as_rule_output(telemetry(device="m%d" % (i % 3), seq=i, t0=t0 + i * 30000), "telemetry") for i in range(60)]
+    good = [telemetry(device="m%d" % (i % 3), seq=i, t0=t0 + i * 30000) for i in range(60)]
     bad = telemetry(device="m9")
     bad["samples"][0]["state"] = "DANCING"
-    bodies = [json.dumps(g) for g in good]
-    bodies += [bodies[5], json.dumps(as_rule_output(bad, "telemetry")), "{not json"]  # a duplicate and two rejects
+    bodies = [json.dumps(as_original(g, "telemetry")) for g in good]  # what the telemetry rule queues
+    bodies += [bodies[5], json.dumps(as_original(bad, "telemetry")), "{not json"]  # a duplicate and two rejects
     r = ingest.handler(sqs_event(*bodies), ctx())
     assert r == {"batchItemFailures": []}
     again = ingest.handler(sqs_event(*bodies[:10]), ctx())  # SQS delivers at least once
@@ -108,12 +108,14 @@ def test_ingest_drains_a_queue_batch_once_per_message_and_rejects_the_bad(aws):
     assert len(rows) == 60
     stored = [history.unpack(row["payload"]) for row in rows]
     assert sorted((m["device"], m["seq"]) for m in stored) == sorted((g["device"], g["seq"]) for g in good)
-    assert all(m == good[m["seq"]] for m in stored), "each payload is the rule's output as queued"
+    assert all(m == good[m["seq"]] for m in stored), "each payload is the device's message as published"
     dead = dlq_messages()
     assert sorted(d["reason"] for d in dead) == [
         "not_json: the queued body: unexpected character, expected a string key: line 1 column 2 (char 1)",
         'schema: samples/0/state: "DANCING" is not one of "STOPPED", "RUNNING" or "FAULT"']
-    assert sorted(base64.b64decode(d["payload"]["base64"]) for d in dead) == sorted(b.encode() for b in bodies[-2:])
+    kept = sorted(base64.b64decode(d["payload"]["base64"]) for d in dead)
+    assert kept == sorted([b"{not json", json.dumps(bad).encode()])
+    assert sorted(d["payload"]["source"] for d in dead) == ["original", "rule_output"]
 
 
 def test_ingest_reports_what_dynamodb_would_not_take_as_batch_item_failures(aws, monkeypatch):
@@ -185,9 +187,9 @@ def test_events_are_stored_once_and_move_latest_state_forward_only(aws):
     t = int(time.time() * 1000)
     started = event(kind="STARTED", seq=1, t=t)
     fault = event(kind="FAULT", seq=2, t=t + 1000)
-    ingest.handler(as_rule_output(fault, "events"), ctx())
-    ingest.handler(as_rule_output(started, "events"), ctx())  # arrives late
-    ingest.handler(as_rule_output(fault, "events"), ctx())  # duplicate
+    ingest.handler(as_original(fault, "events"), ctx())  # the events rule's output
+    ingest.handler(as_original(started, "events"), ctx())  # arrives late
+    ingest.handler(as_rule_output(fault, "events"), ctx())  # a duplicate, in the rule output of before
     assert len(items("events")) == 2
     dev = items("devices")
     assert len(dev) == 1 and dev[0]["state"] == "FAULT" and dev[0]["reason"] == "overtemp_overcurrent"
@@ -242,9 +244,8 @@ def test_alert_sends_once_per_window_to_sns_telegram_and_discord(aws, receiver, 
     monkeypatch.setenv("TELEGRAM_API_URL", receiver.url)
     monkeypatch.setenv("DISCORD_WEBHOOK_URL", receiver.url + "/discord")
     watch = sns_subscriber_queue()
-    fault = as_rule_output(event(kind="FAULT"), "events")
-    first = alert.handler(fault, ctx())
-    second = alert.handler(dict(fault, seq=3), ctx())  # the same fault again within the window
+    first = alert.handler(as_original(event(kind="FAULT"), "events"), ctx())
+    second = alert.handler(as_original(event(kind="FAULT", seq=3), "events"), ctx())  # again within the window
     assert first["status"] == "sent" and second["status"] == "suppressed"
     assert first["webhooks"] == {"telegram": True, "discord": True}
     paths = [p for p, _ in receiver.posts]
@@ -254,13 +255,13 @@ def test_alert_sends_once_per_window_to_sns_telegram_and_discord(aws, receiver, 
         assert words in text
     msgs = boto3.client("sqs").receive_message(QueueUrl=watch, MaxNumberOfMessages=10)["Messages"]
     assert len(msgs) == 1 and "MotorGuard FAULT on m1" in json.loads(msgs[0]["Body"])["Subject"]
-    other = alert.handler(as_rule_output(event(kind="FAULT", reason="overtemp"), "events"), ctx())
+    other = alert.handler(as_original(event(kind="FAULT", reason="overtemp"), "events"), ctx())
     assert other["status"] == "sent"  # a different reason is a different alert
 
 
 def test_alert_window_expires(aws, monkeypatch):
     monkeypatch.setenv("ALERT_WINDOW_S", "1")
-    e = as_rule_output(event(kind="ESTOP"), "events")
+    e = as_original(event(kind="ESTOP"), "events")
     assert alert.handler(e, ctx())["status"] == "sent"
     time.sleep(2.1)
     assert alert.handler(e, ctx())["status"] == "sent"

@@ -9,8 +9,25 @@ import asyncio
 if __name__ == "__main__":
     sys.path.insert(0, sys.argv[1])
 
-from motorguard import mqtt  # noqa: E402
+from motorguard import dnscache  # noqa: E402
+from motorguard import mqtt_packets as packets  # noqa: E402
 from motorguard.mqtt import MQTTClient, MQTTException  # noqa: E402
+
+
+def decode_length(data, off=0):
+    """Reads a remaining-length varint from data[off:]: (value, next offset). The checks' own
+    decoder, to read back what the encoder wrote (the client decodes from the stream)."""
+    n = 0
+    shift = 0
+    while True:
+        if shift > 21:
+            raise MQTTException("bad length")
+        b = data[off]
+        off += 1
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return n, off
+        shift += 7
 
 
 def expect_raises(exc, fn, *args):
@@ -23,7 +40,7 @@ def expect_raises(exc, fn, *args):
 
 def enc_len(n):
     buf = bytearray(4)
-    end = mqtt.put_length(buf, 0, n)
+    end = packets.put_length(buf, 0, n)
     return bytes(buf[:end])
 
 
@@ -82,50 +99,50 @@ def check_length_known_values():
 def check_length_roundtrip_and_size():
     for n in (0, 1, 127, 128, 300, 16383, 16384, 65535, 2097151, 2097152, 100000000, 268435455):
         b = enc_len(n)
-        assert len(b) == mqtt.length_size(n), n
-        assert mqtt.decode_length(b) == (n, len(b)), n
+        assert len(b) == packets.length_size(n), n
+        assert decode_length(b) == (n, len(b)), n
         # Decoding from an offset inside a larger buffer.
-        assert mqtt.decode_length(b"\x30" + b + b"tail", 1) == (n, 1 + len(b))
+        assert decode_length(b"\x30" + b + b"tail", 1) == (n, 1 + len(b))
 
 
 def check_length_limits():
-    expect_raises(ValueError, mqtt.length_size, 268435456)
-    expect_raises(ValueError, mqtt.length_size, -1)
-    expect_raises(MQTTException, mqtt.decode_length, b"\xff\xff\xff\xff\x01")
+    expect_raises(ValueError, packets.length_size, 268435456)
+    expect_raises(ValueError, packets.length_size, -1)
+    expect_raises(MQTTException, decode_length, b"\xff\xff\xff\xff\x01")
 
 
 def check_connect_packet_plain():
-    p = mqtt.connect_packet("dev-1", keepalive=60, clean_session=True)
+    p = packets.connect_packet("dev-1", keepalive=60, clean_session=True)
     assert bytes(p) == b"\x10\x11\x00\x04MQTT\x04\x02\x00\x3c\x00\x05dev-1", bytes(p)
-    p = mqtt.connect_packet(b"d", keepalive=0, clean_session=False)
+    p = packets.connect_packet(b"d", keepalive=0, clean_session=False)
     assert bytes(p) == b"\x10\x0d\x00\x04MQTT\x04\x00\x00\x00\x00\x01d", bytes(p)
 
 
 def check_connect_packet_will_and_user():
-    p = mqtt.connect_packet("d", 1200, True, user="u", password="pw", will=(b"w/t", b"bye", True, 1))
+    p = packets.connect_packet("d", 1200, True, user="u", password="pw", will=(b"w/t", b"bye", True, 1))
     body = b"\x00\x04MQTT\x04\xee\x04\xb0" + b"\x00\x01d" + b"\x00\x03w/t\x00\x03bye" + b"\x00\x01u" + b"\x00\x02pw"
     assert bytes(p) == b"\x10" + enc_len(len(body)) + body, bytes(p)
     # A password without a user name is not allowed by 3.1.1: it is left out.
-    p = mqtt.connect_packet("d", 0, True, password="pw")
+    p = packets.connect_packet("d", 0, True, password="pw")
     assert p[9] == 0x02 and not bytes(p).endswith(b"pw")
 
 
 def check_publish_head():
-    h = mqtt.publish_head(b"a/b", 5, qos=1, retain=True, dup=True, pid=10)
+    h = packets.publish_head(b"a/b", 5, qos=1, retain=True, dup=True, pid=10)
     assert bytes(h) == b"\x3b\x0c\x00\x03a/b\x00\x0a", bytes(h)
-    h = mqtt.publish_head(b"a/b", 5)
+    h = packets.publish_head(b"a/b", 5)
     assert bytes(h) == b"\x30\x0a\x00\x03a/b", bytes(h)
     # 200-byte payload: two length bytes, and no packet id at QoS 0.
-    h = mqtt.publish_head(b"t", 200)
+    h = packets.publish_head(b"t", 200)
     assert bytes(h) == b"\x30" + enc_len(203) + b"\x00\x01t", bytes(h)
-    h = mqtt.publish_head(b"t", 0, qos=1, pid=0xABCD)
+    h = packets.publish_head(b"t", 0, qos=1, pid=0xABCD)
     assert bytes(h) == b"\x32\x05\x00\x01t\xab\xcd", bytes(h)
 
 
 def check_subscribe_and_puback_packets():
-    assert bytes(mqtt.subscribe_packet(1, b"a/b", 1)) == b"\x82\x08\x00\x01\x00\x03a/b\x01"
-    assert mqtt.puback_packet(0x1234) == b"\x40\x02\x12\x34"
-    assert mqtt.PINGREQ_PKT == b"\xc0\x00" and mqtt.DISCONNECT_PKT == b"\xe0\x00"
+    assert bytes(packets.subscribe_packet(1, b"a/b", 1)) == b"\x82\x08\x00\x01\x00\x03a/b\x01"
+    assert packets.puback_packet(0x1234) == b"\x40\x02\x12\x34"
+    assert packets.PINGREQ_PKT == b"\xc0\x00" and packets.DISCONNECT_PKT == b"\xe0\x00"
 
 
 def check_qos2_and_bad_topics_rejected():
@@ -167,8 +184,8 @@ def check_publish_qos1_tracks_inflight():
     async def go():
         pid = await c.publish("devices/d/t", b"hello", qos=1)
         assert pid == 1 and c.inflight() == 1
-        assert await c._read_packet() == mqtt.PUBACK
-        assert await c._read_packet() == mqtt.PUBACK
+        assert await c._read_packet() == packets.PUBACK
+        assert await c._read_packet() == packets.PUBACK
 
     asyncio.run(go())
     assert acks == [1], acks  # a duplicate PUBACK is not reported twice
@@ -256,9 +273,8 @@ def check_close_when_not_connected_is_harmless():
 
 
 def check_dns_resolved_once_and_forgotten_after_failures():
-    mqtt._dns.clear()
-    mqtt._dns_failures.clear()
-    real = mqtt.socket
+    dnscache.clear()
+    real = dnscache.socket
     calls = []
 
     class CountingSocket:
@@ -272,7 +288,7 @@ def check_dns_resolved_once_and_forgotten_after_failures():
             calls.append(a[0])
             return real.getaddrinfo(*a)
 
-    mqtt.socket = CountingSocket()
+    dnscache.socket = CountingSocket()
     try:
         c = MQTTClient("d", "localhost", 1)  # nothing listens on port 1: refused at once
         for attempt in range(4):
@@ -281,14 +297,13 @@ def check_dns_resolved_once_and_forgotten_after_failures():
             except OSError:
                 pass
             if attempt == 0:
-                assert mqtt._dns == {"localhost": ("127.0.0.1", 1)}, mqtt._dns
+                assert dnscache._addresses == {"localhost": ("127.0.0.1", 1)}, dnscache._addresses
         # Looked up on the 1st attempt, cached for the 2nd and 3rd, forgotten after the
         # 3rd failure, looked up again on the 4th.
         assert calls == ["localhost", "localhost"], calls
     finally:
-        mqtt.socket = real
-        mqtt._dns.clear()
-        mqtt._dns_failures.clear()
+        dnscache.socket = real
+        dnscache.clear()
 
 
 CHECKS = [v for k, v in sorted(globals().items()) if k.startswith("check_")]
@@ -328,4 +343,4 @@ def check_payload_in_pieces_is_counted_and_sent_whole():
 
     pid = asyncio.run(go())
     out = bytes(c._writer.out)
-    assert out == bytes(mqtt.publish_head(b"t/x", 5, 1, False, False, pid)) + b"abcde", out
+    assert out == bytes(packets.publish_head(b"t/x", 5, 1, False, False, pid)) + b"abcde", out

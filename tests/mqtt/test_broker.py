@@ -56,16 +56,25 @@ def test_acl_is_least_privilege():
         "pattern write devices/%u/ack",
         "pattern write $aws/rules/motorguard_telemetry/devices/%u/telemetry",
         "pattern read devices/%u/cmd",
-        "user motorguard-service",
+        "user motorguard-service",  # the observer: tests, tools, the HIL rig
         "topic read devices/#",
         "topic read $aws/rules/#",
         "topic write devices/+/cmd",
-        "user motorguard-rules-engine",
+        "user motorguard-rules-engine",  # every rule's topics; republish actions
         "topic read devices/#",
         "topic read $aws/rules/#",
         "topic write devices/+/cmd",
+        "user motorguard-api",  # the API's commands
+        "topic write devices/+/cmd",
+        "user motorguard-provision-check",  # sees a device's telemetry, probes one device that must not exist
+        "topic read devices/+/telemetry",
+        "topic write devices/motorguard-check-other/cmd",
+        "user motorguard-provision-rotation",  # waits for a new boot's status
+        "topic read devices/+/status",
     ]
-    assert broker_mod.SERVICE_IDENTITIES == ("motorguard-service", "motorguard-rules-engine")
+    assert broker_mod.SERVICE_IDENTITIES == ("motorguard-service", "motorguard-rules-engine", "motorguard-api",
+                                             "motorguard-provision-check", "motorguard-provision-rotation")
+    assert set(broker_mod.RESERVED_THING_NAMES) == set(broker_mod.SERVICE_IDENTITIES) | {"motorguard-check-other"}
 
 
 def test_acl_mirrors_the_aws_policy():
@@ -109,14 +118,15 @@ def test_context_manager_starts_checks_and_stops(tmp_path):
 
 
 def test_key_files_stay_private(made):
-    _, engine_key = made.service_credentials(broker_mod.ENGINE_IDENTITY)
-    for p in (made.ca_key, made.server_key, made.service_key, engine_key):
+    keys = [made.service_credentials(identity)[1] for identity in broker_mod.SERVICE_IDENTITIES]
+    for p in [made.ca_key, made.server_key] + keys:
         assert oct(p.stat().st_mode & 0o777) == "0o600", p
 
 
-def test_the_rules_engine_has_an_identity_of_its_own(made, tmp_path):
+def test_each_service_client_has_an_identity_of_its_own(made, tmp_path):
     """Client ids are certificate names, so one identity's connections share one id: the engine's
-    persistent session must not be taken over by another service client."""
+    persistent session must not be taken over by another service client, nor the API's publisher,
+    provision check and rotation by each other."""
     from cryptography.x509.oid import NameOID
 
     from provisioning import pki
@@ -128,6 +138,9 @@ def test_the_rules_engine_has_an_identity_of_its_own(made, tmp_path):
     assert names == {i: i for i in broker_mod.SERVICE_IDENTITIES}
     with pytest.raises(BrokerError, match="not a service identity"):
         made.service_credentials("motor-1")
+    for reserved in broker_mod.RESERVED_THING_NAMES:  # a device by that name would carry its grants
+        with pytest.raises(BrokerError, match="service identity's name"):
+            made.issue_device(reserved)
     # A state dir from before the engine had its own certificate gets one from the CA.
     old = LocalBroker.with_new_pki(tmp_path / "old", 18884)
     engine_cert, _ = old.service_credentials(broker_mod.ENGINE_IDENTITY)

@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from motorguard import mqtt
+from motorguard import mqtt_packets as packets
 
 from . import packet_checks
+from .packet_checks import decode_length
 from .conftest import FIRMWARE, HERE, micropython_exe
 
 
@@ -29,19 +30,19 @@ def test_same_checks_under_micropython():
 @given(st.integers(min_value=0, max_value=268435455))
 def test_remaining_length_roundtrip(n):
     buf = bytearray(4)
-    end = mqtt.put_length(buf, 0, n)
-    assert end == mqtt.length_size(n)
-    assert mqtt.decode_length(bytes(buf[:end])) == (n, end)
+    end = packets.put_length(buf, 0, n)
+    assert end == packets.length_size(n)
+    assert decode_length(bytes(buf[:end])) == (n, end)
 
 
 @given(st.binary(min_size=1, max_size=300), st.binary(max_size=3000), st.integers(0, 1),
        st.booleans(), st.booleans(), st.integers(1, 65535))
 def test_publish_head_frames_the_payload(topic, payload, qos, retain, dup, pid):
-    head = bytes(mqtt.publish_head(topic, len(payload), qos, retain, dup, pid))
+    head = bytes(packets.publish_head(topic, len(payload), qos, retain, dup, pid))
     pkt = head + payload
     assert pkt[0] >> 4 == 3
     assert (pkt[0] >> 1) & 3 == qos and bool(pkt[0] & 1) == retain and bool(pkt[0] & 8) == dup
-    rem, off = mqtt.decode_length(pkt, 1)
+    rem, off = decode_length(pkt, 1)
     assert rem == len(pkt) - off  # the length covers exactly the rest of the packet
     tl = pkt[off] << 8 | pkt[off + 1]
     assert pkt[off + 2: off + 2 + tl] == topic

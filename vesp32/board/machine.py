@@ -2,7 +2,8 @@
 #
 # Placed first on sys.path, it shadows the unix port's built-in `machine`
 # (machine is one of MicroPython's extensible built-ins). Every call that
-# touches hardware polls the harness channel first (see _vboard).
+# touches hardware polls the harness channel first (_vboard.poll), then works
+# on the shared signal state (_vpins) or the clocks (_vtimers).
 #
 # Implemented: Pin, Signal, PWM, ADC, WDT, Timer, RTC (minimal), reset,
 # soft_reset, reset_cause, unique_id, freq, idle, lightsleep, deepsleep,
@@ -11,6 +12,8 @@
 import time
 
 import _vboard as _B
+import _vpins as _P
+import _vtimers as _T
 
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -67,15 +70,15 @@ class Pin:
         if (mode == Pin.OUT or mode == Pin.OPEN_DRAIN) and g >= 34:
             raise ValueError("pin can only be input")
         if value is not None:
-            _B.out[g] = 1 if value else 0
+            _P.out[g] = 1 if value else 0
         _B.poll()
-        _B.configure(g, None if mode == -1 else mode, None if pull == -1 else pull)
+        _P.configure(g, None if mode == -1 else mode, None if pull == -1 else pull)
 
     def value(self, v=None):
         _B.poll()
         if v is None:
-            return _B.level(self._id)
-        _B.set_out(self._id, v)
+            return _P.level(self._id)
+        _P.set_out(self._id, v)
 
     def __call__(self, v=None):
         return self.value(v)
@@ -89,9 +92,9 @@ class Pin:
     def irq(self, handler=None, trigger=3, priority=1, wake=None, hard=False):
         g = self._id
         if handler is None:
-            _B.irqs.pop(g, None)
+            _P.irqs.pop(g, None)
         else:
-            _B.irqs[g] = [handler, trigger, self, hard]
+            _P.irqs[g] = [handler, trigger, self, hard]
         return _PinIRQ(g)
 
     def __repr__(self):
@@ -103,7 +106,7 @@ class _PinIRQ:
         self._g = g
 
     def trigger(self):
-        irq = _B.irqs.get(self._g)
+        irq = _P.irqs.get(self._g)
         return irq[1] if irq else 0
 
     def flags(self):
@@ -138,7 +141,7 @@ class PWM:
         self._g = _gpio(dest)
         if self._g >= 34:
             raise ValueError("PWM not supported on pin %d" % self._g)
-        self._hz = _B.pwm_hz.get(self._g) or 5000
+        self._hz = _P.pwm_hz.get(self._g) or 5000
         self._ns = None
         self.init(freq=freq, duty=duty, duty_u16=duty_u16, duty_ns=duty_ns)
 
@@ -156,7 +159,7 @@ class PWM:
             ns = duty * (1000000000 // self._hz) // 1023
         elif ns is None:
             # An active channel keeps its duty; a new one starts at 50 %.
-            ns = _B.pwm_ns[self._g] if self._g in _B.pwm_hz else 500000000 // self._hz
+            ns = _P.pwm_ns[self._g] if self._g in _P.pwm_hz else 500000000 // self._hz
         self._set(ns)
 
     def _set(self, ns):
@@ -167,12 +170,12 @@ class PWM:
             ns = period
         self._ns = ns
         _B.poll()
-        _B.pwm_set(self._g, ns, self._hz)
+        _P.pwm_set(self._g, ns, self._hz)
 
     def deinit(self):
         self._ns = 0
         _B.poll()
-        _B.pwm_off(self._g)
+        _P.pwm_off(self._g)
 
     def freq(self, f=None):
         if f is None:
@@ -236,7 +239,8 @@ class ADC:
 
             if network._sta_active():
                 raise OSError("ADC2 is in use by Wi-Fi")
-        uv = _B.adc_read_uv(self._g)
+        _B.poll()
+        uv = _P.adc_read_uv(self._g)
         full = ADC._FULL[self._atten]
         if uv < 0:
             return 0
@@ -258,10 +262,11 @@ class WDT:
             raise ValueError("only WDT(0)")
         if timeout < 1:
             raise ValueError("WDT timeout too short")
-        _B.wdt_start(timeout)
+        _T.wdt_start(timeout)
 
     def feed(self):
-        _B.wdt_feed()
+        _B.poll()
+        _T.wdt_feed()
 
 
 class Timer:
@@ -291,13 +296,13 @@ class Timer:
         self._next = time.ticks_add(time.ticks_us(), self._period)
         if callback is not None:
             self._armed = True
-            _B.timers.append(self)
+            _T.timers.append(self)
 
     def deinit(self):
         if self._armed:
             self._armed = False
-            if self in _B.timers:
-                _B.timers.remove(self)
+            if self in _T.timers:
+                _T.timers.remove(self)
 
     def value(self):
         if not self._armed:

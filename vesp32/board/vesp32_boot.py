@@ -41,6 +41,8 @@ for _p in [_board, _fw, _fw + "/lib", ".frozen"] + _extra:
     sys.path.append(_p)
 os.chdir(_abs(os.getenv("VESP32_DEVICE_DIR") or ""))
 
+# _vboard brings the rest of the simulator with it (_vwire, _vpins, _vtimers,
+# _vplant), so all of it is loaded, and fenced off, before the firmware runs.
 import _vboard  # noqa: E402  (connects to the harness and waits for its init)
 
 _vboard.install_socket_shim()

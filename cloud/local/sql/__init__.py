@@ -8,9 +8,11 @@ Supported: SELECT * | expressions [AS name] (an expression other than an attribu
 FROM '<topic filter>' (+ and #; 'a/#' does not match 'a'), WHERE; operators AND OR NOT = <> < <= >
 >= + - * / % and unary minus, parentheses; literals: numbers, 'strings' and "strings", true, false,
 null; attribute paths a.b.c; functions topic(), topic(n), clientid(), timestamp(), isUndefined(x),
-newuuid(), abs(x), lower(x), upper(x), concat(...), parse_time(pattern, ms[, zone]).
+newuuid(), abs(x), lower(x), upper(x), concat(...), parse_time(pattern, ms[, zone]), encode(*, 'base64')
+(the payload's bytes, JSON or not) and encode(x, 'base64').
 
-Refused at load: other functions, CASE, IN, LIKE, nested SELECT, SELECT VALUE, SET variables, JSON
+Refused at load: other functions, '*' as an argument anywhere but encode()'s first, an encoding other
+than the literal 'base64', CASE, IN, LIKE, nested SELECT, SELECT VALUE, SET variables, JSON
 object/array literals, `!=`, chained comparisons, unnamed non-attribute SELECT expressions, wrong
 argument counts, concat() with one argument, parse_time() with a non-literal pattern or zone, or a
 pattern field other than yyyy MM dd HH mm ss SSS.

@@ -6,6 +6,7 @@ this module only wires them up, with fast paths for the common cases that give t
 
 from __future__ import annotations
 
+import json
 import time
 
 from . import functions, operators
@@ -14,16 +15,25 @@ from .conversions import UNDEFINED, SqlError, whole
 
 class Context:
     """What an expression can see: the message (a parsed JSON value), its topic, the publishing
-    client's id, and the time the rules engine took it (epoch ms)."""
+    client's id, the time the rules engine took it (epoch ms), and the payload's bytes as published
+    (what encode(*, ...) reads, JSON or not)."""
 
-    __slots__ = ("message", "topic", "clientid", "now_ms", "_levels")
+    __slots__ = ("message", "topic", "clientid", "now_ms", "payload", "_levels")
 
-    def __init__(self, message, topic, clientid="", now_ms=None):
+    def __init__(self, message, topic, clientid="", now_ms=None, payload=None):
         self.message = message
         self.topic = topic
         self.clientid = clientid
         self.now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        self.payload = payload
         self._levels = None
+
+    def raw(self) -> bytes:
+        """The payload's bytes. A context made from a parsed message alone (Rule.apply in a test)
+        has none: then they are that message as compact JSON."""
+        if self.payload is None:
+            self.payload = json.dumps(self.message, separators=(",", ":")).encode()
+        return self.payload
 
     def levels(self):
         """The topic's levels (split once, on first use)."""
@@ -147,6 +157,8 @@ def _compile(node):
         return _constant(node[1])
     if kind == "path":
         return _path(node[1])
+    if kind == "payload":  # '*' as a function argument (only encode() takes it: parser.py)
+        return lambda ctx: ctx.raw()
     if kind in ("and", "or"):
         return _logic(kind, _compile(node[1]), _compile(node[2]))
     if kind in _UNARY:

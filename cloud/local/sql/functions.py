@@ -9,6 +9,7 @@ engine refuses such a rule instead, as it could never do anything useful.
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import uuid
 
@@ -167,6 +168,33 @@ def _concat(args, fns):
     return concat
 
 
+# ----------------------------------------------------------------------------- encode
+
+ENCODINGS = {"base64": base64.b64encode}
+
+
+def _encode(args, fns):
+    # Functions > encode(value, encodingScheme) (iot-sql-encode-payload), SQL 2016-03-23: value *
+    # is "the entire payload, regardless of whether it's in JSON format" (its bytes as published);
+    # any other value is converted to a String first (Data types > Conversions > To string) and its
+    # UTF-8 bytes are encoded: Null and Undefined have no String, so they give Undefined. The scheme
+    # is "a literal string"; "currently, only 'base64' is supported": anything else is refused at load.
+    scheme = _literal(args[1])
+    if scheme not in ENCODINGS:
+        raise SqlError("encode() needs the literal encoding scheme 'base64' as its second argument (the only one "
+                       "AWS IoT supports), got %s" % ("an expression" if scheme is UNDEFINED else repr(scheme)))
+    scheme_of = ENCODINGS[scheme]
+    if args[0] == ("payload",):
+        return lambda ctx: scheme_of(ctx.raw()).decode("ascii")
+    fn = fns[0]
+
+    def encode(ctx):
+        s = to_string(fn(ctx))
+        return s if s is UNDEFINED else scheme_of(s.encode("utf-8", "surrogatepass")).decode("ascii")
+
+    return encode
+
+
 # ----------------------------------------------------------------------------- parse_time
 
 def _parse_time(args, fns):
@@ -286,6 +314,7 @@ FUNCTIONS = {
     "lower": (1, 1, _case(str.lower)),
     "upper": (1, 1, _case(str.upper)),
     "concat": (0, None, _concat),
+    "encode": (2, 2, _encode),
     "parse_time": (2, 3, _parse_time),
 }
 

@@ -6,6 +6,7 @@
     ("cmp", op, left, right)       op: = <> < <= > >=
     ("arith", op, left, right)     op: + - * / %
     ("call", name, (args...))      name lower-cased, checked against the functions table
+    ("payload",)                   '*' as a function argument: the whole payload (encode() only)
 
 Precedence, loosest first: OR, AND, NOT, comparisons (not chained), + -, * / %, unary minus.
 """
@@ -15,6 +16,8 @@ from __future__ import annotations
 from . import functions
 from .conversions import DECIMAL, DECIMAL_ERRORS, UNDEFINED, SqlError, from_decimal, whole
 from .tokenizer import tokenize
+
+PAYLOAD = ("payload",)
 
 
 def number_literal(text: str):
@@ -146,18 +149,23 @@ class Parser:
                 path.append(name)
             return ("path", tuple(path))
         if kind == "op" and value == "*":
-            raise SqlError("'*' is allowed only as a SELECT item of its own")
+            raise SqlError("'*' is allowed only as a SELECT item of its own or as encode()'s first argument")
         raise SqlError("unexpected %r" % (value or "end of statement"))
 
     def call(self, name):
         args = []
         if not self.accept("op", ")"):
             while True:
-                args.append(self.expr())
+                args.append(PAYLOAD if self.accept("op", "*") else self.expr())
                 if self.accept("op", ")"):
                     break
                 self.expect("op", ",", "',' or ')'")
-        return ("call", functions.check_call(name, len(args)), tuple(args))
+        key = functions.check_call(name, len(args))
+        # Functions > encode(): "You can specify * to encode the entire payload". aws_lambda() also
+        # takes *, but is not implemented locally; no other function does.
+        if PAYLOAD in args and (key != "encode" or args[0] != PAYLOAD):
+            raise SqlError("'*' as an argument is supported only as encode()'s first argument")
+        return ("call", key, tuple(args))
 
     # ------------------------------------------------------------------ statement
 

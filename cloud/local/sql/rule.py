@@ -14,28 +14,44 @@ class Rule:
     """A parsed and compiled SELECT ... FROM ... [WHERE ...].
 
     select: [("*",) | (expression, name)]; where: an expression or None. Expressions are functions of
-    a Context (cloud.local.sql.eval_expr evaluates them)."""
+    a Context (cloud.local.sql.eval_expr evaluates them). reads_json: whether the SELECT needs the
+    payload as JSON (it has * or names an attribute); one that does not (encode(*, 'base64'),
+    topic(), timestamp() ...) reads any payload ("Working with binary payloads")."""
 
     def __init__(self, sql: str):
         self.sql = sql
         items, self.topic_filter, where = Parser(sql).statement()
         check_filter(self.topic_filter)
+        self.reads_json = any(item[0] == "*" or reads_attributes(item[0]) for item in items)
         self.select = [item if item[0] == "*" else (compile_expr(item[0]), item[1]) for item in items]
         self.where = None if where is None else compile_expr(where)
 
     def matches(self, topic: str) -> bool:
         return topic_matches(self.topic_filter, topic)
 
-    def apply(self, message, topic: str, clientid: str = "", now_ms: int | None = None):
-        """The SELECT output for message, or None when the rule does not fire.
+    def apply(self, message, topic: str, clientid: str = "", now_ms: int | None = None, payload: bytes | None = None):
+        """The SELECT output for message (parsed from payload, the bytes encode(*) reads, when
+        given), or None when the rule does not fire.
 
         WHERE clause (iot-sql-where): the actions run only when the condition is true; here only the
         Boolean true fires (a condition that is Undefined, false, or of another type, the string
         "true" included, does not: the reference does not say that WHERE converts)."""
-        ctx = Context(message, topic, clientid, now_ms)
+        ctx = Context(message, topic, clientid, now_ms, payload)
         if self.where is not None and self.where(ctx) is not True:
             return None
         return project(self.select, ctx)
+
+
+def reads_attributes(node) -> bool:
+    """Whether a parse tree names an attribute of the message anywhere (a rule's SQL: small)."""
+    kind = node[0]
+    if kind == "path":
+        return True
+    if kind == "call":
+        return any(reads_attributes(a) for a in node[2])
+    if kind in ("lit", "payload"):
+        return False
+    return any(reads_attributes(x) for x in node[1:] if isinstance(x, tuple))
 
 
 def parse_expression(text: str):

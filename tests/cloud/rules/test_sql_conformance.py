@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
@@ -177,3 +178,57 @@ def test_the_alert_rule_fires_only_on_fault_and_estop():
         out = rule.apply({"event": event, "device": "m1"}, topic="devices/m1/events")
         assert (out is not None) is fires
     assert rule.apply({"device": "m1"}, topic="devices/m1/events") is None  # no event: Undefined
+    on_text = rule.apply({}, topic="devices/m1/events", payload=b"FAULT")  # a payload that is not JSON
+    assert on_text is None, "WHERE on a JSON name: Undefined for a payload with no attributes"
+
+
+# --- Functions > encode(value, encodingScheme) ------------------------------------------------
+def test_encode_star_is_the_whole_payload_as_published_json_or_not():
+    rule = Rule("SELECT encode(*, 'base64') AS b, topic(2) AS thing FROM 'devices/+/telemetry'")
+    published = b'{"device": "m1",  "n": 1.50}'  # spacing and digits as the device wrote them
+    out = rule.apply({"device": "m1", "n": 1.5}, topic="devices/m1/telemetry", payload=published)
+    assert out == {"b": base64.b64encode(published).decode(), "thing": "m1"}
+    for raw in (b"\x00\xffbinary", b"", b"[1, 2]", b"NaN"):
+        assert base64.b64decode(rule.apply({}, topic="devices/m1/telemetry", payload=raw)["b"]) == raw
+    assert base64.b64decode(rule.apply({"a": [1, "x"]}, topic="devices/m1/telemetry")["b"]) == b'{"a":[1,"x"]}'
+
+
+@pytest.mark.parametrize("expr, want", [
+    ("text", "TRUE"), ("temperature_c", "41.5"), ("flag", "true"), ("reading.nested", '{"x":5}'),
+    ("concat('é', 1)", "é1"),
+    ("nothing", UNDEFINED), ("missing", UNDEFINED),  # Null and Undefined have no String form
+])
+def test_encode_of_a_value_encodes_its_string_conversion(expr, want):
+    out = run("SELECT encode(%s, 'base64') AS e FROM 'devices/+/events'" % expr)
+    assert out.get("e", UNDEFINED) == (want if want is UNDEFINED else base64.b64encode(want.encode()).decode())
+
+
+@pytest.mark.parametrize("sql, why", [
+    ("SELECT encode(*, 'hex') AS e FROM 'a'", "'base64'"),        # "currently, only 'base64' is supported"
+    ("SELECT encode(*, scheme) AS e FROM 'a'", "literal"),
+    ("SELECT encode(*) AS e FROM 'a'", "takes 2"),
+    ("SELECT encode('x', *) AS e FROM 'a'", "first argument"),
+    ("SELECT lower(*) AS e FROM 'a'", "first argument"),
+    ("SELECT * FROM 'a' WHERE * = 1", "encode()'s first argument"),
+])
+def test_encode_misuse_is_refused_at_load(sql, why):
+    with pytest.raises(SqlError, match=re.escape(why)):
+        Rule(sql)
+
+
+@pytest.mark.parametrize("sql, reads_json", [
+    ("SELECT * FROM 'a'", True), ("SELECT *, topic(2) AS t FROM 'a'", True), ("SELECT lower(x) AS l FROM 'a'", True),
+    ("SELECT a.b FROM 'a'", True), ("SELECT encode(*, 'base64') AS p, timestamp() AS t FROM 'a' WHERE x = 1", False),
+    ("SELECT topic(2) AS t, concat('a', 'b') AS c FROM 'a'", False),
+])
+def test_a_rule_reads_json_when_its_select_has_star_or_an_attribute(sql, reads_json):
+    """Working with binary payloads: a SELECT of functions only takes any payload."""
+    assert Rule(sql).reads_json is reads_json
+
+
+def test_the_product_rules_keep_the_payload_as_published():
+    for spec in rule_defs.RULES:
+        rule = Rule(spec["sql"])
+        out = rule.apply({"event": "FAULT"}, topic="devices/m1/events", now_ms=5, payload=b'{"event":"FAULT"}')
+        assert not rule.reads_json and out == {"payload_b64": "eyJldmVudCI6IkZBVUxUIn0=", "thing": "m1",
+                                               "kind": "events", "received_ms": 5}, spec["name"]
