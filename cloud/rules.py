@@ -19,10 +19,10 @@ ERROR_ACTION = {"sqs": {"queue": "dead_letter"}}
 # What every rule sends: the payload as the device published it, and beside it the fields only the
 # rule sets (the topic is the authenticated identity; the receive time is IoT's clock). With
 # SELECT *, topic(2) AS thing, ... a payload's own thing, kind or received_ms would be overwritten
-# without a trace, and a reject could keep only the rule's output. encode(*, 'base64') is "the
-# entire payload, regardless of whether it's in JSON format" (AWS IoT SQL reference > Functions >
-# encode(value, encodingScheme), SQL 2016-03-23; "Working with binary payloads": a SELECT of
-# functions only, so any payload reaches the Lambda, base64 in JSON). The Lambdas decode it and
+# without a trace, and a reject could keep only the rule's output. encode(*, 'base64') stands for the
+# whole payload, JSON or not (AWS IoT SQL reference > Functions > encode(value, encodingScheme), SQL
+# 2016-03-23; see also "Working with binary payloads": with only functions in the SELECT, any payload
+# reaches the action, base64 inside JSON). The Lambdas decode it and
 # judge the bytes as published (cloud/domain/delivery.py): a payload that sets the rule's fields
 # is rejected (identity), one that is not JSON is rejected with its precise reason.
 ORIGINAL_PAYLOAD = "encode(*, 'base64') AS payload_b64, topic(2) AS thing, topic(3) AS kind, timestamp() AS received_ms"

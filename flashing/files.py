@@ -70,14 +70,16 @@ def board_files(compiled, bundle=None, config=None) -> dict[str, Path]:
 
 
 def with_test_hook(board: dict[str, Path], out_dir=None) -> dict[str, Path]:
-    """The same files, but a config.json with "test_hook": true, for a board on the HIL bench
-    (docs/hil.md). Written 0600 into build/: the config holds the Wi-Fi password."""
+    """The same files, but a config.json with "test_hook": true and remote start enabled (the HIL
+    tests start the motor over MQTT), for a board on the HIL bench (docs/hil.md). Written 0600 into
+    build/: the config holds the Wi-Fi password."""
     src = board.get("config.json")
     if src is None:
         raise FlashError("--test-hook needs a config to change", "give BUNDLE=dir (or CONFIG=file) as well",
                          errors.BAD_INPUT)
     cfg = json.loads(Path(src).read_text())
     cfg["test_hook"] = True
+    cfg["control"] = dict(cfg.get("control", {}), remote_start_enabled=True)
     out = Path(out_dir or tools.BUILD) / "test-hook-config.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)

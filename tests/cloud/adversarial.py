@@ -1,5 +1,4 @@
-"""Helpers for the adversarial tests: a device that publishes raw bytes, and the dead-letter queue
-read back in one shape."""
+"""Helpers for the adversarial tests: the dead-letter queue read back in one shape."""
 
 from __future__ import annotations
 
@@ -10,30 +9,7 @@ import json
 import boto3
 
 from cloud import resources
-
-
-class Publisher:
-    """A device: a paho client with its own certificate from the broker's CA."""
-
-    def __init__(self, broker, thing):
-        import paho.mqtt.client as mqtt
-
-        creds = broker.issue_device(thing)
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311)
-        c.tls_set_context(broker.client_context(creds["cert_pem"], creds["key_pem"]))
-        c.max_inflight_messages_set(200)
-        c.connect(broker.host, broker.port)
-        c.loop_start()
-        self.client = c
-
-    def publish(self, topic, payload: bytes):
-        info = self.client.publish(topic, payload, qos=1)
-        info.wait_for_publish(5)
-        assert info.is_published(), "no PUBACK for %s" % topic
-
-    def close(self):
-        self.client.disconnect()
-        self.client.loop_stop()
+from cloud.fuzz import drain_dead_letters
 
 
 def dlq_url() -> str:
@@ -47,14 +23,8 @@ def limit_dead_letter_queue(max_bytes: int = 256 * 1024) -> None:
 
 def drain(into: list) -> list:
     """Every dead letter not read yet, appended to into (and deleted from the queue)."""
-    sqs, url = boto3.client("sqs"), dlq_url()
-    while True:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300).get("Messages", [])
-        if not got:
-            return into
-        into += [json.loads(m["Body"]) for m in got]
-        sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                                                        for i, m in enumerate(got)])
+    into += drain_dead_letters()
+    return into
 
 
 class Letter:

@@ -26,7 +26,8 @@ from cloud.domain import delivery, history
 from cloud.local import moto_env
 from cloud.local.engine import Engine, default_functions
 
-from adversarial import Letter, Publisher, drain, limit_dead_letter_queue
+from adversarial import Letter, drain, limit_dead_letter_queue
+from devices import Publisher
 from messages import event, telemetry
 from waiting import wait_for
 
@@ -146,12 +147,12 @@ def outcome(moto_server, tmp_path_factory):
             mates = [(_t(2 * k + s, now) if kind == "telemetry" else
                       event(device=DEVICE, kind="STOPPED", seq=2 * k + s, t=now - 60_000 + 2 * k + s)) for s in (0, 1)]
             mate_topic = "devices/%s/%s" % (DEVICE, kind)
-            dev.publish(mate_topic, _bytes(mates[0]))
+            dev.publish_acked(mate_topic, _bytes(mates[0]))
             if case.via == "engine":
                 engine.process(case.topic, case.payload)
             else:
-                dev.publish(case.topic, case.payload)
-            dev.publish(mate_topic, _bytes(mates[1]))
+                dev.publish_acked(case.topic, case.payload)
+            dev.publish_acked(mate_topic, _bytes(mates[1]))
         tel_mates = {2 * k + s for k, c in enumerate(cases) if c.topic.endswith("telemetry") for s in (0, 1)}
         ev_mates = {2 * k + s for k, c in enumerate(cases) if c.topic.endswith("events") for s in (0, 1)}
         wait_for(lambda: tel_mates <= set(stored_seqs()) and ev_mates <= set(stored_seqs("events")), 60,

@@ -18,7 +18,7 @@ from cloud.local.apigw import LambdaContext
 from cloud.local.engine import Engine, default_functions
 
 from messages import as_original, as_rule_output, event
-from test_engine import Publisher
+from devices import Publisher
 from waiting import wait_for
 
 

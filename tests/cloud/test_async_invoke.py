@@ -17,7 +17,7 @@ from cloud.local.async_invoke import AsyncInvoker
 from cloud.local.engine import Engine
 
 from messages import event
-from test_engine import Publisher
+from devices import Publisher
 from waiting import wait_for
 
 DELAY = 0.1

@@ -17,31 +17,9 @@ from cloud.domain import history
 from cloud.local.engine import Engine
 from cloud.local.sql import SqlError
 
+from devices import Publisher
 from messages import event
 from waiting import wait_for
-
-
-class Publisher:
-    """A device: a paho client with its own certificate from the broker's CA."""
-
-    def __init__(self, broker, thing):
-        import paho.mqtt.client as mqtt
-
-        creds = broker.issue_device(thing)
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311)
-        c.tls_set_context(broker.client_context(creds["cert_pem"], creds["key_pem"]))
-        c.max_inflight_messages_set(200)
-        c.max_queued_messages_set(0)
-        c.connect(broker.host, broker.port)
-        c.loop_start()
-        self.client = c
-
-    def publish(self, topic, payload, qos=1):
-        return self.client.publish(topic, payload if isinstance(payload, (bytes, str)) else json.dumps(payload), qos=qos)
-
-    def close(self):
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def dead_letters():

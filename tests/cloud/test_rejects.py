@@ -14,6 +14,7 @@ import pytest
 
 from cloud import resources, schemas
 from cloud.domain import delivery, history, messages, rejects
+from cloud.fuzz import drain_dead_letters
 from cloud.lambdas import api, ingest
 from cloud.local.apigw import LambdaContext
 from cloud.local.esm import EventSourceMapping, Message
@@ -43,14 +44,7 @@ def sqs_event(*bodies, receive_count=1):
 
 
 def dead_letters() -> list[dict]:
-    sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=resources.DEAD_LETTER_QUEUE)["QueueUrl"]
-    out = []
-    while True:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300).get("Messages", [])
-        if not got:
-            return out
-        out += [rejects.read(m["Body"]) for m in got]
+    return drain_dead_letters(parse=rejects.read)
 
 
 def stored(table="telemetry") -> list[dict]:

@@ -343,6 +343,7 @@ def test_test_hook_image_enables_the_hook_and_leaves_the_bundle_alone(tmp_path, 
     got = image.read_back((tmp_path / "img.bin").read_bytes()[release.VFS_OFFSET:])
     cfg = config.parse(got["config.json"].decode())
     assert cfg["test_hook"] is True and done["test_hook"] is True
+    assert cfg["control"]["remote_start_enabled"] is True  # the HIL tests start the motor over MQTT
     assert json.loads((bundle / "config.json").read_text()) == production  # the bundle is unchanged
     written = tmp_path / "build" / "test-hook-config.json"
     assert written.stat().st_mode & 0o777 == 0o600

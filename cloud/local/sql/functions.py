@@ -175,7 +175,7 @@ ENCODINGS = {"base64": base64.b64encode}
 
 def _encode(args, fns):
     # Functions > encode(value, encodingScheme) (iot-sql-encode-payload), SQL 2016-03-23: value *
-    # is "the entire payload, regardless of whether it's in JSON format" (its bytes as published);
+    # stands for the whole payload, JSON or not (its bytes as published);
     # any other value is converted to a String first (Data types > Conversions > To string) and its
     # UTF-8 bytes are encoded: Null and Undefined have no String, so they give Undefined. The scheme
     # is "a literal string"; "currently, only 'base64' is supported": anything else is refused at load.
