@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME = ["cloud/__init__.py", "cloud/resources.py", "cloud/rules.py", "cloud/domain", "cloud/lambdas"]
+RUNTIME = ["contract/__init__.py", "cloud/__init__.py", "cloud/resources.py", "cloud/rules.py", "cloud/domain", "cloud/lambdas"]
 BUNDLED = ("orjson", "jsonschema-rs")
 # The functions' runtime and architecture (cloud/infra/stack.py) as pip names them.
 PLATFORM = ["--platform", "manylinux2014_x86_64", "--implementation", "cp", "--python-version", "3.12",

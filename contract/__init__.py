@@ -1,0 +1,95 @@
+"""The fleet contract: what every part of MotorGuard must agree on, defined once.
+
+Topic templates, the thing-name rule, message kinds and their schema versions, the IoT rule names,
+the files of a device bundle and the ESP32 reset causes. Cloud code, provisioning, the broker ACL,
+the CDK stack, the tools and the tests import these names; the firmware cannot import host
+packages, so it carries its own copy (firmware/motorguard/contract.py) and
+tests/contract/test_contract.py holds the copy, the JSON schemas and the docs to this module.
+
+This module imports nothing of MotorGuard: every other folder may depend on it.
+"""
+
+import re
+
+# ------------------------------------------------------------------ things
+# AWS IoT's rule for thing names. The device's certificate is bound to its thing, and its policy
+# lets it use only devices/<thing>/..., so the name is the identity the whole system trusts.
+THING_NAME_PATTERN = "[a-zA-Z0-9:_-]{1,128}"
+THING_NAME_RULE = "1-128 characters of [a-zA-Z0-9:_-]"
+_THING_NAME = re.compile(THING_NAME_PATTERN)
+
+
+def is_thing_name(name) -> bool:
+    return isinstance(name, str) and _THING_NAME.fullmatch(name) is not None
+
+
+# ------------------------------------------------------------------ topics
+# A fleet contract, not a device setting: a board cannot choose its topics (its policy would refuse
+# any other anyway). The kind is the third topic level: devices/<thing>/<kind>.
+TOPIC_PREFIX = "devices"
+TELEMETRY = "telemetry"
+EVENTS = "events"
+STATUS = "status"
+ACK = "ack"
+CMD = "cmd"
+DEVICE_PUBLISHES = (TELEMETRY, EVENTS, STATUS, ACK)  # what a device may publish to (its own thing only)
+DEVICE_SUBSCRIBES = (CMD,)  # what a device may subscribe to and receive
+TOPIC_KINDS = DEVICE_PUBLISHES + DEVICE_SUBSCRIBES
+INGESTED_KINDS = (TELEMETRY, EVENTS)  # the kinds the cloud stores
+
+
+def topic(thing: str, kind: str) -> str:
+    """devices/<thing>/<kind>, for one thing (no wildcards)."""
+    if kind not in TOPIC_KINDS:
+        raise ValueError("unknown topic kind %r (one of %s)" % (kind, ", ".join(TOPIC_KINDS)))
+    return "%s/%s/%s" % (TOPIC_PREFIX, thing, kind)
+
+
+def topic_filter(kind: str = "#") -> str:
+    """The MQTT filter for one kind across the fleet (devices/+/<kind>), or every topic (devices/#)."""
+    if kind == "#":
+        return TOPIC_PREFIX + "/#"
+    if kind not in TOPIC_KINDS:
+        raise ValueError("unknown topic kind %r (one of %s)" % (kind, ", ".join(TOPIC_KINDS)))
+    return "%s/+/%s" % (TOPIC_PREFIX, kind)
+
+
+def parse_topic(name: str):
+    """(thing, kind) of devices/<thing>/<kind>, or None for any other topic."""
+    parts = name.split("/") if isinstance(name, str) else ()
+    if len(parts) != 3 or parts[0] != TOPIC_PREFIX or parts[2] not in TOPIC_KINDS or not is_thing_name(parts[1]):
+        return None
+    return parts[1], parts[2]
+
+
+# ------------------------------------------------------------------ messages
+# The message each topic kind carries: schemas/v1/<name>.schema.json, and the version its "v" holds.
+MESSAGE_OF_TOPIC = {TELEMETRY: "telemetry", EVENTS: "event", STATUS: "status", ACK: "ack", CMD: "command"}
+MESSAGE_VERSIONS = {"telemetry": 1, "event": 1, "status": 1, "ack": 1, "command": 2}
+MESSAGE_KINDS = tuple(MESSAGE_VERSIONS)
+
+# ------------------------------------------------------------------ IoT rules
+RULE_ALERTS = "motorguard_alerts"
+RULE_EVENTS = "motorguard_events"
+RULE_TELEMETRY = "motorguard_telemetry"
+RULE_NAMES = (RULE_ALERTS, RULE_EVENTS, RULE_TELEMETRY)
+BASIC_INGEST_PREFIX = "$aws/rules/"  # + <rule>/<topic>: a rule's own topic, no messaging charge
+
+
+def basic_ingest_topic(rule: str, thing: str, kind: str) -> str:
+    return "%s%s/%s" % (BASIC_INGEST_PREFIX, rule, topic(thing, kind))
+
+
+# ------------------------------------------------------------------ device bundle
+# What `provision device` writes and `make deploy` copies onto the board: the config and the
+# DER files the firmware loads (their names are also the firmware config's defaults).
+CONFIG_FILE = "config.json"
+DEVICE_CERT = "device.crt.der"
+DEVICE_KEY = "device.key.der"
+ROOT_CA = "root-ca.der"
+BOARD_FILES = (CONFIG_FILE, DEVICE_CERT, DEVICE_KEY, ROOT_CA)
+
+# ------------------------------------------------------------------ reset causes
+# machine.reset_cause() on the ESP32, as the BOOT event's detail names it.
+RESET_CAUSES = {1: "power_on", 2: "hard_reset", 3: "watchdog", 4: "deep_sleep", 5: "soft_reset"}
+UNKNOWN_RESET_CAUSE = "unknown"
