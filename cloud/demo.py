@@ -7,7 +7,9 @@ running the real Lambdas, the REST API), provisions three virtual ESP32s with th
 runs the shipped firmware on them, and shows a live view. motor-002 overloads and FAULTs after a
 short while (an alert goes out; it is reset at the machine later); motor-003 loses its network for a
 minute while running and catches up once its motor is stopped. Ctrl-C shuts everything down;
---duration runs unattended and ends with a summary.
+--duration runs unattended and ends with a summary. A demo that cannot set itself up (no Mosquitto,
+no MicroPython, a broker that does not start) says why and exits with a code of
+contract/exit_codes.py (--help lists them).
 """
 
 from __future__ import annotations
@@ -22,15 +24,19 @@ import threading
 import time
 from pathlib import Path
 
+import contract
 from cloud import demo_fleet, resources
+from cloud.local.broker import BrokerError, free_port
 from cloud.local.core import LocalCore
-from provisioning import local as localb
-from provisioning.broker import BrokerError, free_port
+from contract import exit_codes
+from provisioning import local as local_backend
+from provisioning.errors import ProvisionError
 
 DEVICES = [("motor-001", "steady"), ("motor-002", "overload"), ("motor-003", "flaky-network")]
 # The shipped 30 samples a message, sampled at 5 Hz instead of 1 Hz so that a short demo
 # shows a full-size message every 6 s (and a replay of several after motor-003's outage).
 SAMPLE_PERIOD_MS = 200
+CODES = (exit_codes.OK, exit_codes.BAD_INPUT, exit_codes.BROKER_MISSING, exit_codes.SETUP_FAILED)
 
 
 class Watch:
@@ -119,11 +125,11 @@ def run(duration=None, home=None, out=sys.stdout) -> dict:
         core.start()
         watch = Watch(core)
         for thing, scenario in DEVICES:
-            r = localb.provision_device(home, thing, wifi_ssid="demo-lab", wifi_password="demo-pass")
+            r = local_backend.provision_device(home, thing, wifi_ssid="demo-lab", wifi_password="demo-pass")
             bundle = Path(r["bundle"])
-            cfg = json.loads((bundle / "config.json").read_text())
+            cfg = json.loads((bundle / contract.CONFIG_FILE).read_text())
             cfg["telemetry"] = {"sample_period_ms": SAMPLE_PERIOD_MS}
-            (bundle / "config.json").write_text(json.dumps(cfg))
+            (bundle / contract.CONFIG_FILE).write_text(json.dumps(cfg))
             d = demo_fleet.DemoDevice(thing, scenario, bundle)
             d.start("%s:%d" % (core.broker.host, core.broker.port))
             devices.append(d)
@@ -153,9 +159,10 @@ def run(duration=None, home=None, out=sys.stdout) -> dict:
                    "rejected": watch.rejected(), "alerts": len(watch.alerts), "rule_errors": st["error_actions"],
                    "api": core.api.url}
         console.print("summary: " + " ".join("%s=%s" % kv for kv in summary.items()))
-    except BrokerError as e:
+    except (BrokerError, ProvisionError, FileNotFoundError) as e:  # the broker, or no micropython to run on
         console.print("demo: %s" % e)
-        summary = {"error": str(e)}
+        code = getattr(e, "code", None)
+        summary = {"error": str(e), "exit_code": code if code == exit_codes.BROKER_MISSING else exit_codes.SETUP_FAILED}
     finally:
         signal.signal(signal.SIGINT, old)
         console.print("shutting down")
@@ -171,13 +178,13 @@ def run(duration=None, home=None, out=sys.stdout) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cloud.demo", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m cloud.demo", description=__doc__, epilog=exit_codes.epilog(CODES),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, help="run this many seconds, then print a summary and stop")
     ap.add_argument("--home", help="provisioning home to use (default: a fresh temporary one)")
     a = ap.parse_args(argv)
     summary = run(a.duration, a.home)
-    return 1 if "error" in summary else 0
+    return summary.get("exit_code", exit_codes.OK)
 
 
 if __name__ == "__main__":

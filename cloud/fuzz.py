@@ -17,7 +17,8 @@ and the dead-letter queue are read back:
 - wrongly_stored: stored though the oracle rejects it, stored under another device, or not as sent;
 - wrongly_rejected: rejected though the oracle accepts it (it is in the DLQ, so not lost);
 - bad_rejects: a DLQ envelope without a known code, or whose bytes are not the message's.
-Prints `fuzz_payloads=N crashes=... seed=S` lines and exits 1 if any of those counts is not 0.
+Prints `fuzz_payloads=N crashes=... seed=S` lines and exits CHECK_FAILED (8) if any of those counts
+is not 0 (contract/exit_codes.py; --help lists every code).
 """
 
 from __future__ import annotations
@@ -33,10 +34,14 @@ import time
 
 import orjson
 
+import contract
 from cloud.domain import delivery, history, messages
 from cloud.fuzz_payloads import RESERVED, Case, decode, judge, make_case, oracle
+from contract import exit_codes
 
 FAILURES = ("crashes", "silent_drops", "wrongly_stored", "wrongly_rejected", "bad_rejects")
+CODES = (exit_codes.OK, exit_codes.BAD_INPUT, exit_codes.CHECK_FAILED, exit_codes.SETUP_FAILED)
+INGEST_RULES = (contract.RULE_TELEMETRY, contract.RULE_EVENTS)  # the rules whose outputs ingest stores
 RULE_FIELDS = RESERVED[:3]  # thing, kind, received_ms: what the rules of before overwrote
 # The telemetry and events rules before they sent the payload as published (cloud/rules.py).
 LEGACY_SQL = "SELECT *, topic(2) AS thing, topic(3) AS kind, timestamp() AS received_ms FROM '%s'"
@@ -66,8 +71,8 @@ def projected_body(engine, case: Case) -> tuple[str | None, int | None, str | No
     no rule reads."""
     from cloud.local.engine import to_json
 
-    fired = engine.evaluate("devices/%s/%s" % (case.thing, case.kind), case.raw)
-    outs = [out for r, out, _, _ in fired if r.name in ("motorguard_telemetry", "motorguard_events")]
+    fired = engine.evaluate(case.topic, case.raw)
+    outs = [out for r, out, _, _ in fired if r.name in INGEST_RULES]
     if not outs:
         return None, None, "no_rule"
     if not isinstance(outs[0], dict):  # refused: too large, or (the rules of before) no JSON object
@@ -84,7 +89,7 @@ def legacy_engine():
     from cloud.local.engine import Engine
 
     legacy = [dict(rules.rule(name), sql=LEGACY_SQL % flt) for name, flt in (
-        ("motorguard_telemetry", rules.TELEMETRY_FILTER), ("motorguard_events", rules.EVENTS_FILTER))]
+        (contract.RULE_TELEMETRY, rules.TELEMETRY_FILTER), (contract.RULE_EVENTS, rules.EVENTS_FILTER))]
     return Engine(None, rules=legacy, event_sources={})
 
 
@@ -109,7 +114,7 @@ def build(n: int, seed: int, shipped, legacy) -> list[Record]:
     for i in range(n):
         now = int(time.time() * 1000)
         case = make_case(rng, i, now)
-        path = "direct" if case.kind == "events" and rng.random() < 0.5 else "queue"  # the events rule's way
+        path = "direct" if case.kind == contract.EVENTS and rng.random() < 0.5 else "queue"  # the events rule's way
         way = rng.random()
         if way < 0.6:
             out.append(Record(case, path, envelope_body(case, now), oracle(case.thing, case.kind, case.raw, now)))
@@ -195,7 +200,7 @@ def stored_items(table: str) -> dict:
 def key_of(kind: str, value) -> tuple | None:
     """The key ingest stores a message under, read leniently (None when it has none)."""
     try:
-        t = value["samples"][0]["time"] if kind == "telemetry" else value["time"]
+        t = value["samples"][0]["time"] if kind == contract.TELEMETRY else value["time"]
         return str(value["device"]), history.sort_key(t, value["boot"], value["seq"])
     except Exception:  # noqa: BLE001 - no usable key: it cannot have been stored
         return None
@@ -209,9 +214,9 @@ def lenient(raw: bytes):
 
 
 def stored_as_sent(r: Record, item: dict) -> bool:
-    kept = messages.device_part(history.unpack(item["payload"])) if r.case.kind == "telemetry" else None
+    kept = messages.device_part(history.unpack(item["payload"])) if r.case.kind == contract.TELEMETRY else None
     sent = lenient(r.case.raw)
-    if r.case.kind == "events":
+    if r.case.kind == contract.EVENTS:
         return item["event"] == sent["event"] and int(item["time"]) == sent["time"]
     return kept == {k: v for k, v in sent.items() if k not in RULE_FIELDS}
 
@@ -329,22 +334,28 @@ def report(result: dict, seed: int) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cloud.fuzz", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m cloud.fuzz", description=__doc__, epilog=exit_codes.epilog(CODES),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--payloads", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--batch", type=int, default=50, help="records per SQS batch (at most 100 in AWS)")
     ap.add_argument("--engine-sample", type=int, default=300, help="payloads through the whole local engine")
     a = ap.parse_args(argv)
+    if a.payloads < 1 or a.batch < 1 or a.engine_sample < 0:
+        ap.error("--payloads and --batch must be at least 1, --engine-sample at least 0")  # exits BAD_INPUT
     from cloud.local import moto_env
 
-    server = moto_env.MotoServer().start()
+    try:
+        server = moto_env.MotoServer().start()
+    except Exception as e:  # noqa: BLE001 - whatever stops moto from serving: the fuzz cannot run
+        print("fuzz: the moto server did not start (%s: %s)" % (type(e).__name__, e), file=sys.stderr)
+        return exit_codes.SETUP_FAILED
     try:
         result = run(a.payloads, a.seed, a.batch, a.engine_sample)
     finally:
         server.stop()
     print(report(result, a.seed))
-    return 1 if failed(result["counts"]) else 0
+    return exit_codes.CHECK_FAILED if failed(result["counts"]) else exit_codes.OK
 
 
 if __name__ == "__main__":

@@ -6,23 +6,27 @@ ingest must store.
     oracle(case.thing, case.kind, case.raw, now_ms)   # True: must be stored; False: must be rejected
 
 The oracle is written apart from cloud/domain/messages.py on purpose, on other parsers and
-validators (Python's json, the jsonschema package, a recursive depth count), so that a mistake in
-one is a disagreement the fuzz counts rather than the same mistake twice. It encodes the rules of
-docs/cloud.md (Rejects): strict JSON (RFC 8259: no NaN/Infinity), an object, at most 8 deep,
-numbers within +-2^53, the schema, none of the rule's fields, device = the topic's thing (a valid
-thing name), seq within the key's 10 digits, times within the bounds.
+validators (Python's json, the jsonschema package on the same schema files, a recursive depth
+count), so that a mistake in one is a disagreement the fuzz counts rather than the same mistake
+twice. It encodes the rules of docs/cloud.md (Rejects): strict JSON (RFC 8259: no NaN/Infinity),
+an object, at most 8 deep, numbers within +-2^53, the schema, none of the rule's fields, device =
+the topic's thing (a valid thing name: the contract's rule, as the topic kinds ingest stores),
+seq within the key's 10 digits, times within the bounds.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
 from typing import NamedTuple
 
-from cloud import schemas
+import jsonschema
 
-THING = re.compile(r"[A-Za-z0-9:_-]{1,128}\Z")
+import contract
+from cloud.domain import messages
+
 BOOT = re.compile(r"[0-9a-f]{8}\Z")  # Python's '$' would also match before a final newline
 RESERVED = ("thing", "kind", "received_ms", "payload_b64")
 MAX_BYTES, MAX_DEPTH, AHEAD_MS, NOT_BEFORE_MS = 128 * 1024, 8, 300_000, 1577836800000
@@ -38,6 +42,11 @@ class Case(NamedTuple):
     thing: str  # topic(2)
     kind: str  # topic(3)
     raw: bytes  # the payload as published
+
+    @property
+    def topic(self) -> str:
+        """devices/<thing>/<kind>, whatever they hold (contract.topic takes only the contract's kinds)."""
+        return "%s/%s/%s" % (contract.TOPIC_PREFIX, self.thing, self.kind)
 
 
 # ------------------------------------------------------------------ valid messages
@@ -199,8 +208,8 @@ MUTATORS = [  # (weight, name, function)
 
 def make_case(rng: random.Random, i: int, now_ms: int, things=("fz-1", "fz-2", "fz:3", "FZ_4")) -> Case:
     thing = things[i % len(things)]
-    kind = "telemetry" if rng.random() < 0.8 else "events"
-    msg = (telemetry if kind == "telemetry" else event)(rng, thing, i, now_ms)
+    kind = contract.TELEMETRY if rng.random() < 0.8 else contract.EVENTS
+    msg = (telemetry if kind == contract.TELEMETRY else event)(rng, thing, i, now_ms)
     weights = [w for w, _, _ in MUTATORS]
     _, label, mutate = rng.choices(MUTATORS, weights)[0]
     thing, kind, raw = mutate(rng, thing, kind, msg, now_ms)
@@ -254,15 +263,23 @@ def decode(raw: bytes):
         return None
 
 
+@functools.lru_cache(maxsize=None)
+def schema_validator(kind: str):
+    """The jsonschema package's validator of schemas/v1/<kind> (the files ingest validates against)."""
+    schema = messages.schema(kind)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
 def judge(thing, kind, value, received_ms: int) -> bool:
     """Whether an already-decoded payload value must be stored."""
-    if not isinstance(thing, str) or not THING.match(thing) or kind not in ("telemetry", "events"):
+    if not contract.is_thing_name(thing) or kind not in contract.INGESTED_KINDS:
         return False
     if not isinstance(value, dict) or any(k in value for k in RESERVED):
         return False
     if _depth(value, MAX_DEPTH) > MAX_DEPTH or not _plain(value):
         return False
-    if any(True for _ in schemas.validator("telemetry" if kind == "telemetry" else "event").iter_errors(value)):
+    if any(True for _ in schema_validator(contract.MESSAGE_OF_TOPIC[kind]).iter_errors(value)):
         return False
     if value["device"] != thing or not BOOT.match(value["boot"]) or value["seq"] >= 10 ** 10:
         return False

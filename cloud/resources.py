@@ -53,17 +53,47 @@ ASYNC_RETRY_ATTEMPTS = 2
 ASYNC_MAX_EVENT_AGE_S = 6 * 3600  # AWS's default and maximum: an event throttled that long is failed
 ASYNC_FAILURE_QUEUE = DEAD_LETTER_QUEUE
 
-# The environment variables each Lambda reads.
-ENV = {
-    "TELEMETRY_TABLE": TABLES["telemetry"][0],
-    "DEVICES_TABLE": TABLES["devices"][0],
-    "EVENTS_TABLE": TABLES["events"][0],
-    "AGGREGATES_TABLE": TABLES["aggregates"][0],
-    "STATE_TABLE": TABLES["state"][0],
-    "ARCHIVE_BUCKET": ARCHIVE_BUCKET,
-    "ALERTS_TOPIC_NAME": ALERTS_TOPIC,
-    "DEAD_LETTER_QUEUE_NAME": DEAD_LETTER_QUEUE,
+# What the rules' actions and the functions' settings name by a logical name: the physical resource.
+TARGETS = {
+    "dead_letter": DEAD_LETTER_QUEUE,
+    "telemetry_queue": TELEMETRY_QUEUE,
+    "archive": ARCHIVE_BUCKET,
+    "alerts": ALERTS_TOPIC,
 }
+
+METRICS_NAMESPACE = "MotorGuard"  # the Lambdas' CloudWatch metrics (Powertools' EMF)
+
+# The environment variables each Lambda reads, and what each names: a table of TABLES or a target of
+# TARGETS. lambda_environment() builds the whole environment from it: the CDK stack with its
+# constructs' names, the local runtime with the physical names (ENV, which cloud/lambdas/common.py
+# falls back on when a variable is not set, as it is not locally).
+ENV_RESOURCES = {
+    "TELEMETRY_TABLE": ("table", "telemetry"),
+    "DEVICES_TABLE": ("table", "devices"),
+    "EVENTS_TABLE": ("table", "events"),
+    "AGGREGATES_TABLE": ("table", "aggregates"),
+    "STATE_TABLE": ("table", "state"),
+    "ARCHIVE_BUCKET": ("target", "archive"),
+    "ALERTS_TOPIC_NAME": ("target", "alerts"),
+    "DEAD_LETTER_QUEUE_NAME": ("target", "dead_letter"),
+}
+
+
+def physical_name(kind: str, logical: str) -> str:
+    """The name of a table ("table") or a target ("target") of this module."""
+    return TABLES[logical][0] if kind == "table" else TARGETS[logical]
+
+
+def lambda_environment(function: str, name_of=physical_name) -> dict:
+    """The environment of one function: ENV_RESOURCES' variables, each the name name_of(kind, logical)
+    gives (the CDK stack passes its constructs' names), and the Powertools settings."""
+    env = {var: name_of(kind, logical) for var, (kind, logical) in ENV_RESOURCES.items()}
+    env["POWERTOOLS_METRICS_NAMESPACE"] = METRICS_NAMESPACE
+    env["POWERTOOLS_SERVICE_NAME"] = function_name(function)
+    return env
+
+
+ENV = {var: physical_name(kind, logical) for var, (kind, logical) in ENV_RESOURCES.items()}
 
 # Lambda functions: logical name -> handler ("module.function" under cloud/lambdas).
 FUNCTIONS = {

@@ -2,17 +2,19 @@
 the local rules engine (cloud/local) runs them against Mosquitto with AWS's semantics.
 
 Each rule: name (AWS allows [a-zA-Z0-9_]), sql (version 2016-03-23), actions and an
-error action. Action targets are logical names from cloud.resources.
+error action. Action targets are logical names from cloud.resources (TARGETS). The rule names and
+the topic filters the rules read are the fleet contract's (contract/__init__.py);
+tests/contract/test_contract.py holds these rules, and the stack's, to it.
 """
 
+import contract
 from cloud import resources
 
 SQL_VERSION = "2016-03-23"
 
-# Topic templates the rules read. The firmware builds the same topics from its config
-# (firmware/motorguard/config.py DEFAULTS["topics"]); tests check the two agree.
-TELEMETRY_FILTER = "devices/+/telemetry"
-EVENTS_FILTER = "devices/+/events"
+# The topic filters the rules read: devices/+/<kind> across the fleet.
+TELEMETRY_FILTER = contract.topic_filter(contract.TELEMETRY)
+EVENTS_FILTER = contract.topic_filter(contract.EVENTS)
 
 ERROR_ACTION = {"sqs": {"queue": "dead_letter"}}
 
@@ -32,14 +34,14 @@ RULES = [
         # Hot path: a FAULT or an emergency stop pages someone. WHERE is evaluated on the payload's
         # JSON (it cannot use the SELECT's aliases): a payload that is not a JSON object has no
         # `event` (Undefined), so it alerts no one; the events rule still sees it.
-        "name": "motorguard_alerts",
+        "name": contract.RULE_ALERTS,
         "sql": "SELECT %s FROM '%s' WHERE event = 'FAULT' OR event = 'ESTOP'" % (ORIGINAL_PAYLOAD, EVENTS_FILTER),
         "actions": [{"lambda": {"function": "alert"}}],
         "error_action": ERROR_ACTION,
     },
     {
         # Every event is history (and moves the device's latest state).
-        "name": "motorguard_events",
+        "name": contract.RULE_EVENTS,
         "sql": "SELECT %s FROM '%s'" % (ORIGINAL_PAYLOAD, EVENTS_FILTER),
         "actions": [{"lambda": {"function": "ingest"}}],
         "error_action": ERROR_ACTION,
@@ -50,7 +52,7 @@ RULES = [
         # (raw/<device>/<YYYY>/<MM>/<DD>/<HH>.jsonl) is written by the hourly aggregate job, one
         # object per device-hour: an S3 action here would cost one PUT per message, which alone
         # is ~$0.43 per device-month at one message every 30 s (docs/cloud.md).
-        "name": "motorguard_telemetry",
+        "name": contract.RULE_TELEMETRY,
         "sql": "SELECT %s FROM '%s'" % (ORIGINAL_PAYLOAD, TELEMETRY_FILTER),
         "actions": [{"sqs": {"queue": "telemetry_queue"}}],
         "error_action": ERROR_ACTION,
@@ -60,12 +62,7 @@ RULES = [
     },
 ]
 
-TARGETS = {
-    "dead_letter": resources.DEAD_LETTER_QUEUE,
-    "telemetry_queue": resources.TELEMETRY_QUEUE,
-    "archive": resources.ARCHIVE_BUCKET,
-    "alerts": resources.ALERTS_TOPIC,
-}
+TARGETS = resources.TARGETS
 
 
 def target(name: str) -> str:
@@ -79,6 +76,3 @@ def rule(name):
             return r
     raise KeyError("no rule named %r (rules: %s)" % (name, ", ".join(r["name"] for r in RULES)))
 
-
-def basic_ingest_topic(rule_name, topic):
-    return "$aws/rules/%s/%s" % (rule_name, topic)

@@ -93,3 +93,18 @@ BOARD_FILES = (CONFIG_FILE, DEVICE_CERT, DEVICE_KEY, ROOT_CA)
 # machine.reset_cause() on the ESP32, as the BOOT event's detail names it.
 RESET_CAUSES = {1: "power_on", 2: "hard_reset", 3: "watchdog", 4: "deep_sleep", 5: "soft_reset"}
 UNKNOWN_RESET_CAUSE = "unknown"
+
+# ------------------------------------------------------------------ local service identities
+# (Appended for issue 14, rooms with one-way doors.) The local IoT Core's broker makes a client's
+# certificate name its identity and its client id (cloud/local/broker_config.py), so each local
+# service client has a name of its own, with only the grants it needs there. Provisioning issues
+# their certificates with the fleet CA and uses two of them; no device may be named like one
+# (provisioning/identity.py check_thing): a device certificate by such a name would carry its grants.
+SERVICE_IDENTITY = "motorguard-service"  # the cloud's observer: tests, tools, the HIL rig
+ENGINE_IDENTITY = "motorguard-rules-engine"  # the local rules engine (cloud/local/engine.py)
+API_IDENTITY = "motorguard-api"  # the API's commands (cloud/local/publish.py; iot-data publish in AWS)
+CHECK_IDENTITY = "motorguard-provision-check"  # provision check's listener (provisioning/check.py)
+ROTATION_IDENTITY = "motorguard-provision-rotation"  # provision rotate --wait-online (provisioning/rotation.py)
+SERVICE_IDENTITIES = (SERVICE_IDENTITY, ENGINE_IDENTITY, API_IDENTITY, CHECK_IDENTITY, ROTATION_IDENTITY)
+CHECK_PROBE_THING = "motorguard-check-other"  # the other device provision check must not reach
+RESERVED_THING_NAMES = SERVICE_IDENTITIES + (CHECK_PROBE_THING,)

@@ -29,10 +29,12 @@ VERIFY_FAILED = 20  # a file on the board differs from the one sent
 NOT_ONLINE = 21  # deployed, but the device did not report online (or booted into safe mode)
 TARGET_MISSED = 22  # a benchmark ran, and a figure missed its target
 SETUP_FAILED = 23  # a benchmark or simulator could not set itself up (broker, MicroPython)
+# Ctrl-C: the shell's own number for a process ended by SIGINT (128 + 2).
+INTERRUPTED = 130
 
 MEANINGS = {
     OK: "success",
-    UNEXPECTED: "unexpected error (a bug: run again with --debug for a traceback and report it)",
+    UNEXPECTED: "unexpected error (a bug: report it with the output; provision --debug adds a traceback)",
     BAD_INPUT: "invalid input or usage",
     CONFLICT: "already exists in a different form (name taken by another certificate)",
     NO_CREDENTIALS: "no AWS credentials",
@@ -55,9 +57,21 @@ MEANINGS = {
     NOT_ONLINE: "deployed, but the device did not report online (or booted into safe mode)",
     TARGET_MISSED: "a benchmark figure missed its target",
     SETUP_FAILED: "the benchmark or simulator could not set itself up",
+    INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
 
 def epilog(codes) -> str:
     """The 'exit codes' paragraph of a tool's --help, for the codes that tool can return."""
     return "exit codes:\n" + "\n".join("  %2d  %s" % (c, MEANINGS[c]) for c in sorted(codes))
+
+
+def fail(message: str, hint: str = "", code: int = UNEXPECTED) -> int:
+    """How every tool ends on an error it can name: one `error:` line, one `hint:` line (what to do)
+    on stderr, and the code to exit with, returned."""
+    import sys
+
+    print("error: %s" % message, file=sys.stderr)
+    if hint:
+        print("hint: %s" % hint, file=sys.stderr)
+    return code

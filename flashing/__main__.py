@@ -7,11 +7,13 @@
                                        console until the device reports online
   image   [--bundle DIR | --config F]  one factory image, build/flash-4MB.bin: esptool write-flash 0x0
   console --port P                     the board's serial REPL and log (mpremote)
-  pin     --firmware FILE              record FILE's SHA-256 and size as the pinned release (after you
-                                       verified it yourself)
+  pin     --firmware FILE              record FILE's SHA-256 and size as the pinned release in
+                                       flashing/release.json (after you verified it yourself)
 
 Typical first run:  make flash PORT=/dev/ttyUSB0 && provision device motor-1 --out bundles/motor-1 &&
                     make deploy PORT=/dev/ttyUSB0 BUNDLE=bundles/motor-1
+
+Every MotorGuard command line and the one exit-code table: docs/cli.md
 """
 
 from __future__ import annotations
@@ -19,18 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
-from pathlib import Path
 
-from flashing import deploy, errors, flash, image, release, tools
-from flashing.errors import FlashError
+from contract import exit_codes
+from flashing import deploy, firmware, flash, image, release, tools
+from flashing.errors import CODES, INTERRUPTED, FlashError
 
 
 def _parser() -> argparse.ArgumentParser:
-    codes = "\n".join("  %2d  %s" % kv for kv in sorted(errors.EXIT_CODES.items()))
-    ap = argparse.ArgumentParser(prog="python -m flashing", description=__doc__, epilog="exit codes:\n" + codes,
+    ap = argparse.ArgumentParser(prog="python -m flashing", description=__doc__, epilog=exit_codes.epilog(CODES),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="{flash,deploy,image,console,pin}")
     port_help = "the board's serial port, e.g. /dev/ttyUSB0 (default: $PORT)"
@@ -64,69 +63,51 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("console", help="open the serial REPL and log (Ctrl-] leaves)")
     c.add_argument("--port", default=os.environ.get("PORT"), help=port_help)
 
-    p = sub.add_parser("pin", help="record a verified .bin's SHA-256 and size in flashing/release.py")
+    p = sub.add_parser("pin", help="record a verified .bin's SHA-256 and size in flashing/release.json")
     p.add_argument("--firmware", required=True, help="the %s you checked" % release.FILENAME)
     return ap
 
 
-def pin(firmware_path) -> tuple[str, int]:
-    """Rewrites SHA256 and SIZE in release.py (the one place they live) for a file you verified."""
-    fw = Path(firmware_path)
-    if not fw.is_file():
-        raise FlashError("firmware file %s not found" % fw, "pass the .bin you verified", errors.BAD_INPUT)
-    image.check_layout(fw)
-    digest, size = tools.sha256_file(fw), fw.stat().st_size
-    path = Path(release.__file__)
-    text = path.read_text()
-    text = re.sub(r'^SHA256 = .*$', 'SHA256 = "%s"' % digest, text, count=1, flags=re.M)
-    text = re.sub(r'^SIZE = .*$', "SIZE = {:_}".format(size), text, count=1, flags=re.M)
-    path.write_text(text)
-    return digest, size
-
-
-def run(a) -> int:
-    if a.cmd == "flash":
-        fw = flash.flash(a.port, a.firmware)
-        print("flashed %s to %s; next: make deploy PORT=%s BUNDLE=<dir from provision device>" % (fw.name, a.port, a.port))
-    elif a.cmd == "deploy":
-        if a.bundle and a.config:
+def run(args) -> int:
+    if args.cmd == "flash":
+        fw = flash.flash(args.port, args.firmware)
+        print("flashed %s to %s; next: make deploy PORT=%s BUNDLE=<dir from provision device>"
+              % (fw.name, args.port, args.port))
+    elif args.cmd == "deploy":
+        if args.bundle and args.config:
             raise FlashError("give --bundle or --config, not both", "a bundle already holds its config.json",
-                             errors.BAD_INPUT)
-        state = deploy.deploy(a.port, a.bundle, a.config, a.timeout, test_hook=a.test_hook)
+                             exit_codes.BAD_INPUT)
+        state = deploy.deploy(args.port, args.bundle, args.config, args.timeout, test_hook=args.test_hook)
         print("the device is online" if state == "online" else "the device runs in offline mode (config says so)")
-    elif a.cmd == "image":
-        if a.bundle and a.config:
+    elif args.cmd == "image":
+        if args.bundle and args.config:
             raise FlashError("give --bundle or --config, not both", "a bundle already holds its config.json",
-                             errors.BAD_INPUT)
-        done = image.build(a.out, a.firmware, a.bundle, a.config, echo=(lambda *_: None) if a.json else print,
-                           test_hook=a.test_hook)
-        if a.json:
+                             exit_codes.BAD_INPUT)
+        done = image.build(args.out, args.firmware, args.bundle, args.config,
+                           echo=(lambda *_: None) if args.json else print, test_hook=args.test_hook)
+        if args.json:
             print(json.dumps(done))
         else:
             print("%s: %d files; flash it with: esptool --chip %s --port PORT write-flash 0x0 %s"
                   % (done["image"], len(done["files"]), release.CHIP, done["image"]))
-    elif a.cmd == "console":
-        tools.check_port(a.port, "console")
-        return subprocess.call(tools.mpremote("connect", a.port, "repl"))
-    elif a.cmd == "pin":
-        digest, size = pin(a.firmware)
-        print("pinned %s: SHA-256 %s, %d bytes (flashing/release.py); also update SHA256_SOURCE there"
+    elif args.cmd == "console":
+        tools.console(args.port)
+    elif args.cmd == "pin":
+        digest, size = firmware.pin(args.firmware)
+        print("pinned %s: SHA-256 %s, %d bytes (flashing/release.json); also update sha256_source there"
               % (release.FILENAME, digest, size))
-    return errors.OK
+    return exit_codes.OK
 
 
 def main(argv=None) -> int:
-    a = _parser().parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
-        return run(a)
+        return run(args)
     except FlashError as e:
-        print("error: %s" % e.message, file=sys.stderr)
-        if e.hint:
-            print("hint: %s" % e.hint, file=sys.stderr)
-        return e.code
+        return exit_codes.fail(e.message, e.hint, e.code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

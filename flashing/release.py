@@ -1,4 +1,8 @@
-"""The one pinned MicroPython release for the ESP32 and its flash layout: change them here, together.
+"""The one pinned MicroPython release for the ESP32 and its flash layout: change them together.
+
+The release itself (version, board, file name, URL, size, SHA-256 and where the hash comes from) is
+data, in flashing/release.json next to this file: `python -m flashing pin` rewrites that file, and
+this module reads it. The flash layout below is this module's, for that release.
 
 Where each number comes from (checked for this tag):
 - Layout: micropython/micropython at tag v1.26.1. ports/esp32/boards/sdkconfig.base selects
@@ -13,7 +17,7 @@ Where each number comes from (checked for this tag):
   fits 4 MB boards only.
 
 The SHA-256: micropython.org publishes no checksums and this build machine cannot reach it. The value
-below is the SHA-256 of the file of this name committed to a public GitHub repository
+in release.json is the SHA-256 of the file of this name committed to a public GitHub repository
 (Matthew-Garcia/uhcl-lunar-hawks-lunabotics, blob eebdc3efbf44c97022710f6ed3753e6dab1ba488), checked
 here: 1,734,416 bytes, and 1,137,589 bytes after zlib level 9, exactly the two sizes that esptool logs of
 flashing this file onto two different boards report (public READMEs: "Wrote 1734416 bytes (1137589
@@ -24,13 +28,44 @@ that was not genuine would make the genuine download be refused, never the rever
 compare the file yourself (sha256sum) and record it: python -m flashing pin --firmware path.
 """
 
-VERSION = "v1.26.1"
-BOARD = "ESP32_GENERIC"
-FILENAME = "ESP32_GENERIC-20250911-v1.26.1.bin"
-URL = "https://micropython.org/resources/firmware/" + FILENAME
-SIZE = 1_734_416
-SHA256 = "6b5272b6edd15fc4d1627ec559a27a5d5a7b86e5ea7f8013941eb10c877edd4e"
-SHA256_SOURCE = "third-party copy on GitHub (see flashing/release.py), not a checksum published by micropython.org"
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+PINNED = Path(__file__).with_name("release.json")
+FIELDS = ("version", "board", "filename", "url", "size", "sha256", "sha256_source")
+
+
+def load(path=PINNED) -> dict:
+    """The pinned release as recorded in release.json (every one of FIELDS)."""
+    data = json.loads(Path(path).read_text())
+    missing = [f for f in FIELDS if f not in data]
+    if missing:
+        raise ValueError("%s lacks %s" % (path, ", ".join(missing)))
+    return data
+
+
+def record(sha256: str, size: int, path=PINNED) -> None:
+    """Writes a verified file's SHA-256 and size into release.json (the only place they live),
+    atomically; the other fields stay as they are."""
+    path = Path(path)
+    data = load(path)
+    data.update(sha256=sha256, size=int(size))
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+_pinned = load()
+VERSION = _pinned["version"]
+BOARD = _pinned["board"]
+FILENAME = _pinned["filename"]
+URL = _pinned["url"]
+SIZE = _pinned["size"]
+SHA256 = _pinned["sha256"]
+SHA256_SOURCE = _pinned["sha256_source"]
 
 CHIP = "esp32"
 APP_OFFSET = 0x1000  # bootloader first, then partition table (0x8000) and app (0x10000): all in the .bin

@@ -53,7 +53,7 @@ def site_and_board(request, tmp_path_factory):
         yield site, board
         board.close()
         return
-    from provisioning.broker import LocalBroker, free_port
+    from cloud.local.broker import LocalBroker, free_port
 
     work = tmp_path_factory.mktemp("hil")
     broker = LocalBroker.with_new_pki(work / "broker", free_port())

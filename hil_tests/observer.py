@@ -7,7 +7,8 @@ import json
 import threading
 import time
 
-from cloud import schemas
+import contract
+from cloud.domain import messages
 
 
 class Observer:
@@ -24,12 +25,14 @@ class Observer:
             ca_filepath=site.ca, client_id="hil-observer-%d" % time.monotonic_ns(), clean_session=True,
             keep_alive_secs=30, enable_metrics_collection=False)
         self.conn.connect().result(10)
-        fut, _ = self.conn.subscribe("devices/%s/#" % site.thing, mqtt.QoS.AT_LEAST_ONCE, callback=self._on)
+        every_topic = "%s/%s/#" % (contract.TOPIC_PREFIX, site.thing)  # the thing's topics, every kind
+        fut, _ = self.conn.subscribe(every_topic, mqtt.QoS.AT_LEAST_ONCE, callback=self._on)
         fut.result(10)
         self.qos1 = mqtt.QoS.AT_LEAST_ONCE
 
     def _on(self, topic, payload, **kw):
-        kind = topic.rsplit("/", 1)[-1]
+        parsed = contract.parse_topic(topic)
+        kind = parsed[1] if parsed else topic.rsplit("/", 1)[-1]
         with self._cv:
             self.messages.append((kind, json.loads(payload)))
             self._cv.notify_all()
@@ -47,15 +50,17 @@ class Observer:
                 self._cv.wait(left)
 
     def invalid(self):
-        kinds = {"telemetry": "telemetry", "events": "event", "status": "status", "ack": "ack"}
+        """(kind, problems) of each message the device published that its schema refuses."""
         with self._cv:
-            return [(k, schemas.errors(kinds[k], b)) for k, b in self.messages if k in kinds and schemas.errors(kinds[k], b)]
+            found = [(k, messages.errors(contract.MESSAGE_OF_TOPIC[k], b)) for k, b in self.messages
+                     if k in contract.DEVICE_PUBLISHES]
+        return [(k, problems) for k, problems in found if problems]
 
     def command(self, **cmd):
         """A version 2 command as the API sends it (docs/commands.md), issued now."""
-        cmd.setdefault("v", 2)
+        cmd.setdefault("v", contract.MESSAGE_VERSIONS[contract.MESSAGE_OF_TOPIC[contract.CMD]])
         cmd.setdefault("issued_at", int(time.time() * 1000))
-        fut, _ = self.conn.publish("devices/%s/cmd" % self.thing, json.dumps(cmd), self.qos1)
+        fut, _ = self.conn.publish(contract.topic(self.thing, contract.CMD), json.dumps(cmd), self.qos1)
         fut.result(10)
 
     def close(self):

@@ -16,7 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
-from provisioning import bundle, identity, policy
+from provisioning import bundle, identity, policy, rotation
 from provisioning.errors import (ACCESS_DENIED, CONFLICT, NO_CREDENTIALS, NOT_FOUND, SERVICE_ERROR,
                                  ProvisionError)
 from provisioning.registry import Registry, now_iso
@@ -341,17 +341,9 @@ def rotate_abort(home, thing: str, pending: dict, session=None) -> dict:
 
 
 def rotate_commit(home, thing: str, pending: dict, session=None) -> dict:
-    reg = Registry(home)
-    entry = reg.get(thing)
-    current, nxt = Path(entry["bundle"]), Path(pending["next_bundle"])
-    if not bundle.installed(current, nxt):
-        bundle.install(nxt, current)
-    entry.update(certificate_id=pending["certificate_id"], certificate_arn=pending["certificate_arn"],
-                 fingerprint=pending["fingerprint"], created=now_iso(), status="ACTIVE")
-    entry.pop("pending", None)
-    reg.put(thing, entry)
-    revoke(home, thing, session=session, certificate_id=pending["old_certificate_id"])
-    shutil.rmtree(nxt, ignore_errors=True)
-    shutil.rmtree(current.with_name(current.name + ".prev"), ignore_errors=True)
+    """The device runs on the new certificate: make it current, and the old one REVOKED and detached."""
+    rotation.make_current(home, thing, pending,
+                          {"certificate_id": pending["certificate_id"], "certificate_arn": pending["certificate_arn"]},
+                          lambda: revoke(home, thing, session=session, certificate_id=pending["old_certificate_id"]))
     return {"thing": thing, "changed": True, "certificate": pending["certificate_id"],
             "revoked": pending["old_certificate_id"]}

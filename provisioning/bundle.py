@@ -5,6 +5,9 @@
     device.key.der    the private key, mode 0600
     root-ca.der       the CA that signed the broker's certificate
     device.crt.pem, device.key.pem (0600), root-ca.pem: the same for host tools (provision check)
+
+The four board files and their names are the fleet contract's (contract.BOARD_FILES): the firmware's
+config defaults name the same files.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from pathlib import Path
 
 from cryptography import x509
 
+from contract import BOARD_FILES, CONFIG_FILE, DEVICE_CERT, DEVICE_KEY, ROOT_CA
 from provisioning import pki
 from provisioning.errors import MPREMOTE_MISSING, SERIAL_PORT, SERVICE_ERROR, ProvisionError
 
-BOARD_FILES = ("config.json", "device.crt.der", "device.key.der", "root-ca.der")
-KEY_FILES = ("device.key.der", "device.key.pem")
+DEVICE_CERT_PEM, DEVICE_KEY_PEM, ROOT_CA_PEM = "device.crt.pem", "device.key.pem", "root-ca.pem"  # host tools'
+KEY_FILES = (DEVICE_KEY, DEVICE_KEY_PEM)
 
 
 def device_config(thing: str, host: str, port: int, wifi_ssid=None, wifi_password=None, remote_start=False) -> dict:
@@ -45,13 +49,13 @@ def write(out_dir, cfg: dict, cert: x509.Certificate, key, ca_pem: bytes) -> Pat
     tmp.mkdir(parents=True)
     try:
         ca = x509.load_pem_x509_certificate(ca_pem)
-        pki.write_cert(tmp / "device.crt.der", cert, der=True)
-        pki.write_cert(tmp / "device.crt.pem", cert)
-        pki.write_key(tmp / "device.key.der", key, der=True)
-        pki.write_key(tmp / "device.key.pem", key)
-        pki.write_cert(tmp / "root-ca.der", ca, der=True)
-        pki.write_cert(tmp / "root-ca.pem", ca)
-        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        pki.write_cert(tmp / DEVICE_CERT, cert, der=True)
+        pki.write_cert(tmp / DEVICE_CERT_PEM, cert)
+        pki.write_key(tmp / DEVICE_KEY, key, der=True)
+        pki.write_key(tmp / DEVICE_KEY_PEM, key)
+        pki.write_cert(tmp / ROOT_CA, ca, der=True)
+        pki.write_cert(tmp / ROOT_CA_PEM, ca)
+        (tmp / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -61,7 +65,7 @@ def write(out_dir, cfg: dict, cert: x509.Certificate, key, ca_pem: bytes) -> Pat
     return out
 
 
-ALL_FILES = BOARD_FILES + ("device.crt.pem", "device.key.pem", "root-ca.pem")
+ALL_FILES = BOARD_FILES + (DEVICE_CERT_PEM, DEVICE_KEY_PEM, ROOT_CA_PEM)
 
 
 def install(new_dir, bundle_dir) -> Path:
@@ -76,7 +80,7 @@ def install(new_dir, bundle_dir) -> Path:
         tmp = prev.with_name(prev.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(mode=0o700, parents=True)
-        for name in ALL_FILES + ("config.json",):
+        for name in ALL_FILES:
             if (cur / name).exists():
                 _copy_file(cur / name, tmp / name)
         os.replace(tmp, prev)
@@ -116,7 +120,7 @@ def restore(bundle_dir) -> bool:
 
 def installed(bundle_dir, new_dir) -> bool:
     """True when bundle_dir already holds new_dir's certificate."""
-    a, b = Path(bundle_dir) / "device.crt.der", Path(new_dir) / "device.crt.der"
+    a, b = Path(bundle_dir) / DEVICE_CERT, Path(new_dir) / DEVICE_CERT
     return a.is_file() and b.is_file() and a.read_bytes() == b.read_bytes()
 
 

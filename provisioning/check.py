@@ -6,7 +6,7 @@ Steps: connect as the thing; publish a telemetry message to its own topic (PUBAC
 another device's topic and subscribe to another device's command topic, both of which must be
 refused. AWS IoT Core refuses by closing the connection or failing the SUBACK. The local broker
 (Mosquitto) instead acknowledges and silently discards, so against it the check also listens with a
-service identity of its own (provisioning/services.py CHECK_IDENTITY: it reads telemetry and may
+service identity of its own (contract.CHECK_IDENTITY: it reads telemetry and may
 command only the probe device, CHECK_PROBE_THING) and asserts that the device's own message
 arrived and the forbidden ones did not.
 """
@@ -18,8 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-from provisioning.errors import CHECK_FAILED, NOT_FOUND, ProvisionError
-from provisioning.services import CHECK_IDENTITY, CHECK_PROBE_THING
+import contract
+from contract import CHECK_IDENTITY, CHECK_PROBE_THING
+from provisioning.errors import CHECK_FAILED, NOT_FOUND, SERVICE_ERROR, ProvisionError
 
 OTHER = CHECK_PROBE_THING  # a thing name no device may have (identity.check_thing)
 TIMEOUT_S = 10
@@ -50,7 +51,7 @@ class _Observer:
         c.on_subscribe = lambda *a: self._ready.set()
         c.connect(broker.host, broker.port, keepalive=30)
         c.loop_start()
-        c.subscribe("devices/+/telemetry", qos=1)  # all the check listens for, and all it may read
+        c.subscribe(contract.topic_filter(contract.TELEMETRY), qos=1)  # all the check listens for, and may read
         if not self._ready.wait(TIMEOUT_S):
             raise ProvisionError("the check's service identity could not subscribe on the local broker",
                                  "is the broker running? provision broker status", CHECK_FAILED)
@@ -62,6 +63,19 @@ class _Observer:
     def close(self):
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def check_device(home, entry: dict, bundle_dir=None) -> list[dict]:
+    """`provision check`: run() on a registered device's bundle (or on bundle_dir, a staged one),
+    with the check's listener on the local broker for a local device."""
+    observer = None
+    if entry["backend"] == "local":
+        from provisioning import local
+
+        observer = local.broker(home)
+        if not observer.running():
+            raise ProvisionError("the local broker is not running", "provision broker start", SERVICE_ERROR)
+    return run(bundle_dir or entry["bundle"], observer_broker=observer)
 
 
 def run(bundle_dir, observer_broker=None, endpoint: str | None = None) -> list[dict]:
@@ -77,7 +91,7 @@ def run(bundle_dir, observer_broker=None, endpoint: str | None = None) -> list[d
                              NOT_FOUND) from None
     thing = cfg["thing"]
     host, port = (endpoint.rsplit(":", 1) if endpoint else (cfg["mqtt"]["host"], cfg["mqtt"].get("port", 8883)))
-    own = "devices/%s/telemetry" % thing
+    own = contract.topic(thing, contract.TELEMETRY)
     steps = []
     interrupted = threading.Event()
     received = []
@@ -115,7 +129,7 @@ def run(bundle_dir, observer_broker=None, endpoint: str | None = None) -> list[d
         step("publish to %s" % own, ok, detail)
 
         # Subscribe to another device's commands: refused by AWS; granted-but-never-delivered locally.
-        other_cmd = "devices/%s/cmd" % OTHER
+        other_cmd = contract.topic(OTHER, contract.CMD)
         try:
             sub, _ = conn.subscribe(other_cmd, mqtt.QoS.AT_LEAST_ONCE,
                                     callback=lambda topic, payload, **kw: received.append(topic))
@@ -130,7 +144,7 @@ def run(bundle_dir, observer_broker=None, endpoint: str | None = None) -> list[d
             detail += "; %s" % ("nothing delivered (broker ACL)" if refused else "A COMMAND FOR ANOTHER DEVICE ARRIVED")
         step("subscribe to %s is refused" % other_cmd, refused, detail)
 
-        other = "devices/%s/telemetry" % OTHER
+        other = contract.topic(OTHER, contract.TELEMETRY)
         before = len(observer.got) if observer else 0
         fut, _ = conn.publish(other, probe_message(OTHER), mqtt.QoS.AT_LEAST_ONCE)
         try:

@@ -1,25 +1,27 @@
-"""provision: give a MotorGuard device its identity, in AWS IoT Core or on the local broker."""
+"""provision: give a MotorGuard device its identity, in AWS IoT Core or on the local broker.
+
+The command line only: each subcommand parses its options and calls the library (provisioning.local,
+provisioning.aws, provisioning.rotation, provisioning.check, provisioning.bundle), then prints one
+result, as text or, with --json, as JSON. Exit codes: contract/exit_codes.py (docs/cli.md).
+"""
 
 from __future__ import annotations
 
-import functools
+import argparse
 import json
+import os
 import sys
 import traceback
 
-import click
-
-from provisioning import bundle, errors, identity
-from provisioning import local as localb
+import contract
+from contract import exit_codes
+from provisioning import bundle, errors, identity, local
 from provisioning.errors import BAD_INPUT, ProvisionError
-from provisioning.registry import Registry, home_dir
+from provisioning.registry import Registry, home_dir, registered
 
-EXIT_HELP = "\n".join("  %2d  %s" % (code, text) for code, text in sorted(errors.EXIT_CODES.items()))
-
-MAIN_HELP = """Give each MotorGuard device its identity: a private key made on this host (it never goes
+DESCRIPTION = """Give each MotorGuard device its identity: a private key made on this host (it never goes
 to any service), a certificate for it, the least-privilege policy, and a bundle for the board.
 
-\b
 Typical use, locally (the local broker stands in for AWS IoT Core):
   provision ca init                       # once: the fleet CA and the broker's identity
   provision broker start                  # Mosquitto with mutual TLS on localhost:8883
@@ -27,280 +29,24 @@ Typical use, locally (the local broker stands in for AWS IoT Core):
   provision check motor-001               # prove the certificate and the policy work
   make sim BROKER=127.0.0.1:8883 DEVICE=~/.motorguard/devices/motor-001
 
-\b
 In AWS (credentials and region as for the AWS CLI):
   provision device motor-001 --backend aws --port /dev/ttyUSB0 --wifi-ssid lab --wifi-password ...
 
-\b
-Exit codes:
-""" + EXIT_HELP
+`provision COMMAND --help` explains a command. Every MotorGuard command line: docs/cli.md"""
 
-
-class Ctx:
-    def __init__(self, home, debug):
-        self.home = home_dir(home)
-        self.debug = debug
-
-
-def handled(f):
-    """One line and a hint on stderr, and a distinct exit code; a traceback only with --debug."""
-
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        ctx = click.get_current_context()
-        debug = bool(ctx.find_object(Ctx) and ctx.find_object(Ctx).debug)
-        try:
-            return f(*args, **kwargs)
-        except ProvisionError as e:
-            if debug:
-                traceback.print_exc()
-            click.echo("error: %s" % identity.redact(e.message), err=True)
-            if e.hint:
-                click.echo("hint: %s" % e.hint, err=True)
-            ctx.exit(e.code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except Exception as e:  # noqa: BLE001 - anything else: still one line
-            if debug:
-                traceback.print_exc()
-            click.echo("error: %s: %s" % (type(e).__name__, identity.redact(str(e))[:300]), err=True)
-            click.echo("hint: run again with --debug for the details", err=True)
-            ctx.exit(errors.UNEXPECTED)
-
-    return wrapper
-
-
-def emit(data, as_json, text):
-    if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-    else:
-        click.echo(text)
-
-
-@click.group(help=MAIN_HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--home", envvar="MOTORGUARD_HOME", type=click.Path(file_okay=False),
-              help="state dir: fleet CA, local broker, device registry and bundles [env MOTORGUARD_HOME; "
-                   "default ~/.motorguard]")
-@click.option("--debug", is_flag=True, help="show tracebacks")
-@click.pass_context
-def main(ctx, home, debug):
-    ctx.obj = Ctx(home, debug)
-
-
-# ------------------------------------------------------------------ ca / broker
-
-
-@main.group(help="The local fleet CA.")
-def ca():
-    pass
-
-
-@ca.command("init", help="Create the local fleet CA, the broker's TLS certificate and the service identity "
-                         "(once; a second run reports what exists).")
-@click.option("--port", default=localb.DEFAULT_PORT, show_default=True, help="the local broker's TLS port")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-@click.pass_obj
-@handled
-def ca_init(obj, port, as_json):
-    r = localb.ca_init(obj.home, port)
-    emit(r, as_json, ("created fleet CA %s" if r["created"] else "fleet CA exists: %s") % r["ca"])
-
-
-@main.group(help="The local broker: Mosquitto with mutual TLS and an ACL that mirrors the AWS policy.")
-def broker():
-    pass
-
-
-@broker.command("start", help="Start it (creating the CA first if needed).")
-@click.option("--port", type=int, default=None, help="TLS port (default: the last one used, else 8883)")
-@click.pass_obj
-@handled
-def broker_start(obj, port):
-    b = localb.broker_start(obj.home, port)
-    click.echo("local broker on mqtts://%s:%d (pid %s); log %s" % (b.host, b.port, b.pid(), b.log_path))
-
-
-@broker.command("stop", help="Stop it.")
-@click.pass_obj
-@handled
-def broker_stop(obj):
-    b = localb.broker(obj.home)
-    was = b.running()
-    b.stop()
-    click.echo("stopped" if was else "not running")
-
-
-@broker.command("status", help="Is it running and accepting TLS? Exit 0 if so, 9 if not.")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-@handled
-def broker_status(obj, as_json):
-    st = localb.broker(obj.home).status()
-    emit(st, as_json, "\n".join("%s: %s" % kv for kv in st.items()))
-    if not (st.get("running") and st.get("tls_ok")):
-        raise click.exceptions.Exit(errors.SERVICE_ERROR)
-
-
-# ------------------------------------------------------------------ devices
-
-
-def _read_root_ca(path):
-    if path is None:
-        return None
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def _parse_attributes(pairs):
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise ProvisionError("attribute %r is not KEY=VALUE" % p, "e.g. --attribute site=hall-3", BAD_INPUT)
-        k, v = p.split("=", 1)
-        out[k] = v
-    return out
-
-
-def _provision_one(obj, thing, backend, out, wifi_ssid, wifi_password, key_type, force, attributes=(), root_ca=None,
-                   remote_start=False):
-    if backend == "local":
-        return localb.provision_device(obj.home, thing, out, wifi_ssid, wifi_password, key_type, force, remote_start)
-    from provisioning import aws
-
-    return aws.provision_device(obj.home, thing, out, wifi_ssid, wifi_password, key_type, force,
-                                _parse_attributes(attributes), _read_root_ca(root_ca), remote_start=remote_start)
-
-
-@main.command(help="""Provision one device: key and CSR on this host, certificate (signed by AWS IoT or by the
+DEVICE_HELP = """Provision one device: key and CSR on this host, certificate (signed by AWS IoT or by the
 local fleet CA), the fleet policy, the bundle (config.json, device.crt.der, device.key.der [0600],
 root-ca.der) and, with --port, the bundle copied onto the board and read back.
 
-Running it again changes nothing unless --force; a failure part-way removes what the run created.""")
-@click.argument("thing")
-@click.option("--backend", type=click.Choice(["local", "aws"]), default="local", show_default=True)
-@click.option("--port", "serial_port", help="copy the bundle onto the board on this serial port (mpremote)")
-@click.option("--out", type=click.Path(file_okay=False), help="bundle dir [default: <home>/devices/THING]")
-@click.option("--wifi-ssid", help="the Wi-Fi network the board joins")
-@click.option("--wifi-password", help="its WPA2 passphrase (stored only in the bundle's config.json)")
-@click.option("--key-type", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True,
-              help="EC P-256 (small, fast on the ESP32) or RSA 2048")
-@click.option("--attribute", "attributes", multiple=True, metavar="KEY=VALUE", help="thing attribute (aws; repeatable)")
-@click.option("--root-ca", type=click.Path(dir_okay=False, exists=True),
-              help="aws: Amazon Root CA 1 PEM [default: downloaded from amazontrust.com]")
-@click.option("--force", is_flag=True, help="replace an existing identity (the old certificate is revoked)")
-@click.option("--remote-start", is_flag=True,
-              help="let the cloud start the motor (off by default: remote stop always works, remote start "
-                   "only with this flag; see docs/commands.md)")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-@click.pass_obj
-@handled
-def device(obj, thing, backend, serial_port, out, wifi_ssid, wifi_password, key_type, attributes, root_ca, force,
-           remote_start, as_json):
-    identity.check_thing(thing)
-    identity.check_wifi(wifi_ssid, wifi_password)
-    if serial_port:
-        bundle.mpremote_cmd()
-        bundle.check_port(serial_port)
-    r = _provision_one(obj, thing, backend, out, wifi_ssid, wifi_password, key_type, force, attributes, root_ca,
-                       remote_start)
-    if serial_port:
-        try:
-            r["board"] = bundle.push(r["bundle"], serial_port)
-        except ProvisionError as e:
-            e.hint += " (%s is provisioned and its bundle is in %s: run this again to retry the copy)" % (
-                thing, r["bundle"])
-            raise
-    if r["changed"]:
-        text = "provisioned %s (%s): certificate %s\nbundle: %s" % (thing, backend, r["certificate"][:16], r["bundle"])
-    else:
-        text = "%s: %s\nbundle: %s" % (thing, r["message"], r["bundle"])
-    if serial_port:
-        text += "\ncopied to the board on %s and verified (%d files)" % (serial_port, len(r["board"]))
-    emit(r, as_json, text)
+Running it again changes nothing unless --force; a failure part-way removes what the run created."""
 
-
-def _bundle_of(obj, thing):
-    identity.check_thing(thing)
-    entry = Registry(obj.home).get(thing)
-    if not entry:
-        raise ProvisionError("no device %r in %s" % (thing, obj.home), "provision list shows them", errors.NOT_FOUND)
-    return entry
-
-
-def _run_check(obj, entry, bundle_dir=None):
-    from provisioning import check as checkmod
-
-    observer = None
-    if entry["backend"] == "local":
-        observer = localb.broker(obj.home)
-        if not observer.running():
-            raise ProvisionError("the local broker is not running", "provision broker start", errors.SERVICE_ERROR)
-    return checkmod.run(bundle_dir or entry["bundle"], observer_broker=observer)
-
-
-@main.command(help="""Connect with the device's bundle (awsiotsdk), publish to its telemetry topic, and confirm
-that another device's topics are refused. Exit 0 when every step passes, 8 otherwise.""")
-@click.argument("thing")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-@handled
-def check(obj, thing, as_json):
-    entry = _bundle_of(obj, thing)
-    steps = _run_check(obj, entry)
-    ok = all(s["ok"] for s in steps)
-    emit({"thing": thing, "ok": ok, "steps": steps}, as_json,
-         "\n".join("%s %s  %s" % ("ok  " if s["ok"] else "FAIL", s["step"], s["detail"]) for s in steps))
-    if not ok:
-        raise click.exceptions.Exit(errors.CHECK_FAILED)
-
-
-@main.command("list", help="Devices provisioned from this host (add --aws for the things in the account).")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--aws", "from_aws", is_flag=True, help="list the account's MotorGuard things instead")
-@click.pass_obj
-@handled
-def list_cmd(obj, as_json, from_aws):
-    if from_aws:
-        from provisioning import aws
-
-        things = aws.list_things()
-        emit(things, as_json, "\n".join(t["thing"] for t in things) or "(none)")
-        return
-    things = Registry(obj.home).all()
-    rows = [{"thing": k, **v} for k, v in sorted(things.items())]
-    if as_json:
-        emit(rows, True, "")
-        return
-    if not rows:
-        click.echo("(no devices; provision device THING adds one)")
-        return
-    click.echo("%-24s %-7s %-11s %-20s %s" % ("THING", "BACKEND", "STATUS", "CREATED", "BUNDLE"))
-    for r in rows:
-        status = r["status"] + ("+NEXT" if r.get("pending") else "")  # a rotation is staged
-        click.echo("%-24s %-7s %-11s %-20s %s" % (r["thing"], r["backend"], status, r["created"][:19], r["bundle"]))
-
-
-@main.command(help="Revoke the device's certificate (aws: REVOKED and detached; local: CRL updated, broker reloaded).")
-@click.argument("thing")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-@handled
-def revoke(obj, thing, as_json):
-    entry = _bundle_of(obj, thing)
-    if entry["backend"] == "local":
-        r = localb.revoke(obj.home, thing)
-    else:
-        from provisioning import aws
-
-        r = aws.revoke(obj.home, thing)
-    emit(r, as_json, "revoked %s" % thing if r["changed"] else "%s: %s" % (thing, r.get("message")))
-
+CHECK_HELP = """Connect with the device's bundle (awsiotsdk), publish to its telemetry topic, and confirm
+that another device's topics are refused. Exit 0 when every step passes, %d otherwise.""" % errors.CHECK_FAILED
 
 ROTATE_HELP = """Rotate the device's certificate: a new key and certificate, valid next to the old one,
 checked from the host (as `provision check`), then delivered and confirmed. The old certificate is
 revoked only once the device is confirmed on the new one, or with --force.
 
-\b
 Confirmation (the firmware loads its certificate once per boot):
   --port P           copy the new bundle onto the board (mpremote, read back), soft-reset it and
                      wait for `MG NET online` on its console
@@ -311,109 +57,349 @@ Confirmation (the firmware loads its certificate once per boot):
                      then `provision rotate THING --force` commits that same certificate
 --abort drops a staged rotation (old files back, the new certificate revoked or deleted)."""
 
+BACKENDS = ("local", "aws")
+KEY_TYPES = ("ec", "rsa")
+INTERRUPTED = exit_codes.INTERRUPTED  # Ctrl-C (130), outside the table
 
-@main.command(help=ROTATE_HELP)
-@click.argument("thing")
-@click.option("--port", "serial_port", help="push the new bundle to the board and wait for it to come online")
-@click.option("--wait-online", type=click.IntRange(1, 3600), metavar="SECONDS",
-              help="local: install the new files in the bundle dir and wait for the device to come online")
-@click.option("--key-type", type=click.Choice(["ec", "rsa"]), default=None,
-              help="key type of the new certificate [default: as the current one]")
-@click.option("--force", is_flag=True, help="revoke the old certificate without confirming the device")
-@click.option("--abort", "abort_", is_flag=True, help="drop the staged rotation instead")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-@handled
-def rotate(obj, thing, serial_port, wait_online, key_type, force, abort_, as_json):
+
+# ------------------------------------------------------------------ option types
+
+
+def _directory(text: str) -> str:
+    """A directory, existing or not, but not a file."""
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError("directory %r is a file" % text)
+    return text
+
+
+def _existing_file(text: str) -> str:
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError("file %r does not exist" % text)
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError("file %r is a directory" % text)
+    return text
+
+
+def _seconds(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 3600:
+        raise argparse.ArgumentTypeError("%r is not a number of seconds in 1-3600" % text)
+    return n
+
+
+# ------------------------------------------------------------------ output
+
+
+def emit(data, as_json: bool, text: str) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        print(text)
+
+
+def progress(items, label: str):
+    """The items, with a progress bar on stderr when it is a terminal (else the label, once)."""
+    out, total = sys.stderr, len(items)
+    if not out.isatty():
+        print(label, file=out)
+        yield from items
+        return
+    for i, item in enumerate(items):
+        out.write("\r%s  [%-32s] %d/%d" % (label, "#" * (32 * i // total), i, total))
+        out.flush()
+        yield item
+    out.write("\r%s  [%s] %d/%d\n" % (label, "#" * 32, total, total))
+
+
+# ------------------------------------------------------------------ library calls shared by commands
+
+
+def _read_root_ca(path):
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _parse_attributes(pairs) -> dict:
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ProvisionError("attribute %r is not KEY=VALUE" % p, "e.g. --attribute site=hall-3", BAD_INPUT)
+        k, v = p.split("=", 1)
+        out[k] = v
+    return out
+
+
+def provision_one(home, thing, backend="local", out=None, wifi_ssid=None, wifi_password=None, key_type="ec",
+                  force=False, attributes=(), root_ca=None, remote_start=False) -> dict:
+    if backend == "local":
+        return local.provision_device(home, thing, out, wifi_ssid, wifi_password, key_type, force, remote_start)
+    from provisioning import aws
+
+    return aws.provision_device(home, thing, out, wifi_ssid, wifi_password, key_type, force,
+                                _parse_attributes(attributes), _read_root_ca(root_ca), remote_start=remote_start)
+
+
+# ------------------------------------------------------------------ commands: each returns an exit code
+
+
+def cmd_ca_init(home, args) -> int:
+    r = local.ca_init(home, args.port)
+    emit(r, args.json, ("created fleet CA %s" if r["created"] else "fleet CA exists: %s") % r["ca"])
+    return exit_codes.OK
+
+
+def cmd_broker_start(home, args) -> int:
+    b = local.broker_start(home, args.port)
+    print("local broker on mqtts://%s:%d (pid %s); log %s" % (b.host, b.port, b.pid(), b.log_path))
+    return exit_codes.OK
+
+
+def cmd_broker_stop(home, args) -> int:
+    b = local.broker(home)
+    was = b.running()
+    b.stop()
+    print("stopped" if was else "not running")
+    return exit_codes.OK
+
+
+def cmd_broker_status(home, args) -> int:
+    st = local.broker(home).status()
+    emit(st, args.json, "\n".join("%s: %s" % kv for kv in st.items()))
+    return exit_codes.OK if st.get("running") and st.get("tls_ok") else errors.SERVICE_ERROR
+
+
+def cmd_device(home, args) -> int:
+    identity.check_thing(args.thing)
+    identity.check_wifi(args.wifi_ssid, args.wifi_password)
+    if args.port:
+        bundle.mpremote_cmd()
+        bundle.check_port(args.port)
+    r = provision_one(home, args.thing, args.backend, args.out, args.wifi_ssid, args.wifi_password, args.key_type,
+                      args.force, args.attribute, args.root_ca, args.remote_start)
+    if args.port:
+        try:
+            r["board"] = bundle.push(r["bundle"], args.port)
+        except ProvisionError as e:
+            e.hint += " (%s is provisioned and its bundle is in %s: run this again to retry the copy)" % (
+                args.thing, r["bundle"])
+            raise
+    if r["changed"]:
+        text = "provisioned %s (%s): certificate %s\nbundle: %s" % (args.thing, args.backend, r["certificate"][:16],
+                                                                     r["bundle"])
+    else:
+        text = "%s: %s\nbundle: %s" % (args.thing, r["message"], r["bundle"])
+    if args.port:
+        text += "\ncopied to the board on %s and verified (%d files)" % (args.port, len(r["board"]))
+    emit(r, args.json, text)
+    return exit_codes.OK
+
+
+def cmd_check(home, args) -> int:
+    from provisioning import check
+
+    steps = check.check_device(home, registered(home, args.thing))
+    ok = all(s["ok"] for s in steps)
+    emit({"thing": args.thing, "ok": ok, "steps": steps}, args.json,
+         "\n".join("%s %s  %s" % ("ok  " if s["ok"] else "FAIL", s["step"], s["detail"]) for s in steps))
+    return exit_codes.OK if ok else errors.CHECK_FAILED
+
+
+def cmd_list(home, args) -> int:
+    if args.aws:
+        from provisioning import aws
+
+        things = aws.list_things()
+        emit(things, args.json, "\n".join(t["thing"] for t in things) or "(none)")
+        return exit_codes.OK
+    rows = [{"thing": k, **v} for k, v in sorted(Registry(home).all().items())]
+    if args.json:
+        emit(rows, True, "")
+    elif not rows:
+        print("(no devices; provision device THING adds one)")
+    else:
+        print("%-24s %-7s %-11s %-20s %s" % ("THING", "BACKEND", "STATUS", "CREATED", "BUNDLE"))
+        for r in rows:
+            status = r["status"] + ("+NEXT" if r.get("pending") else "")  # a rotation is staged
+            print("%-24s %-7s %-11s %-20s %s" % (r["thing"], r["backend"], status, r["created"][:19], r["bundle"]))
+    return exit_codes.OK
+
+
+def cmd_revoke(home, args) -> int:
+    entry = registered(home, args.thing)
+    if entry["backend"] == "local":
+        r = local.revoke(home, args.thing)
+    else:
+        from provisioning import aws
+
+        r = aws.revoke(home, args.thing)
+    emit(r, args.json, "revoked %s" % args.thing if r["changed"] else "%s: %s" % (args.thing, r.get("message")))
+    return exit_codes.OK
+
+
+def cmd_rotate(home, args) -> int:
     from provisioning import rotation
 
-    entry = _bundle_of(obj, thing)
-    if abort_:
-        if serial_port or wait_online or force:
+    entry = registered(home, args.thing)
+    if args.abort:
+        if args.port or args.wait_online or args.force:
             raise ProvisionError("--abort cannot be combined with --port, --wait-online or --force",
-                                 "run provision rotate %s --abort alone" % thing, BAD_INPUT)
-        r = rotation.abort(obj.home, thing)
-        emit(r, as_json, "dropped the staged rotation of %s" % thing if r["changed"] else "%s: %s" % (thing, r["message"]))
-        return
-    if serial_port and wait_online:
-        raise ProvisionError("--port and --wait-online are two ways to confirm: pick one",
-                             "--port for a board on USB, --wait-online for a device on the local broker", BAD_INPUT)
-    if wait_online and entry["backend"] != "local":
-        raise ProvisionError("--wait-online needs the local broker's service identity; %s is on %s" % (
-            thing, entry["backend"]), "use --port (the board's console confirms), or --force once you have "
-                                      "seen the device online", BAD_INPUT)
-    if entry.get("status") == "REVOKED":
-        raise ProvisionError("%s is revoked: nothing to rotate" % thing,
-                             "provision device %s --force gives it a new identity" % thing, errors.CONFLICT)
-    if serial_port:
-        bundle.mpremote_cmd()
-        bundle.check_port(serial_port)
-    if wait_online and not localb.broker(obj.home).running():
-        raise ProvisionError("the local broker is not running", "provision broker start", errors.SERVICE_ERROR)
+                                 "run provision rotate %s --abort alone" % args.thing, BAD_INPUT)
+        r = rotation.abort(home, args.thing)
+        emit(r, args.json, "dropped the staged rotation of %s" % args.thing if r["changed"]
+             else "%s: %s" % (args.thing, r["message"]))
+        return exit_codes.OK
 
-    pending, reused = rotation.stage(obj.home, thing, key_type)
-    steps = _run_check(obj, entry, pending["next_bundle"])
-    if not all(s["ok"] for s in steps):
-        rotation.abort(obj.home, thing)
-        raise ProvisionError("the new certificate failed the check: %s" % next(
-            s["step"] + ": " + s["detail"] for s in steps if not s["ok"]),
-            "the old certificate stays in use; the new one was dropped", errors.CHECK_FAILED)
-    confirmed = None
-    if serial_port:
-        try:
-            bundle.push(pending["next_bundle"], serial_port)
-        except ProvisionError as e:
-            e.hint += " (the rotation stays staged and the old certificate valid: run this again, or --abort)"
-            raise
-        if bundle.wait_online(serial_port):
-            confirmed = "the board came online on %s after a reset" % serial_port
-    elif wait_online:
-        def say_installed():
-            click.echo("new files are in %s: restart the device; waiting up to %d s for it to come online"
-                       % (entry["bundle"], wait_online), err=True)
+    def say_installed():
+        print("new files are in %s: restart the device; waiting up to %d s for it to come online"
+              % (entry["bundle"], args.wait_online), file=sys.stderr)
 
-        seen = rotation.install_and_wait_online(localb.broker(obj.home), entry["bundle"], pending, wait_online,
-                                                on_installed=say_installed)
-        if seen:
-            confirmed = "the device came online from boot %s" % seen.get("boot")
-    if confirmed is None and force:
-        confirmed = "--force"
-    if confirmed is None:
-        if serial_port or wait_online:
-            raise ProvisionError(
-                "%s did not come online on the new certificate in time" % thing,
-                "both certificates stay valid; once the device is online: provision rotate %s --force "
-                "(or --abort)" % thing, errors.CHECK_FAILED)
-        emit({"thing": thing, "committed": False, "reused": reused, "next_bundle": pending["next_bundle"],
-              "steps": steps}, as_json,
-             "new certificate %s and checked; staged in %s (the old one stays valid).\n"
-             "Put it on the device, restart it, then: provision rotate %s --force"
-             % ("reused" if reused else "made", pending["next_bundle"], thing))
-        return
-    r = rotation.commit(obj.home, thing)
-    r.update(confirmed=confirmed, committed=True, steps=steps)
-    emit(r, as_json, "rotated %s: on the new certificate (%s); the old one is revoked" % (thing, confirmed))
+    r = rotation.rotate(home, args.thing, args.port, args.wait_online, args.key_type, args.force,
+                        on_installed=say_installed)
+    if r["committed"]:
+        text = "rotated %s: on the new certificate (%s); the old one is revoked" % (args.thing, r["confirmed"])
+    else:
+        text = ("new certificate %s and checked; staged in %s (the old one stays valid).\n"
+                "Put it on the device, restart it, then: provision rotate %s --force"
+                % ("reused" if r["reused"] else "made", r["next_bundle"], args.thing))
+    emit(r, args.json, text)
+    return exit_codes.OK
 
 
-@main.command(help="Provision many devices PREFIX-001..PREFIX-N (for fleets and load tests), with a progress bar.")
-@click.option("--count", type=int, required=True, help="how many")
-@click.option("--prefix", required=True, help="thing name prefix; names are PREFIX-001, PREFIX-002, ...")
-@click.option("--backend", type=click.Choice(["local", "aws"]), default="local", show_default=True)
-@click.option("--key-type", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-@handled
-def batch(obj, count, prefix, backend, key_type, as_json):
-    identity.check_prefix(prefix, count)
-    names = [identity.batch_name(prefix, i, count) for i in range(count)]
-    results = []
-    with click.progressbar(names, label="provisioning", file=sys.stderr) as bar:
-        for name in bar:
-            results.append(_provision_one(obj, name, backend, None, None, None, key_type, False))
+def cmd_batch(home, args) -> int:
+    identity.check_prefix(args.prefix, args.count)
+    names = [identity.batch_name(args.prefix, i, args.count) for i in range(args.count)]
+    results = [provision_one(home, name, args.backend, key_type=args.key_type)
+               for name in progress(names, "provisioning")]
     changed = sum(1 for r in results if r["changed"])
-    emit(results, as_json, "%d devices: %d new, %d already provisioned; bundles in %s" % (
-        count, changed, count - changed, Registry(obj.home).home / "devices"))
+    emit(results, args.json, "%d devices: %d new, %d already provisioned; bundles in %s" % (
+        args.count, changed, args.count - changed, Registry(home).home / "devices"))
+    return exit_codes.OK
+
+
+# ------------------------------------------------------------------ the parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    ap = argparse.ArgumentParser(prog="provision", description=DESCRIPTION, formatter_class=raw,
+                                 epilog=exit_codes.epilog(errors.CODES))
+    ap.add_argument("--home", type=_directory, default=os.environ.get("MOTORGUARD_HOME"), metavar="DIR",
+                    help="state dir: fleet CA, local broker, device registry and bundles "
+                         "(env MOTORGUARD_HOME; default ~/.motorguard)")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(parent, name, help, description=None, run=None):
+        p = parent.add_parser(name, help=help, description=description or help, formatter_class=raw)
+        if run:
+            p.set_defaults(run=run)
+        return p
+
+    def json_flag(p):
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    ca = command(sub, "ca", "the local fleet CA")
+    ca_sub = ca.add_subparsers(dest="ca_command", required=True, metavar="COMMAND")
+    p = command(ca_sub, "init", "create the local fleet CA, the broker's TLS certificate and the service "
+                "identities (once; a second run reports what exists)", run=cmd_ca_init)
+    p.add_argument("--port", type=int, default=local.DEFAULT_PORT,
+                   help="the local broker's TLS port (default %(default)s)")
+    json_flag(p)
+
+    br = command(sub, "broker", "the local broker: Mosquitto with mutual TLS and an ACL that mirrors the AWS policy")
+    br_sub = br.add_subparsers(dest="broker_command", required=True, metavar="COMMAND")
+    p = command(br_sub, "start", "start it (creating the CA first if needed)", run=cmd_broker_start)
+    p.add_argument("--port", type=int, default=None, help="TLS port (default: the last one used, else 8883)")
+    command(br_sub, "stop", "stop it", run=cmd_broker_stop)
+    p = command(br_sub, "status", "is it running and accepting TLS? exit 0 if so, %d if not" % errors.SERVICE_ERROR,
+                run=cmd_broker_status)
+    json_flag(p)
+
+    p = command(sub, "device", "provision one device (key, certificate, policy, bundle; --port: onto the board)",
+                DEVICE_HELP, run=cmd_device)
+    p.add_argument("thing", metavar="THING", help="the thing name: %s" % contract.THING_NAME_RULE)
+    p.add_argument("--backend", choices=BACKENDS, default="local",
+                   help="who signs the certificate and enforces the policy: the local fleet CA and broker, "
+                        "or AWS IoT Core (default %(default)s)")
+    p.add_argument("--port", help="copy the bundle onto the board on this serial port (mpremote), "
+                                  "e.g. /dev/ttyUSB0")
+    p.add_argument("--out", type=_directory, metavar="DIR", help="bundle dir (default: <home>/devices/THING)")
+    p.add_argument("--wifi-ssid", metavar="SSID", help="the Wi-Fi network the board joins")
+    p.add_argument("--wifi-password", metavar="PASSWORD",
+                   help="its WPA2 passphrase (stored only in the bundle's config.json)")
+    p.add_argument("--key-type", choices=KEY_TYPES, default="ec",
+                   help="EC P-256 (small, fast on the ESP32) or RSA 2048 (default %(default)s)")
+    p.add_argument("--attribute", action="append", default=[], metavar="KEY=VALUE",
+                   help="thing attribute (aws; repeatable)")
+    p.add_argument("--root-ca", type=_existing_file, metavar="FILE",
+                   help="aws: Amazon Root CA 1 PEM (default: downloaded from amazontrust.com)")
+    p.add_argument("--force", action="store_true", help="replace an existing identity (the old certificate is revoked)")
+    p.add_argument("--remote-start", action="store_true",
+                   help="let the cloud start the motor (off by default: remote stop always works, remote start "
+                        "only with this flag; see docs/commands.md)")
+    json_flag(p)
+
+    p = command(sub, "check", "prove from this host that the device's certificate and policy work", CHECK_HELP,
+                run=cmd_check)
+    p.add_argument("thing", metavar="THING")
+    json_flag(p)
+
+    p = command(sub, "list", "devices provisioned from this host (add --aws for the things in the account)",
+                run=cmd_list)
+    json_flag(p)
+    p.add_argument("--aws", action="store_true", help="list the account's MotorGuard things instead")
+
+    p = command(sub, "revoke", "revoke the device's certificate (aws: REVOKED and detached; local: CRL updated, "
+                "broker reloaded)", run=cmd_revoke)
+    p.add_argument("thing", metavar="THING")
+    json_flag(p)
+
+    p = command(sub, "rotate", "give the device a new certificate; the old one is revoked once it is confirmed",
+                ROTATE_HELP, run=cmd_rotate)
+    p.add_argument("thing", metavar="THING")
+    p.add_argument("--port", help="push the new bundle to the board and wait for it to come online")
+    p.add_argument("--wait-online", type=_seconds, metavar="SECONDS",
+                   help="local: install the new files in the bundle dir and wait for the device to come online")
+    p.add_argument("--key-type", choices=KEY_TYPES, default=None,
+                   help="key type of the new certificate (default: as the current one)")
+    p.add_argument("--force", action="store_true", help="revoke the old certificate without confirming the device")
+    p.add_argument("--abort", action="store_true", help="drop the staged rotation instead")
+    json_flag(p)
+
+    p = command(sub, "batch", "provision many devices PREFIX-001..PREFIX-N (for fleets and load tests), with a "
+                "progress bar", run=cmd_batch)
+    p.add_argument("--count", type=int, required=True, help="how many")
+    p.add_argument("--prefix", required=True, help="thing name prefix; names are PREFIX-001, PREFIX-002, ...")
+    p.add_argument("--backend", choices=BACKENDS, default="local", help="as for device (default %(default)s)")
+    p.add_argument("--key-type", choices=KEY_TYPES, default="ec", help="as for device (default %(default)s)")
+    json_flag(p)
+    return ap
+
+
+def main(argv=None) -> int:
+    """`provision`: one line and a hint on stderr for every failure, and its exit code; a traceback
+    only with --debug. A malformed command line exits BAD_INPUT (argparse's 2)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(home_dir(args.home), args)
+    except ProvisionError as e:
+        if args.debug:
+            traceback.print_exc()
+        return exit_codes.fail(identity.redact(e.message), e.hint, e.code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - anything else: still one line
+        if args.debug:
+            traceback.print_exc()
+        return exit_codes.fail("%s: %s" % (type(e).__name__, identity.redact(str(e))[:300]),
+                               "run again with --debug for the details", errors.UNEXPECTED)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

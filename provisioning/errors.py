@@ -1,33 +1,28 @@
-"""What can go wrong while provisioning, as one line, a hint, and an exit code scripts can rely on."""
+"""What can go wrong while provisioning, as one line, a hint, and an exit code scripts can rely on.
 
-# Exit codes of the `provision` CLI (also listed in `provision --help` and docs/provisioning.md).
-OK = 0
-UNEXPECTED = 1
-BAD_INPUT = 2  # also click's own code for usage errors
-CONFLICT = 3  # the name is taken by another certificate / the thing exists differently
-NO_CREDENTIALS = 4
-ACCESS_DENIED = 5
-SERIAL_PORT = 6  # absent, busy or not permitted
-MPREMOTE_MISSING = 7
-CHECK_FAILED = 8
-SERVICE_ERROR = 9  # AWS or the local broker failed; what this run created was removed
-NOT_FOUND = 10
-BROKER_MISSING = 11
+The numbers are MotorGuard's one exit-code table, contract/exit_codes.py (listed in docs/cli.md and
+in `provision --help`). The names below are that table's, imported for the many provisioning
+modules that raise with them; this module defines none of its own.
+"""
 
-EXIT_CODES = {
-    OK: "success",
-    UNEXPECTED: "unexpected error (run again with --debug for a traceback)",
-    BAD_INPUT: "invalid input or usage",
-    CONFLICT: "already exists in a different form (name taken by another certificate)",
-    NO_CREDENTIALS: "no AWS credentials",
-    ACCESS_DENIED: "access denied by AWS",
-    SERIAL_PORT: "serial port absent, busy or not permitted",
-    MPREMOTE_MISSING: "mpremote is not installed",
-    CHECK_FAILED: "the connection check failed",
-    SERVICE_ERROR: "AWS or the local broker failed (this run's resources were removed)",
-    NOT_FOUND: "no such device",
-    BROKER_MISSING: "Mosquitto is not installed",
-}
+from contract.exit_codes import (  # noqa: F401 - re-exported: provisioning's modules import them from here
+    ACCESS_DENIED,
+    BAD_INPUT,
+    BROKER_MISSING,
+    CHECK_FAILED,
+    CONFLICT,
+    MPREMOTE_MISSING,
+    NO_CREDENTIALS,
+    NOT_FOUND,
+    OK,
+    SERIAL_PORT,
+    SERVICE_ERROR,
+    UNEXPECTED,
+)
+
+# Every code `provision` exits with (its --help lists them).
+CODES = (OK, UNEXPECTED, BAD_INPUT, CONFLICT, NO_CREDENTIALS, ACCESS_DENIED, SERIAL_PORT, MPREMOTE_MISSING,
+         CHECK_FAILED, SERVICE_ERROR, NOT_FOUND, BROKER_MISSING)
 
 
 class ProvisionError(Exception):

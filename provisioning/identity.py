@@ -7,19 +7,19 @@ import re
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+import contract
+from contract import RESERVED_THING_NAMES
 from provisioning import pki
 from provisioning.errors import BAD_INPUT, SERVICE_ERROR, ProvisionError
-from provisioning.services import RESERVED_THING_NAMES
 
-THING_RULE = "1-128 characters of letters, digits, ':', '_' and '-'"
 _SSID_MAX = 32  # 802.11: an SSID is at most 32 bytes
 _PSK = (8, 63)  # WPA2 passphrase length
 
 
 def check_thing(name: str) -> str:
-    if not isinstance(name, str) or not pki.THING_NAME.match(name):
+    if not contract.is_thing_name(name):
         raise ProvisionError(
-            "invalid thing name %r: AWS IoT allows %s" % (name, THING_RULE),
+            "invalid thing name %r: AWS IoT allows %s" % (name, contract.THING_NAME_RULE),
             "pick a name like motor-001",
             BAD_INPUT,
         )

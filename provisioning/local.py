@@ -5,9 +5,10 @@
     result = local.provision_device(home, "motor-001")  # bundle in <home>/devices/motor-001
     local.revoke(home, "motor-001")                   # CRL updated, broker reloaded
 
-The broker (provisioning.broker.LocalBroker) identifies a device by its certificate's CN and its
-ACL confines it to devices/<CN>/..., so a device is registered by the certificate alone; the
-registry records which certificate is current, and revocation goes through the CRL.
+The broker (the local IoT Core's, cloud/local/broker.py, reached through provisioning.broker_home)
+identifies a device by its certificate's CN and its ACL confines it to devices/<CN>/..., so a device
+is registered by the certificate alone; the registry records which certificate is current, and
+revocation goes through the CRL.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from provisioning import bundle, identity, pki
-from provisioning.broker import BrokerError, LocalBroker, find_mosquitto
+from provisioning.broker_home import BrokerError, LocalBroker, find_mosquitto
 from provisioning.errors import BROKER_MISSING, CONFLICT, NOT_FOUND, SERVICE_ERROR, ProvisionError
 from provisioning.registry import Registry, now_iso
 
@@ -170,18 +171,11 @@ def rotate_begin(home, thing: str, key_type: str = "ec") -> dict:
 
 
 def rotate_commit(home, thing: str, pending: dict) -> dict:
-    """The device runs on the new certificate: make it current, revoke the old one."""
-    reg = Registry(home)
-    entry = reg.get(thing)
-    current, nxt = Path(entry["bundle"]), Path(pending["next_bundle"])
-    if not bundle.installed(current, nxt):
-        bundle.install(nxt, current)
-    entry.update(serial=pending["serial"], fingerprint=pending["fingerprint"], created=now_iso(), status="ACTIVE")
-    entry.pop("pending", None)
-    reg.put(thing, entry)
-    _revoke_serials(home, thing, [pending["old_serial"]])
-    shutil.rmtree(nxt, ignore_errors=True)
-    shutil.rmtree(current.with_name(current.name + ".prev"), ignore_errors=True)
+    """The device runs on the new certificate: make it current, revoke the old one (CRL)."""
+    from provisioning import rotation  # rotation imports this module
+
+    rotation.make_current(home, thing, pending, {"serial": pending["serial"]},
+                          lambda: _revoke_serials(home, thing, [pending["old_serial"]]))
     return {"thing": thing, "changed": True, "serial": pending["serial"], "revoked": pending["old_serial"]}
 
 

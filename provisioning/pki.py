@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-THING_NAME = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")  # AWS IoT's rule for thing names
-SERVICE_IDENTITY = "motorguard-service"
+import contract
+
 _SKEW = _dt.timedelta(minutes=5)  # backdate notBefore: boards and hosts disagree on the time
 
 
@@ -141,8 +141,8 @@ def make_ca(common_name: str, out_dir, days: int = 3650) -> tuple[Path, Path]:
 
 def make_csr(key, thing: str) -> x509.CertificateSigningRequest:
     """A CSR whose CN is the thing name (what AWS IoT and the broker's ACL key on)."""
-    if not THING_NAME.match(thing):
-        raise ValueError("thing name must be 1-128 characters of [a-zA-Z0-9:_-]")
+    if not contract.is_thing_name(thing):
+        raise ValueError("thing name must be %s" % contract.THING_NAME_RULE)
     return x509.CertificateSigningRequestBuilder().subject_name(_name(thing)).sign(key, hashes.SHA256())
 
 
@@ -191,7 +191,7 @@ def sign_csr(ca_cert_path, ca_key_path, csr: x509.CertificateSigningRequest, day
     if not csr.is_signature_valid:
         raise ValueError("CSR signature is not valid")
     cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if len(cns) != 1 or not THING_NAME.match(cns[0].value):
+    if len(cns) != 1 or not contract.is_thing_name(cns[0].value):
         raise ValueError("CSR must carry exactly one CN that is a valid thing name")
     return _issue(ca_cert_path, ca_key_path, _name(cns[0].value), csr.public_key(), days, ExtendedKeyUsageOID.CLIENT_AUTH)
 

@@ -1,30 +1,30 @@
-"""The least-privilege AWS IoT policy every device gets, built from the firmware's topics.
+"""The least-privilege AWS IoT policy every device gets, built from the fleet contract's topics.
 
 One policy for the whole fleet: policy variables make it per-device. A device may connect
 only with its own thing name as client id and only while its certificate is attached to
 that thing, publish only to its own devices/<thing>/ topics (and its Basic Ingest
 telemetry topic), and subscribe to and receive only its own command topic.
-The CDK stack (cloud/infra) deploys the same document.
+The CDK stack (cloud/infra) deploys the same document; the local broker's ACL
+(cloud/local/broker_config.py) grants a device the same topics.
 """
 
 from __future__ import annotations
 
 import json
 
-from cloud import rules
+import contract
 
 POLICY_NAME = "motorguard-device"
 THING = "${iot:Connection.Thing.ThingName}"
-# The device's topics, as firmware/motorguard/config.py DEFAULTS["topics"] names them.
-PUBLISH_TOPICS = ("telemetry", "events", "status", "ack")
-COMMAND_TOPIC = "cmd"
+# The device's topics (contract/__init__.py; the firmware's copy names the same).
+PUBLISH_TOPICS = contract.DEVICE_PUBLISHES
+COMMAND_TOPIC = contract.CMD
 
 
 def document(region: str = "*", account: str = "*") -> dict:
     arn = "arn:aws:iot:%s:%s:" % (region, account)
-    own = "devices/%s/" % THING
-    publish = [arn + "topic/" + own + t for t in PUBLISH_TOPICS]
-    publish.append(arn + "topic/" + rules.basic_ingest_topic("motorguard_telemetry", own + "telemetry"))
+    publish = [arn + "topic/" + contract.topic(THING, t) for t in PUBLISH_TOPICS]
+    publish.append(arn + "topic/" + contract.basic_ingest_topic(contract.RULE_TELEMETRY, THING, contract.TELEMETRY))
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -40,13 +40,13 @@ def document(region: str = "*", account: str = "*") -> dict:
                 "Sid": "SubscribeOwnCommands",
                 "Effect": "Allow",
                 "Action": "iot:Subscribe",
-                "Resource": arn + "topicfilter/" + own + COMMAND_TOPIC,
+                "Resource": arn + "topicfilter/" + contract.topic(THING, COMMAND_TOPIC),
             },
             {
                 "Sid": "ReceiveOwnCommands",
                 "Effect": "Allow",
                 "Action": "iot:Receive",
-                "Resource": arn + "topic/" + own + COMMAND_TOPIC,
+                "Resource": arn + "topic/" + contract.topic(THING, COMMAND_TOPIC),
             },
         ],
     }

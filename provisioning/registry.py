@@ -14,6 +14,9 @@ import json
 import os
 from pathlib import Path
 
+from provisioning import identity
+from provisioning.errors import NOT_FOUND, ProvisionError
+
 
 def home_dir(explicit=None) -> Path:
     h = explicit or os.environ.get("MOTORGUARD_HOME") or Path.home() / ".motorguard"
@@ -55,6 +58,15 @@ class Registry:
 
     def device_dir(self, thing: str) -> Path:
         return self.home / "devices" / thing
+
+
+def registered(home, thing: str) -> dict:
+    """The registry entry of a device provisioned from this host; NOT_FOUND for any other name."""
+    identity.check_thing(thing)
+    entry = Registry(home).get(thing)
+    if not entry:
+        raise ProvisionError("no device %r in %s" % (thing, home), "provision list shows them", NOT_FOUND)
+    return entry
 
 
 def now_iso() -> str:

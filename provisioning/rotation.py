@@ -15,7 +15,7 @@ comes online:
   --port        the files are copied with mpremote and read back; the board is soft-reset and its
                 console must print `MG NET online` (any backend);
   --wait-online the files are installed into the bundle dir (a virtual ESP32's flash) and the
-                rotation's service identity (provisioning/services.py ROTATION_IDENTITY: it reads
+                rotation's service identity (contract.ROTATION_IDENTITY: it reads
                 status topics only) watches devices/<thing>/status for `online` from a boot it had
                 not seen before the files changed (local backend: AWS would need a cloud subscriber).
 A boot that read the old files in the instant before they changed would also qualify; restart the
@@ -25,13 +25,16 @@ device after `rotate` says the files are in place, not during.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
+from pathlib import Path
 
-from provisioning import identity, pki
-from provisioning.errors import NOT_FOUND, ProvisionError
-from provisioning.registry import Registry
-from provisioning.services import ROTATION_IDENTITY
+import contract
+from contract import ROTATION_IDENTITY
+from provisioning import pki
+from provisioning.errors import BAD_INPUT, CHECK_FAILED, CONFLICT, NOT_FOUND, SERVICE_ERROR, ProvisionError
+from provisioning.registry import Registry, now_iso, registered
 
 
 def backend_module(name: str):
@@ -44,18 +47,10 @@ def backend_module(name: str):
     return aws
 
 
-def _entry(home, thing) -> dict:
-    identity.check_thing(thing)
-    entry = Registry(home).get(thing)
-    if not entry:
-        raise ProvisionError("no device %r in %s" % (thing, home), "provision list shows them", NOT_FOUND)
-    return entry
-
-
 def current_key_type(bundle_dir) -> str:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    cert = pki.load_cert(f"{bundle_dir}/device.crt.der")
+    cert = pki.load_cert(Path(bundle_dir) / contract.DEVICE_CERT)
     return "rsa" if isinstance(cert.public_key(), rsa.RSAPublicKey) else "ec"
 
 
@@ -63,30 +58,110 @@ def stage(home, thing: str, key_type: str | None = None) -> tuple[dict, bool]:
     """The staged rotation: the one already recorded (reused=True) or a new one."""
     from provisioning import bundle
 
-    entry = _entry(home, thing)
+    entry = registered(home, thing)
     pending = entry.get("pending")
     if pending and bundle.complete(pending["next_bundle"]):
         return pending, True
     backend = backend_module(entry["backend"])
     if pending:  # recorded but its files are gone: start over cleanly
         backend.rotate_abort(home, thing, pending)
-        entry = _entry(home, thing)
+        entry = registered(home, thing)
     pending = backend.rotate_begin(home, thing, key_type or current_key_type(entry["bundle"]))
-    entry = _entry(home, thing)
+    entry = registered(home, thing)
     entry["pending"] = pending
     Registry(home).put(thing, entry)
     return pending, False
 
 
 def commit(home, thing: str) -> dict:
-    entry = _entry(home, thing)
+    entry = registered(home, thing)
     if not entry.get("pending"):
         raise ProvisionError("no rotation of %s is staged" % thing, "provision rotate %s stages one" % thing, NOT_FOUND)
     return backend_module(entry["backend"]).rotate_commit(home, thing, entry["pending"])
 
 
+def make_current(home, thing: str, pending: dict, certificate: dict, revoke_old) -> None:
+    """What committing a rotation means in either backend: the staged files in place (if the
+    device does not hold them yet), the new certificate recorded as the thing's current one
+    (certificate: the backend's own fields for it, e.g. its serial or its AWS id and ARN), then
+    revoke_old() (each backend revokes in its own way), and the staged and previous files gone."""
+    from provisioning import bundle
+
+    reg = Registry(home)
+    entry = reg.get(thing)
+    current, nxt = Path(entry["bundle"]), Path(pending["next_bundle"])
+    if not bundle.installed(current, nxt):
+        bundle.install(nxt, current)
+    entry.update(certificate, fingerprint=pending["fingerprint"], created=now_iso(), status="ACTIVE")
+    entry.pop("pending", None)
+    reg.put(thing, entry)
+    revoke_old()
+    shutil.rmtree(nxt, ignore_errors=True)
+    shutil.rmtree(current.with_name(current.name + ".prev"), ignore_errors=True)
+
+
+def rotate(home, thing: str, port=None, wait_online=None, key_type=None, force=False, on_installed=None) -> dict:
+    """`provision rotate THING`: stage a new certificate, check it from the host, deliver it and
+    confirm the device on it (port: a board on USB; wait_online: seconds, a device on the local
+    broker), then commit. Without a confirmation and without force, the rotation stays staged and
+    the result says committed=False. on_installed() runs once wait_online put the files in place."""
+    from provisioning import bundle, check, local
+
+    entry = registered(home, thing)
+    if port and wait_online:
+        raise ProvisionError("--port and --wait-online are two ways to confirm: pick one",
+                             "--port for a board on USB, --wait-online for a device on the local broker", BAD_INPUT)
+    if wait_online and entry["backend"] != "local":
+        raise ProvisionError("--wait-online needs the local broker's service identity; %s is on %s" % (
+            thing, entry["backend"]), "use --port (the board's console confirms), or --force once you have "
+                                      "seen the device online", BAD_INPUT)
+    if entry.get("status") == "REVOKED":
+        raise ProvisionError("%s is revoked: nothing to rotate" % thing,
+                             "provision device %s --force gives it a new identity" % thing, CONFLICT)
+    if port:
+        bundle.mpremote_cmd()
+        bundle.check_port(port)
+    if wait_online and not local.broker(home).running():
+        raise ProvisionError("the local broker is not running", "provision broker start", SERVICE_ERROR)
+
+    pending, reused = stage(home, thing, key_type)
+    steps = check.check_device(home, entry, pending["next_bundle"])
+    if not all(s["ok"] for s in steps):
+        abort(home, thing)
+        raise ProvisionError("the new certificate failed the check: %s" % next(
+            s["step"] + ": " + s["detail"] for s in steps if not s["ok"]),
+            "the old certificate stays in use; the new one was dropped", CHECK_FAILED)
+    confirmed = None
+    if port:
+        try:
+            bundle.push(pending["next_bundle"], port)
+        except ProvisionError as e:
+            e.hint += " (the rotation stays staged and the old certificate valid: run this again, or --abort)"
+            raise
+        if bundle.wait_online(port):
+            confirmed = "the board came online on %s after a reset" % port
+    elif wait_online:
+        seen = install_and_wait_online(local.broker(home), entry["bundle"], pending, wait_online,
+                                       on_installed=on_installed)
+        if seen:
+            confirmed = "the device came online from boot %s" % seen.get("boot")
+    if confirmed is None and force:
+        confirmed = "--force"
+    if confirmed is None:
+        if port or wait_online:
+            raise ProvisionError(
+                "%s did not come online on the new certificate in time" % thing,
+                "both certificates stay valid; once the device is online: provision rotate %s --force "
+                "(or --abort)" % thing, CHECK_FAILED)
+        return {"thing": thing, "committed": False, "reused": reused, "next_bundle": pending["next_bundle"],
+                "steps": steps}
+    r = commit(home, thing)
+    r.update(confirmed=confirmed, committed=True, steps=steps)
+    return r
+
+
 def abort(home, thing: str) -> dict:
-    entry = _entry(home, thing)
+    entry = registered(home, thing)
     if not entry.get("pending"):
         return {"thing": thing, "changed": False, "message": "no rotation staged"}
     return backend_module(entry["backend"]).rotate_abort(home, thing, entry["pending"])
@@ -98,7 +173,7 @@ class StatusWatcher:
     def __init__(self, broker, thing: str, timeout_s: float = 10.0):
         import paho.mqtt.client as mqtt
 
-        self.topic = "devices/%s/status" % thing
+        self.topic = contract.topic(thing, contract.STATUS)
         self.messages = []  # (monotonic time, payload dict)
         self._cond = threading.Condition()
         subscribed = threading.Event()

@@ -6,6 +6,7 @@
 
 The serial console streams to stdout. Type commands on stdin (one per line); `help`
 lists them. Lines this tool prints itself start with "# ".
+Every MotorGuard command line and the one exit-code table: docs/cli.md
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import tempfile
 import threading
 import time
 
+from contract import exit_codes
 from vesp32.harness import CAUSE_NAMES, VirtualESP32
+
+CODES = (exit_codes.OK, exit_codes.BAD_INPUT)  # what `run` exits with (a malformed command line: BAD_INPUT too)
 
 COMMANDS = """\
 commands (stdin, one per line):
@@ -162,13 +166,13 @@ def run_command(vm: VirtualESP32, line: str) -> bool:
 def cmd_run(args) -> int:
     if args.device_dir and args.config:
         _say("--device-dir and --config exclude each other (--config builds a temporary device dir)")
-        return 2
+        return exit_codes.BAD_INPUT
     tmp = None
     if args.device_dir:
         device_dir = pathlib.Path(args.device_dir)
         if not device_dir.is_dir():
             _say("no such device dir: %s" % device_dir)
-            return 2
+            return exit_codes.BAD_INPUT
     else:
         tmp = tempfile.mkdtemp(prefix="vesp32-")
         device_dir = make_device_dir(args.config, args.broker, tmp)
@@ -225,13 +229,14 @@ def cmd_run(args) -> int:
         _say("powered off; boots: %s" % ", ".join(CAUSE_NAMES.get(c, str(c)) for _, c in vm.boots))
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return exit_codes.OK
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vesp32",
         description=__doc__,
+        epilog=exit_codes.epilog(CODES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -244,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
         + "\n\nexamples:\n"
         + "  vesp32 run --device-dir devices/motor-001 --broker 127.0.0.1:8883\n"
         + "  vesp32 run --config cfg.json --firmware-dir build/mpy      # the flashed .mpy files\n"
-        + "  printf 'wait MG STATE STOPPED\\npress start\\nsleep 2\\nstatus\\nquit\\n' | vesp32 run --broker 127.0.0.1:1883",
+        + "  printf 'wait MG STATE STOPPED\\npress start\\nsleep 2\\nstatus\\nquit\\n' | vesp32 run --broker 127.0.0.1:1883"
+        + "\n\n"
+        + exit_codes.epilog(CODES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--device-dir", help="the device's flash: config.json and certificates (the process runs there)")

@@ -8,7 +8,7 @@ use them without starting a board.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
 import os
@@ -119,22 +119,33 @@ _cfg_modules: dict = {}
 
 
 def config_module(firmware_dir=None):
-    """The firmware's motorguard/config.py (the single source of truth), loaded in CPython."""
-    path = None
-    if firmware_dir is not None:
-        p = pathlib.Path(firmware_dir) / "motorguard" / "config.py"
-        if p.is_file():
-            path = p
-    if path is None:
-        path = REPO / "firmware" / "motorguard" / "config.py"
-    key = str(path.resolve())
+    """The firmware's motorguard/config.py (the single source of truth), loaded in CPython.
+
+    Imported as the board imports it, as motorguard.config with its motorguard.contract, from
+    firmware_dir (default the repo's firmware/), then taken out of sys.modules again, so that
+    boards run from different firmware folders each get their own copy.
+    """
+    root = REPO / "firmware"
+    if firmware_dir is not None and (pathlib.Path(firmware_dir) / "motorguard" / "config.py").is_file():
+        root = pathlib.Path(firmware_dir)
+    key = str(root.resolve())
     mod = _cfg_modules.get(key)
     if mod is None:
-        spec = importlib.util.spec_from_file_location("vesp32_fw_config_%d" % len(_cfg_modules), path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        _cfg_modules[key] = mod
+        mod = _cfg_modules[key] = _import_isolated(root, "motorguard.config")
     return mod
+
+
+def _import_isolated(root, name):
+    ours = lambda k: k == "motorguard" or k.startswith("motorguard.")  # noqa: E731
+    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if ours(k)}
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(root))
+        for k in [k for k in sys.modules if ours(k)]:
+            del sys.modules[k]
+        sys.modules.update(saved)
 
 
 def merged_config(device_dir, firmware_dir=None):
@@ -144,7 +155,7 @@ def merged_config(device_dir, firmware_dir=None):
     safe mode on DEFAULTS' pins, so the plant uses DEFAULTS too and error says why.
     """
     mod = config_module(firmware_dir)
-    path = pathlib.Path(device_dir) / getattr(mod, "CONFIG_FILE", "config.json")
+    path = pathlib.Path(device_dir) / mod.contract.CONFIG_FILE
     try:
         data = json.loads(path.read_text())
         return mod.merge(mod.DEFAULTS, data), None

@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 
+import contract
 from vesp32.build import flash_image
 from vesp32.settings import BOOT_SCRIPT, carry_plant
 
@@ -24,7 +25,7 @@ HARD_RESET = 2
 WDT_RESET = 3
 DEEPSLEEP_RESET = 4
 SOFT_RESET = 5
-CAUSE_NAMES = {1: "power_on", 2: "hard_reset", 3: "watchdog", 4: "deep_sleep", 5: "soft_reset"}
+CAUSE_NAMES = contract.RESET_CAUSES  # machine.reset_cause() -> name, as the firmware reports it
 
 
 def _preexec():

@@ -1,6 +1,9 @@
-"""The verdict on a device message, in one place that never raises.
+"""The verdict on a device message, in one place that never raises; the one validator of
+schemas/v1 (jsonschema-rs), for the Lambdas and for the tools and tests alike.
 
     ok, reason = check(kind, message, thing, received_ms)      # kind: the topic's (telemetry, events)
+    problems("command", cmd)                                   # the first problem or None (the API)
+    errors("event", msg)                                       # every problem, as 'path: reason' lines
 
 A verdict is ok, or a reason that starts with its code (CODES): "schema: samples/0/state: ...".
 Checks, in order: the topic's identity (a valid thing name, a kind ingest stores), a JSON object
@@ -9,7 +12,8 @@ I-JSON's range, device = the topic's thing, seq within the key, times within the
 parse() turns payload bytes into a value or a reason (too_large, not_json, too_deep).
 cloud/domain/delivery.py applies both to what the rules deliver.
 Schemas are checked with jsonschema-rs, compiled once per kind, about five times faster than
-fastjsonschema (the validator behind Powertools') on a 30-sample batch.
+fastjsonschema (the validator behind Powertools') on a 30-sample batch. The topic and message
+kinds, their versions and the thing-name rule are the fleet contract's (contract/__init__.py).
 """
 
 from __future__ import annotations
@@ -18,20 +22,20 @@ import datetime
 import functools
 import json
 import os
-import re
 from pathlib import Path
 from typing import NamedTuple
 
 import jsonschema_rs
 import orjson
 
-KINDS = {"telemetry": "telemetry", "events": "event", "status": "status", "ack": "ack", "cmd": "command"}
-INGESTED_KINDS = ("telemetry", "events")  # the topic kinds ingest stores
+import contract
+
+KINDS = contract.MESSAGE_OF_TOPIC  # topic kind -> the message (schemas/v1/<message>.schema.json) it carries
+INGESTED_KINDS = contract.INGESTED_KINDS  # the topic kinds ingest stores
 # The rules add these fields to what they SELECT; they are not the device's.
 RULE_FIELDS = ("thing", "kind", "received_ms")
 ORIGINAL_FIELD = "payload_b64"  # encode(*, 'base64') AS payload_b64: the payload as published
 ENVELOPE_FIELDS = frozenset(RULE_FIELDS + (ORIGINAL_FIELD,))
-THING_NAME = re.compile(r"[a-zA-Z0-9:_-]{1,128}")  # AWS IoT thing names
 CODES = ("not_json", "not_object", "too_deep", "too_large", "schema", "identity", "time", "retries_exhausted",
          "internal")
 # I-JSON (RFC 7493): numbers beyond 2^53 do not survive every JSON parser (orjson itself turns
@@ -103,6 +107,9 @@ def schema_dir() -> Path:
 
 @functools.lru_cache(maxsize=None)
 def schema(kind: str) -> dict:
+    """schemas/v1/<kind>.schema.json, for a message kind of the contract (contract.MESSAGE_KINDS)."""
+    if kind not in contract.MESSAGE_KINDS:
+        raise ValueError("unknown message kind %r (one of %s)" % (kind, ", ".join(contract.MESSAGE_KINDS)))
     return json.loads((schema_dir() / (kind + ".schema.json")).read_text())
 
 
@@ -244,8 +251,8 @@ def parse(raw: bytes, max_bytes: int = DEFAULT_BOUNDS.max_bytes):
 def topic_problem(thing, kind) -> str | None:
     """The topic is the authenticated identity (devices/<thing>/<kind>, the policy allows no other)."""
     if not isinstance(thing, str) or not thing:
-        return reason("identity", "no thing in the topic (devices/<thing>/%s)" % kind)
-    if not THING_NAME.fullmatch(thing):
+        return reason("identity", "no thing in the topic (%s/<thing>/%s)" % (contract.TOPIC_PREFIX, kind))
+    if not contract.is_thing_name(thing):
         return reason("identity", "invalid thing name %r (1-128 of a-z A-Z 0-9 : _ -)" % thing[:140])
     if kind not in INGESTED_KINDS:
         return reason("identity", "topic kind %r is neither telemetry nor events" % str(kind)[:40])
@@ -275,7 +282,7 @@ def _when(ms) -> str:
 def time_problem(kind: str, message: dict, received_ms: int, bounds: Bounds) -> str | None:
     """Times a device's clock cannot have produced: too far ahead of IoT's receive time, or before
     any plausible clock (a board that never synchronized counts from 1970 or its build date)."""
-    times = [s["time"] for s in message["samples"]] if kind == "telemetry" else [message["time"]]
+    times = [s["time"] for s in message["samples"]] if kind == contract.TELEMETRY else [message["time"]]
     latest, earliest = max(times), min(times)
     if latest > received_ms + bounds.max_ahead_ms:
         return reason("time", "%s is %d s ahead of the receive time %s (at most %d s)" % (
@@ -328,6 +335,31 @@ def problems(kind: str, message) -> str | None:
         return "(root): not a JSON object"
     why = shape_problem(kind, message, DEFAULT_BOUNDS.max_depth)
     return why.split(": ", 1)[1] if why else None
+
+
+def errors(kind: str, message) -> list[str]:
+    """Every problem of a message against schemas/v1/<kind>, as 'path: reason' lines, by path (empty
+    when valid): for the firmware's tests and the tools. The nesting bound applies first, so the
+    validator never recurses into a hostile depth; an unknown kind raises ValueError."""
+    schema_validator = validator(kind)
+    if isinstance(message, (dict, list)):
+        bad = structure_problem(message, DEFAULT_BOUNDS.max_depth)
+        if bad:
+            return ["(root): " + bad]
+    found = sorted(schema_validator.iter_errors(message), key=_path_order)
+    return ["%s: %s" % ("/".join(str(p) for p in e.instance_path) or "(root)", e.message) for e in found]
+
+
+def _path_order(error) -> list:
+    return [(isinstance(p, str), p) for p in error.instance_path]
+
+
+def validate(kind: str, message):
+    """The message, when valid against schemas/v1/<kind>; else ValueError naming every problem."""
+    found = errors(kind, message)
+    if found:
+        raise ValueError("invalid %s message: %s" % (kind, "; ".join(found)))
+    return message
 
 
 # ------------------------------------------------------------------ rule outputs

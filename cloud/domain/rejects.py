@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 
+import contract
 from cloud.domain import delivery, messages
 
 SQS_MAX_BYTES = 256 * 1024  # SQS's classic message limit (queues may allow up to 1 MiB; this fits any)
@@ -31,10 +32,11 @@ def _clip(value):
 
 
 def topic_of(thing, kind) -> str | None:
-    """The topic the rule read (devices/<thing>/<kind>), from the rule's own fields."""
+    """The topic the rule read (devices/<thing>/<kind>), from the rule's own fields, whatever they hold
+    (contract.topic takes only the contract's kinds; a reject's may be any)."""
     if thing is None and kind is None:
         return None
-    return "devices/%s/%s" % ("" if thing is None else thing, "" if kind is None else kind)
+    return "%s/%s/%s" % (contract.TOPIC_PREFIX, "" if thing is None else thing, "" if kind is None else kind)
 
 
 def envelope(why: str, rejected_by: str, *, thing=None, kind=None, received_ms=None, rejected_ms=None,

@@ -1,6 +1,6 @@
 """The MotorGuard cloud as an AWS CDK v2 stack, built from the same definitions the local IoT Core runs:
 cloud/resources.py (tables, bucket, topic, queue, functions) and cloud/rules.py (topic rules).
-cfn-lint and checkov check the synthesized template (tests/cloud/test_cfn_lint.py); what they flag
+cfn-lint and checkov check the synthesized template (tests/cloud/infra/test_cfn_lint.py); what they flag
 that does not apply here is suppressed on the resource, with the reason (CHECKOV_SKIPS, CFN_LINT_IGNORES)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from aws_cdk import (CfnOutput, CfnResource, Duration, RemovalPolicy, Stack, aws
                      aws_sqs as sqs)
 from constructs import Construct
 
+import contract
 from cloud import resources, rules
 from provisioning import policy
 
@@ -28,6 +29,8 @@ TIMEOUT_S = {"ingest": 10, "alert": 10, "api": 15, "aggregate": 300}
 RESERVED_CONCURRENCY = {"ingest": 20, "alert": 5, "api": 5, "aggregate": 1}
 INGEST_QUEUE_CONCURRENCY = 10  # the queue's pollers invoke at most this many at once
 API_ACCESS_LOG_DAYS = logs.RetentionDays.ONE_YEAR  # who sent which command: an audit record
+# What the api may publish to: every device's command topic (an IAM resource wildcard, not MQTT's +).
+COMMAND_TOPICS = contract.topic("*", contract.CMD)
 
 # The linters' findings that do not apply to this product, by resource type, each with the reason.
 # They land in the resource's Metadata, where cfn-lint and checkov read them; the rest were fixed.
@@ -102,18 +105,14 @@ class MotorGuardStack(Stack):
 
         layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools", POWERTOOLS_LAYER.format(region=self.region))
-        env = {
-            "TELEMETRY_TABLE": self.tables["telemetry"].table_name,
-            "DEVICES_TABLE": self.tables["devices"].table_name,
-            "EVENTS_TABLE": self.tables["events"].table_name,
-            "AGGREGATES_TABLE": self.tables["aggregates"].table_name,
-            "STATE_TABLE": self.tables["state"].table_name,
-            "ARCHIVE_BUCKET": self.bucket.bucket_name,
-            "ALERTS_TOPIC_NAME": resources.ALERTS_TOPIC,
-            "DEAD_LETTER_QUEUE_NAME": resources.DEAD_LETTER_QUEUE,
-            "POWERTOOLS_METRICS_NAMESPACE": "MotorGuard",
-        }
-        assert set(env) >= set(resources.ENV), "every env var the Lambdas read must be set"
+        # Names of resources with a CDK-made name (the bucket) or a construct (the tables) come from
+        # the constructs; the rest are cloud/resources.py's, as the local runtime uses them.
+        constructs = {("table", t): self.tables[t].table_name for t in self.tables}
+        constructs[("target", "archive")] = self.bucket.bucket_name
+
+        def name_of(kind, logical):
+            return constructs.get((kind, logical)) or resources.physical_name(kind, logical)
+
         code = lambda_.Code.from_asset(code_dir)
         self.functions = {}
         for logical, handler in resources.FUNCTIONS.items():
@@ -121,7 +120,7 @@ class MotorGuardStack(Stack):
                 self, "Fn-" + logical, function_name=resources.function_name(logical),
                 runtime=lambda_.Runtime.PYTHON_3_12, architecture=lambda_.Architecture.X86_64, handler=handler,
                 code=code, layers=[layer], memory_size=resources.MEMORY_MB[logical], timeout=Duration.seconds(TIMEOUT_S[logical]),
-                environment=dict(env, POWERTOOLS_SERVICE_NAME="motorguard-" + logical),
+                environment=resources.lambda_environment(logical, name_of),
                 reserved_concurrent_executions=RESERVED_CONCURRENCY[logical],
                 **self._async_options(logical))
         f = self.functions
@@ -144,7 +143,7 @@ class MotorGuardStack(Stack):
             self.tables[t].grant_read_data(f["api"])
         f["api"].add_to_role_policy(iam.PolicyStatement(
             actions=["iot:Publish"], resources=[self.format_arn(service="iot", resource="topic",
-                                                                resource_name="devices/*/cmd")]))
+                                                                resource_name=COMMAND_TOPICS)]))
         for t in ("devices", "telemetry"):
             self.tables[t].grant_read_data(f["aggregate"])
         self.tables["aggregates"].grant_write_data(f["aggregate"])

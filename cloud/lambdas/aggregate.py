@@ -14,11 +14,12 @@ import time
 from aws_lambda_powertools import Logger, Metrics
 from boto3.dynamodb.conditions import Key
 
+from cloud import resources
 from cloud.domain import aggregates, history, messages
 from cloud.lambdas.common import add_metric, client, env, table
 
 logger = Logger(service="motorguard-aggregate")
-metrics = Metrics(namespace="MotorGuard", service="aggregate")
+metrics = Metrics(namespace=resources.METRICS_NAMESPACE, service="aggregate")
 
 
 def devices() -> list[str]:

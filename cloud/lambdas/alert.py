@@ -24,28 +24,21 @@ import urllib.error
 import urllib.request
 
 from aws_lambda_powertools import Logger, Metrics
-from botocore.exceptions import ClientError
 
+import contract
+from cloud import resources
 from cloud.domain import alerts, delivery, messages, rejects
-from cloud.lambdas.common import add_metric, client, env, queue_url, setting, table, topic_arn
+from cloud.lambdas.common import add_metric, client, env, queue_url, setting, table, topic_arn, written
 
 logger = Logger(service="motorguard-alert")
-metrics = Metrics(namespace="MotorGuard", service="alert")
+metrics = Metrics(namespace=resources.METRICS_NAMESPACE, service="alert")
 
 
 def first_in_window(key: str, window_s: float, now: float) -> bool:
     """Claims the alert's slot for window_s; False if an identical alert claimed it already."""
-    try:
-        table("STATE_TABLE").put_item(
-            Item={"id": key, "expiration": int(now + window_s)},
-            ConditionExpression="attribute_not_exists(id) OR expiration <= :now",
-            ExpressionAttributeValues={":now": int(now)},
-        )
-        return True
-    except ClientError as e:
-        if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
+    return written(table("STATE_TABLE").put_item, Item={"id": key, "expiration": int(now + window_s)},
+                   ConditionExpression="attribute_not_exists(id) OR expiration <= :now",
+                   ExpressionAttributeValues={":now": int(now)})
 
 
 def post_json(url: str, body: dict, what: str) -> bool:
@@ -75,7 +68,7 @@ def send_webhooks(subject: str, body: str) -> dict:
 def reject(seen: delivery.Inspected) -> dict:
     """The event to the dead-letter queue with the reason and its bytes; no alert. Raises if SQS
     does (then the asynchronous invoke retries, and its failure destination keeps the event)."""
-    body = rejects.envelope(seen.reason, "alert", thing=seen.thing, kind="events", received_ms=seen.received_ms,
+    body = rejects.envelope(seen.reason, "alert", thing=seen.thing, kind=contract.EVENTS, received_ms=seen.received_ms,
                             rejected_ms=int(time.time() * 1000), original=seen.original, source=seen.source)
     client("sqs").send_message(QueueUrl=queue_url(env("DEAD_LETTER_QUEUE_NAME")), MessageBody=body)
     logger.warning("rejected", extra={"reason": seen.reason, "thing": seen.thing})
@@ -86,9 +79,9 @@ def reject(seen: delivery.Inspected) -> dict:
 def verdict(event: dict) -> delivery.Inspected:
     """Ingest's verdict on the alert rule's output. The kind is the events rule's: the alert rule
     reads only devices/+/events (an output without kind, as the rule once sent, is one of those)."""
-    out = event if "kind" in event else dict(event, kind="events")
+    out = event if "kind" in event else dict(event, kind=contract.EVENTS)
     seen = delivery.inspect_event(out, int(time.time() * 1000), messages.bounds_from(os.environ))
-    if seen.ok and seen.kind != "events":
+    if seen.ok and seen.kind != contract.EVENTS:
         why = messages.reason("identity", "topic kind %r is not events" % seen.kind)
         return seen._replace(ok=False, reason=why, message=None, raw=None)
     return seen

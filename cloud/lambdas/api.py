@@ -7,14 +7,13 @@
     POST /devices/{thing}/commands             {"cmd": "start"|"stop"|"set_speed", "speed": n, "id": opt} -> 202
                                                (the API adds v=2 and issued_at: docs/commands.md)
 
-Commands go to devices/{thing}/cmd: through iot-data in AWS, or, when MOTORGUARD_LOCAL_BROKER_DIR
-is set, to the local broker with the service identity.
+Commands go to devices/{thing}/cmd through `publisher`: iot-data in AWS. A runtime that has no
+iot-data puts a publisher of its own there before it serves requests; this module knows of none.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 
@@ -23,13 +22,15 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotFoundError
 from boto3.dynamodb.conditions import Key
 
+import contract
 from cloud.domain import history, messages, pages
 from cloud.lambdas.common import client, table
 
 logger = Logger(service="motorguard-api")
 app = APIGatewayRestResolver()
 
-COMMAND_VERSION = 2  # schemas/v1/command.schema.json (message version 2): the device refuses commands without v, id, issued_at
+COMMAND = contract.MESSAGE_OF_TOPIC[contract.CMD]  # the message devices/<thing>/cmd carries: "command"
+COMMAND_VERSION = contract.MESSAGE_VERSIONS[COMMAND]  # 2: the device refuses commands without v, id, issued_at
 MAX_LIMIT = 5000
 DEFAULT_LIMIT = 500
 BATCH_SPAN_MS = 15 * 60 * 1000  # a batch's samples may start this long before its first one is in range
@@ -49,9 +50,7 @@ def _int_param(name, default, lo=None, hi=None):
 
 
 def _thing(thing):
-    import re
-
-    if not re.fullmatch(r"[a-zA-Z0-9:_-]{1,128}", thing):
+    if not contract.is_thing_name(thing):
         raise BadRequestError("invalid thing name %r" % thing)
     return thing
 
@@ -152,15 +151,17 @@ def get_events(thing):
             "next": pages.encode({"sk": nxt["sk"]}) if nxt else None}
 
 
-def publish_command(thing: str, payload: str) -> None:
-    broker_dir = os.environ.get("MOTORGUARD_LOCAL_BROKER_DIR")
-    topic = "devices/%s/cmd" % thing
-    if broker_dir:
-        from cloud.local.publish import publish
+def iot_publish(topic: str, payload: str) -> None:
+    """AWS IoT's data plane (iot-data Publish, QoS 1), with the function's role."""
+    client("iot-data").publish(topic=topic, qos=1, payload=payload.encode())
 
-        publish(broker_dir, topic, payload)
-    else:
-        client("iot-data").publish(topic=topic, qos=1, payload=payload.encode())
+
+# Where commands go: publisher(topic, payload). iot-data, unless a runtime without it sets another.
+publisher = iot_publish
+
+
+def publish_command(thing: str, payload: str) -> None:
+    publisher(contract.topic(thing, contract.CMD), payload)
 
 
 @app.post("/devices/<thing>/commands")
@@ -181,13 +182,13 @@ def post_command(thing):
     cmd.setdefault("id", uuid.uuid4().hex[:12])
     cmd["v"] = COMMAND_VERSION
     cmd["issued_at"] = int(time.time() * 1000)
-    problem = messages.problems("command", cmd)
+    problem = messages.problems(COMMAND, cmd)
     if problem:
         raise BadRequestError("invalid command: %s" % problem)
     publish_command(thing, json.dumps(cmd))
     return Response(status_code=202, content_type="application/json",
-                    body=json.dumps({"id": cmd["id"], "issued_at": cmd["issued_at"], "topic": "devices/%s/cmd" % thing,
-                                     "status": "sent"}))
+                    body=json.dumps({"id": cmd["id"], "issued_at": cmd["issued_at"],
+                                     "topic": contract.topic(thing, contract.CMD), "status": "sent"}))
 
 
 @logger.inject_lambda_context

@@ -6,6 +6,7 @@ import functools
 import os
 
 import boto3
+from botocore.exceptions import ClientError
 
 from cloud import resources
 
@@ -51,6 +52,19 @@ def reset_clients():
     plain_dynamodb.cache_clear()
     queue_url.cache_clear()
     topic_arn.cache_clear()
+
+
+def written(write, **request) -> bool:
+    """One DynamoDB write with a ConditionExpression (put_item, update_item, ...): True when it was
+    written, False when the condition failed (the item is already there, or newer); anything else
+    raises."""
+    try:
+        write(**request)
+        return True
+    except ClientError as e:
+        if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
 
 
 def setting(name: str, default: float) -> float:

@@ -21,14 +21,14 @@ import time
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from boto3.dynamodb.types import TypeSerializer
-from botocore.exceptions import ClientError
 
+import contract
 from cloud import resources
 from cloud.domain import delivery, history, messages, rejects
-from cloud.lambdas.common import add_metric, client, env, plain_dynamodb, queue_url, setting, table
+from cloud.lambdas.common import add_metric, client, env, plain_dynamodb, queue_url, setting, table, written
 
 logger = Logger(service="motorguard-ingest")
-metrics = Metrics(namespace="MotorGuard", service="ingest")
+metrics = Metrics(namespace=resources.METRICS_NAMESPACE, service="ingest")
 
 
 def now_ms() -> int:
@@ -52,13 +52,7 @@ def reject(seen: delivery.Inspected, extra: dict | None = None) -> dict:
 
 def put_once(tbl, item) -> bool:
     """False when the item is already there (a duplicate delivery)."""
-    try:
-        tbl.put_item(Item=item, ConditionExpression="attribute_not_exists(sk)")
-        return True
-    except ClientError as e:
-        if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
+    return written(tbl.put_item, Item=item, ConditionExpression="attribute_not_exists(sk)")
 
 
 def telemetry_item(msg: dict, raw: str | None = None) -> tuple[dict, int]:
@@ -83,19 +77,14 @@ def ingest_event(msg: dict) -> dict:
 
 def update_latest(msg: dict) -> None:
     """The device's latest state, moved only forward in time (events can arrive out of order; a
-    time from the future never gets here: messages.time_problem)."""
-    try:
-        table("DEVICES_TABLE").update_item(
+    time from the future never gets here: messages.time_problem). An older event leaves it as is."""
+    written(table("DEVICES_TABLE").update_item,
             Key={"device": msg["device"]},
             UpdateExpression="SET #s = :s, last_event = :e, last_event_ms = :t, boot = :b, fw = :fw, reason = :r",
             ConditionExpression="attribute_not_exists(last_event_ms) OR last_event_ms <= :t",
             ExpressionAttributeNames={"#s": "state"},
             ExpressionAttributeValues={":s": msg["state"], ":e": msg["event"], ":t": msg["time"], ":b": msg["boot"],
-                                       ":fw": msg["fw"], ":r": msg.get("reason", "")},
-        )
-    except ClientError as e:
-        if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
+                                       ":fw": msg["fw"], ":r": msg.get("reason", "")})
 
 
 def ingest_one(event: dict) -> dict:
@@ -104,7 +93,7 @@ def ingest_one(event: dict) -> dict:
     seen = delivery.inspect_event(event, now_ms(), messages.bounds_from(os.environ))
     if not seen.ok:
         return reject(seen)
-    if seen.kind == "telemetry":
+    if seen.kind == contract.TELEMETRY:
         return ingest_telemetry(seen.message, seen.raw)
     return ingest_event(seen.message)
 
@@ -187,7 +176,7 @@ def ingest_queue_batch(event: dict) -> dict:
         if not seen.ok:
             if not handle_reject(record, seen):
                 failed.append(record)
-        elif seen.kind == "events":  # not routed here by the rules today; handled rather than lost
+        elif seen.kind == contract.EVENTS:  # not routed here by the rules today; handled rather than lost
             try:
                 ingest_event(seen.message)
             except Exception:  # noqa: BLE001 - storage trouble: delivered again

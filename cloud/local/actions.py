@@ -25,7 +25,7 @@ from cloud import resources
 from cloud import rules as rule_defs
 from cloud.domain import messages, rejects
 from cloud.local import sql
-from provisioning.broker import MESSAGE_SIZE_LIMIT
+from cloud.local.broker_config import MESSAGE_SIZE_LIMIT
 
 KINDS = ("lambda", "dynamoDBv2", "s3", "sns", "sqs", "republish")
 MAX_PAYLOAD_BYTES = MESSAGE_SIZE_LIMIT  # AWS IoT Core's 128 KB (the local broker refuses more too)

@@ -2,12 +2,17 @@
 (v1) proxy event for the same api handler that runs in AWS, and writes its response back.
 
     python -m cloud.local.apigw --port 8080 --endpoint-url http://127.0.0.1:5000
+
+There is no iot-data locally: while the server runs, the api handler's commands go to the local
+broker (cloud/local/publish.py, as the API's service identity) of MOTORGUARD_LOCAL_BROKER_DIR
+(cloud/local/core.py sets it), which ApiServer puts in the handler module's `publisher`.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import os
 import threading
 import time
 import uuid
@@ -96,24 +101,39 @@ def make_handler_class(handler):
     return Handler
 
 
+BROKER_DIR_ENV = "MOTORGUARD_LOCAL_BROKER_DIR"  # the local broker's state dir, where commands go
+
+
 class ApiServer:
-    def __init__(self, port: int = 0, handler=None):
+    def __init__(self, port: int = 0, handler=None, broker_dir: str | None = None):
+        """handler: the api handler by default, whose commands then go to the broker of broker_dir
+        (default: $MOTORGUARD_LOCAL_BROKER_DIR; neither: the handler's own publisher, iot-data)."""
+        self._module = self._publisher = self._saved = None
         if handler is None:
             from cloud.lambdas import api
 
             handler = api.handler
+            broker_dir = broker_dir or os.environ.get(BROKER_DIR_ENV)
+            if broker_dir:
+                from cloud.local.publish import publisher
+
+                self._module, self._publisher = api, publisher(str(broker_dir))
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), make_handler_class(handler))
         self.port = self.httpd.server_address[1]
         self.url = "http://127.0.0.1:%d" % self.port
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="apigw", daemon=True)
 
     def start(self) -> "ApiServer":
+        if self._module is not None:
+            self._saved, self._module.publisher = self._module.publisher, self._publisher
         self._thread.start()
         return self
 
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+        if self._module is not None and self._module.publisher is self._publisher:
+            self._module.publisher = self._saved
 
 
 def main(argv=None):

@@ -1,5 +1,6 @@
-"""The local IoT Core in one object: the mTLS broker (provisioning's local backend), AWS services in a
-moto server, the rules engine running the real Lambdas in-process, and the REST API.
+"""The local IoT Core in one object: the mTLS broker (cloud/local/broker.py, with the fleet CA of a
+provisioning home), AWS services in a moto server, the rules engine running the real Lambdas
+in-process, and the REST API.
 
     with LocalCore(home) as core:        # home: a provisioning home (fleet CA, broker, registry)
         core.api.url, core.engine.stats(), core.meter.snapshot()
@@ -14,9 +15,10 @@ import time
 from pathlib import Path
 
 from cloud.local import moto_env
+from cloud.local.broker import LocalBroker
 from cloud.local.engine import Engine, default_functions
 from cloud.local.meter import Meter
-from provisioning import local as localb
+from provisioning import local as local_backend
 
 
 class LocalCore:
@@ -39,9 +41,15 @@ class LocalCore:
     def start(self) -> "LocalCore":
         from cloud.local.apigw import ApiServer
 
-        if not (localb.broker_dir(self.home) / "pki").exists():
-            localb.ca_init(self.home, self.broker_port or moto_env.free_port())
-        self.broker = localb.broker_start(self.home, self.broker_port)
+        state = local_backend.broker_dir(self.home)
+        if not (state / "pki").exists():
+            local_backend.ca_init(self.home, self.broker_port or moto_env.free_port())
+        # The broker of the home's fleet CA, run from this process (provision's local backend, by
+        # contrast, drives it through its command line).
+        self.broker = LocalBroker.from_state_dir(state, self.broker_port)
+        self.broker.update_acl()
+        if not self.broker.running():
+            self.broker.start()
         self.moto = self.moto_factory().start()
         os.environ["MOTORGUARD_LOCAL_BROKER_DIR"] = str(self.broker.state_dir)  # the api publishes commands there
         self.meter.install()

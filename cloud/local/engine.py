@@ -1,16 +1,16 @@
 """The local rules engine: the rules of cloud/rules.py, evaluated with AWS IoT's SQL semantics
 (the package cloud/local/sql/) on what devices publish to the local broker, with the same actions.
 
-    engine = Engine(broker).start()      # broker: provisioning.broker.LocalBroker
+    engine = Engine(broker).start()      # broker: cloud.local.broker.LocalBroker
     ...; engine.stats(); engine.stop()
 
     python -m cloud.local.engine --broker-dir DIR --endpoint-url URL
 
-It subscribes with a service identity of its own (provisioning/broker.py ENGINE_IDENTITY) to every
+It subscribes with a service identity of its own (contract.ENGINE_IDENTITY) to every
 rule's topic filter (and to the Basic Ingest topics $aws/rules/<rule>/... of rules that allow it).
 Nothing is lost silently:
 - the subscription is a persistent session (clean_session false) and the broker's queue limits are
-  set on purpose (provisioning/broker.py), so a burst waits in the broker rather than being dropped;
+  set on purpose (cloud/local/broker_config.py), so a burst waits in the broker rather than being dropped;
 - each message is acknowledged (PUBACK) only after every action of every matching rule has run or
   its failure has gone to the rule's error action (or the function's failure destination); until
   then the broker holds it for us;
@@ -24,8 +24,9 @@ failure to invoke does): the event is tried twice more, then its invocation reco
 function's on-failure destination (cloud/resources.py ASYNC_FAILURE_QUEUE). An sqs action whose
 queue feeds a Lambda (cloud/resources.py EVENT_SOURCES) goes to a local event source mapping
 (cloud/local/esm.py) that invokes it in batches, in worker processes when lambda_processes > 0
-(cloud/local/runtime.py), and the message is acknowledged once its batch is stored; a message whose
-rules only feed such queues is handled on the MQTT thread, with no hand-over to a worker.
+(cloud/local/invocations.py runs and bills every function), and the message is acknowledged once its
+batch is stored; a message whose rules only feed such queues is handled on the MQTT thread, with no
+hand-over to a worker.
 A payload over AWS IoT's 128 KB runs no action: each rule on its topic sends it to its error action
 (too_large, with its size and SHA-256); so does, for a rule whose SELECT reads the JSON, one not JSON,
 not an object or nested past actions.MAX_JSON_DEPTH (not_json, not_object, too_deep): encode(*, ...)
@@ -38,20 +39,23 @@ from __future__ import annotations
 import argparse
 import json
 import queue
+import sys
 import threading
 import time
 
-from cloud import costs, resources
+import contract
+from contract import ENGINE_IDENTITY, exit_codes
+from cloud import resources
 from cloud import rules as rule_defs
 from cloud.local import sql
 from cloud.local.actions import (REFUSALS, ActionError, LoadedRule, Refused, Targets, Ticket,  # noqa: F401
                                   default_functions, error_action_doc, evaluation_error_body, parse_payload, to_json)
-from cloud.local.apigw import LambdaContext
 from cloud.local.async_invoke import AsyncInvoker
+from cloud.local.broker_config import MAX_INFLIGHT_MESSAGES
 from cloud.local.esm import EventSourceMapping
-from provisioning.broker import ENGINE_IDENTITY, MAX_INFLIGHT_MESSAGES
+from cloud.local.invocations import Invocations
 
-BASIC_INGEST = "$aws/rules/"
+BASIC_INGEST = contract.BASIC_INGEST_PREFIX  # + <rule>/<topic>
 
 
 class Engine:
@@ -64,18 +68,20 @@ class Engine:
         retry_delay_s: a queued message's redelivery delay; async_retry_delay_s: the wait before an
         asynchronous invoke's first retry, and twice it before the second (AWS: 1 and 2 minutes)."""
         self.broker = broker
-        self.functions = functions if functions is not None else default_functions()
+        self.runs = Invocations(functions if functions is not None else default_functions(), lambda_processes, meter)
+        self.functions = self.runs.functions
         self.rules = [LoadedRule(r) for r in (rules if rules is not None else rule_defs.RULES)]
         self.workers = workers
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.client_id = client_id  # the broker makes it the certificate's name, ENGINE_IDENTITY
         self.targets = Targets(boto_session)
-        self.invoker = AsyncInvoker(self._run_function, self._send_failure_record, resources.ASYNC_RETRY_ATTEMPTS,
+        self.invoker = AsyncInvoker(self.runs.attempt, self._send_failure_record, resources.ASYNC_RETRY_ATTEMPTS,
                                     async_retry_delay_s)
         self._lock = threading.Lock()
         self._stats = {"received": 0, "acked": 0, "no_rule": 0, "fired": {}, "actions_ok": 0, "actions_failed": 0,
-                       "error_actions": 0, "error_action_failed": 0, "lambda_invocations": 0, "lambda_ms": 0.0,
-                       "lambda_gb_seconds": 0.0, "bytes_in": 0, "message_units_5kb": 0, "basic_ingest": 0,
+                       "error_actions": 0, "error_action_failed": 0,
+                       "lambda_invocations": 0, "lambda_ms": 0.0, "lambda_gb_seconds": 0.0,  # stats() has self.runs'
+                       "bytes_in": 0, "message_units_5kb": 0, "basic_ingest": 0,
                        "evaluation_errors": 0, **dict.fromkeys(REFUSALS, 0)}  # refused messages, by reason
         self._threads = []
         self._running = False
@@ -83,14 +89,13 @@ class Engine:
         self.on_fired = None  # optional callback(rule_name, output, topic)
         self.meter = meter
         self.lambda_processes = lambda_processes
-        self._pool = None
         self.esms = {}
         sources = resources.EVENT_SOURCES if event_sources is None else event_sources
         queues = {self._queue_name(a) for r in self.rules for a in r.actions if a[0] == "sqs"}
         for src in sources.values():
             if src["queue"] in queues:
                 self.esms[src["queue"]] = EventSourceMapping(
-                    src["queue"], self._invoker(src["function"]), batch_size=src["batch_size"],
+                    src["queue"], self.runs.invoker(src["function"]), batch_size=src["batch_size"],
                     window_s=src["window_s"], max_receive_count=src["max_receive_count"],
                     dead_letter=self._send_to_dead_letter, capacity=MAX_INFLIGHT_MESSAGES,
                     retry_delay_s=retry_delay_s, on_batch=self._count_batch,
@@ -101,10 +106,8 @@ class Engine:
         import paho.mqtt.client as mqtt
 
         self._running = True
-        if self.lambda_processes and self.esms:
-            from cloud.local.runtime import LambdaProcesses
-
-            self._pool = LambdaProcesses(self.lambda_processes)
+        if self.esms:
+            self.runs.start()  # the worker processes, if any: only queue-fed functions run there
         for esm in self.esms.values():
             esm.start()
         for i in range(self.workers):
@@ -136,8 +139,7 @@ class Engine:
         for esm in self.esms.values():
             esm.stop()  # what waits in it is unacknowledged: the broker delivers it again
         self.invoker.stop()  # so are the events waiting for a retry
-        if self._pool is not None:
-            self._pool.close()
+        self.runs.close()
         for _ in self._threads:
             try:
                 self.queue.put_nowait(None)
@@ -314,47 +316,10 @@ class Engine:
             with self._lock:
                 self._stats["error_action_failed"] += 1
 
-    # ------------------------------------------------------------ asynchronously invoked Lambdas
-    def _run_function(self, logical: str, event: dict):
-        """One attempt of an asynchronous invoke (cloud/local/async_invoke.py): raises on a function error."""
-        t0 = time.perf_counter()
-        try:
-            return self.functions[logical](event, LambdaContext(resources.function_name(logical)))
-        finally:
-            self._count_invocation(logical, (time.perf_counter() - t0) * 1000)
-
+    # ------------------------------------------------------------ Lambdas and queues
     def _send_failure_record(self, record: dict):
+        """An asynchronous invoke's failure, to the function's on-failure destination."""
         self.targets.send(resources.ASYNC_FAILURE_QUEUE, to_json(record))
-
-    # ------------------------------------------------------------ queue-fed Lambdas
-    def _invoker(self, logical: str):
-        name = resources.function_name(logical)
-
-        def invoke(event):
-            fn = self.functions.get(logical)
-            if fn is None:
-                raise LookupError("no function %r" % logical)
-            path = getattr(fn, "handler_path", None)
-            t0 = time.perf_counter()
-            ran_ms = None  # the function's own time (billed), without the hand-over to a worker
-            try:
-                if self._pool is not None and path:
-                    result, ran_ms, usage = self._pool.invoke(path, name, event)
-                    if self.meter is not None:
-                        self.meter.add_counts(usage)
-                    return result
-                return fn(event, LambdaContext(name))
-            finally:
-                self._count_invocation(logical, ran_ms if ran_ms is not None else (time.perf_counter() - t0) * 1000)
-
-        return invoke
-
-    def _count_invocation(self, logical: str, ms: float):
-        # Lambda bills each invocation's duration rounded up to the millisecond, times its memory.
-        with self._lock:
-            self._stats["lambda_invocations"] += 1
-            self._stats["lambda_ms"] += ms
-            self._stats["lambda_gb_seconds"] += costs.lambda_gb_seconds(ms, resources.MEMORY_MB.get(logical, 128))
 
     def _count_batch(self, size: int, receives: int):
         # What SQS would bill: each SendMessage, and per batch the ReceiveMessage calls (10 messages
@@ -368,26 +333,34 @@ class Engine:
     def stats(self) -> dict:
         with self._lock:
             s = json.loads(json.dumps(self._stats))
+        s.update(self.runs.stats())
         s["queued"] = self.queue.qsize()
         s["async"] = dict(self.invoker.stats, waiting=self.invoker.waiting())
         s["queues"] = {name: dict(esm.stats, held=esm.held()) for name, esm in self.esms.items()}
         return s
 
 
-def main(argv=None):
+CODES = (exit_codes.OK, exit_codes.BAD_INPUT, exit_codes.SETUP_FAILED)  # what `python -m cloud.local.engine` exits with
+
+
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cloud.local.engine", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 epilog=exit_codes.epilog(CODES), formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--broker-dir", required=True, help="the local broker's state dir (provision home/broker)")
     ap.add_argument("--port", type=int, help="the broker's port (default: the one it last used)")
     ap.add_argument("--endpoint-url", help="moto server URL for the AWS services")
     a = ap.parse_args(argv)
-    from provisioning.broker import LocalBroker
+    from cloud.local.broker import BrokerError, LocalBroker
 
     if a.endpoint_url:
         from cloud.local.moto_env import use_endpoint
 
         use_endpoint(a.endpoint_url)
-    engine = Engine(LocalBroker.from_state_dir(a.broker_dir, a.port)).start()
+    try:
+        engine = Engine(LocalBroker.from_state_dir(a.broker_dir, a.port)).start()
+    except (BrokerError, OSError) as e:  # no broker state there, or no broker listening (ConnectionError)
+        print("rules engine: %s" % e, file=sys.stderr)
+        return exit_codes.SETUP_FAILED
     print("rules engine on %s:%d: %s" % (engine.broker.host, engine.broker.port, ", ".join(engine.filters())))
     try:
         while True:
@@ -395,7 +368,8 @@ def main(argv=None):
             print(json.dumps(engine.stats()))
     except KeyboardInterrupt:
         engine.stop()
+    return exit_codes.OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -18,17 +18,17 @@ import machine
 import os
 
 from motorguard import commands as cmds
-from motorguard import config as cfgmod
-from motorguard import controller as C
+from motorguard import config
+from motorguard import contract
+from motorguard import controller
 from motorguard.buttons import Button
 from motorguard.sensors import NTC, CurrentSensor
 from motorguard.servo import Sweep
 from motorguard.telemetry import Clock, Events, Samples
 
-_EVENT_WORDS = tuple("event=" + n for n in C.EVENT_NAMES)
-_REASON_WORDS = tuple("reason=" + n for n in C.REASON_NAMES)
-_REFUSAL_WORDS = tuple("reason=" + n for n in C.REFUSAL_NAMES)
-RESET_CAUSES = {1: "power_on", 2: "hard_reset", 3: "watchdog", 4: "deep_sleep", 5: "soft_reset"}
+_EVENT_WORDS = tuple("event=" + n for n in controller.EVENT_NAMES)
+_REASON_WORDS = tuple("reason=" + n for n in controller.REASON_NAMES)
+_REFUSAL_WORDS = tuple("reason=" + n for n in controller.REFUSAL_NAMES)
 
 # Collect garbage after every this many bytes allocated (the network task's messages,
 # the TLS records), rather than only when an allocation fails: a heap left to fill up
@@ -38,15 +38,9 @@ GC_EVERY_BYTES = 1024
 
 
 def log(*parts):
-    # One console line per state change, prefixed so the test harness can parse it.
+    # One console line per state change or network step (net.py logs through this too),
+    # prefixed so the test harness can parse it.
     print("MG", *parts)
-
-
-def reset_cause_name():
-    try:
-        return RESET_CAUSES.get(machine.reset_cause(), "unknown")
-    except Exception:
-        return "unknown"
 
 
 class App:
@@ -71,7 +65,7 @@ class App:
         self.ntc = NTC(cfg["ntc"])
         self.current_sensor = CurrentSensor(cfg["current"])
         self.sweep = Sweep(cfg["servo"])
-        self.ctl = C.Controller(cfg["limits"], ctl["remote_start_enabled"])
+        self.ctl = controller.Controller(cfg["limits"], ctl["remote_start_enabled"])
         self.period_ms = ctl["period_ms"]
 
         tel = cfg["telemetry"]
@@ -123,18 +117,18 @@ class App:
 
     def _leds(self):
         state = self.ctl.state
-        self.led_green.value(1 if state == C.RUNNING else 0)
-        self.led_red.value(1 if state == C.FAULT else 0)
+        self.led_green.value(1 if state == controller.RUNNING else 0)
+        self.led_red.value(1 if state == controller.FAULT else 0)
 
     # --- events --------------------------------------------------------
     def _event(self, code, detail=None):
         ctl = self.ctl
         self.events.record(self.clock, code, ctl.reason, ctl.state, ctl.temp, ctl.current, detail)
         # The console words are prebuilt: a state change in the tick must not need the heap.
-        if code == C.EV_FAULT:
-            log("STATE", C.STATE_NAMES[ctl.state], _REASON_WORDS[ctl.reason])
+        if code == controller.EV_FAULT:
+            log("STATE", controller.STATE_NAMES[ctl.state], _REASON_WORDS[ctl.reason])
         else:
-            log("STATE", C.STATE_NAMES[ctl.state], _EVENT_WORDS[code])
+            log("STATE", controller.STATE_NAMES[ctl.state], _EVENT_WORDS[code])
 
     # --- the control tick ---------------------------------------------
     def tick(self, dt_ms):
@@ -142,7 +136,7 @@ class App:
         ctl = self.ctl
         mb = self.mailbox
         self.clock.advance(dt_ms)
-        ev = C.EV_NONE
+        ev = controller.EV_NONE
         # 1. Stops first. A remote stop (its PWM already cut by the network task) moves
         # the state before anything else runs; then the stop pin: any low level stops at
         # once (bounces only ever stop).
@@ -157,7 +151,7 @@ class App:
         if self.estop_flag or ctl.stop_held:
             self.estop_flag = False
             self._stopped()
-            if ctl.state == C.RUNNING:
+            if ctl.state == controller.RUNNING:
                 self.motor_off()
                 self._event(ctl.stop_button())
         # 2. Sensors and interlocks, in every state.
@@ -174,7 +168,7 @@ class App:
             ev = ctl.stop_button()
             if ev:
                 self._event(ev)
-            elif ctl.state == C.FAULT:
+            elif ctl.state == controller.FAULT:
                 log("RESET_REFUSED", _REFUSAL_WORDS[ctl.last_refusal])
         if self.start_button.poll(dt_ms):
             ev = ctl.start_button()
@@ -183,22 +177,22 @@ class App:
             else:
                 log("START_REFUSED", _REFUSAL_WORDS[ctl.last_refusal])
         if self.start_button.stuck():
-            self._event(C.EV_BUTTON_STUCK, b"start_button")
+            self._event(controller.EV_BUTTON_STUCK, b"start_button")
         # 4. One remote command from the mailbox.
         if mb.code:
             self._serve_mailbox(mb)
         # 5. No cloud for too long while running: stop, if the operator asked for that.
-        if ctl.state == C.RUNNING and not self.online and self.cloud_loss_ms:
+        if ctl.state == controller.RUNNING and not self.online and self.cloud_loss_ms:
             self.offline_run_ms += dt_ms
             if self.offline_run_ms >= self.cloud_loss_ms:
                 self.motor_off()
                 self._stopped()
                 if ctl.remote_stop():
-                    self._event(C.EV_STOPPED, b"cloud_lost")
+                    self._event(controller.EV_STOPPED, b"cloud_lost")
         else:
             self.offline_run_ms = 0
         # 6. Outputs. Re-check both stop flags: the IRQ may have fired during this tick.
-        if ctl.state == C.RUNNING and not self.estop_flag and not mb.stop:
+        if ctl.state == controller.RUNNING and not self.estop_flag and not mb.stop:
             pulse = self.sweep.step(dt_ms)
             self.pwm.duty_ns(pulse)
             self.duty = pulse
@@ -216,14 +210,14 @@ class App:
         if mb.code == cmds.CMD_START:
             if mb.stop_gen != self.stop_gen:
                 # A stop came between the network task's check and now.
-                mb.done(C.REFUSED_STOPPED_SINCE)
+                mb.done(controller.REFUSED_STOPPED_SINCE)
                 return
             ev = ctl.remote_start()
             if ev:
                 self._event(ev)
             mb.done(ctl.last_refusal)
         else:  # CMD_SPEED: out of range is refused, never clamped
-            mb.done(C.OK if self.sweep.set_speed(mb.arg) else C.REFUSED_SPEED)
+            mb.done(controller.OK if self.sweep.set_speed(mb.arg) else controller.REFUSED_SPEED)
 
     async def control_task(self):
         try:
@@ -252,9 +246,12 @@ class App:
 
     def boot(self):
         self._leds()
-        cause = reset_cause_name()
-        self._event(C.EV_BOOT, cause.encode())
-        log("BOOT", "version=" + cfgmod.VERSION, "thing=" + self.cfg["thing"], "boot=" + self.boot_id, "cause=" + cause)
+        try:
+            cause = contract.RESET_CAUSES.get(machine.reset_cause(), contract.UNKNOWN_RESET_CAUSE)
+        except Exception:  # noqa: BLE001 - a machine module without reset_cause()
+            cause = contract.UNKNOWN_RESET_CAUSE
+        self._event(controller.EV_BOOT, cause.encode())
+        log("BOOT", "version=" + config.VERSION, "thing=" + self.cfg["thing"], "boot=" + self.boot_id, "cause=" + cause)
 
 
 def run(cfg):
@@ -284,12 +281,12 @@ def run(cfg):
 
 def safe_mode(reason):
     """Config missing or corrupt: motor off, red LED blinking, the reason on the console, forever."""
-    pins = cfgmod.DEFAULTS["pins"]
+    pins = config.DEFAULTS["pins"]
     pwm = machine.PWM(machine.Pin(pins["servo"]), freq=50, duty_ns=0)
     pwm.duty_ns(0)
     red = machine.Pin(pins["led_red"], machine.Pin.OUT, value=0)
     machine.Pin(pins["led_green"], machine.Pin.OUT, value=0)
-    wdt = machine.WDT(timeout=cfgmod.DEFAULTS["control"]["wdt_timeout_ms"])
+    wdt = machine.WDT(timeout=config.DEFAULTS["control"]["wdt_timeout_ms"])
     n = 0
     while True:
         if n % 10 == 0:
@@ -302,8 +299,8 @@ def safe_mode(reason):
 
 def main():
     try:
-        cfg = cfgmod.load()
-    except cfgmod.ConfigError as e:
+        cfg = config.load()
+    except config.ConfigError as e:
         safe_mode(str(e))
         return
     try:

@@ -19,14 +19,7 @@
 import json
 
 from motorguard.config import MAX_SPEED_DEG_S
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):
-        return x
-
+from motorguard.contract import COMMAND_VERSION, const
 
 CMD_NONE = const(0)
 CMD_START = const(1)
@@ -34,8 +27,8 @@ CMD_STOP = const(2)
 CMD_SPEED = const(3)
 CODES = {"start": CMD_START, "stop": CMD_STOP, "set_speed": CMD_SPEED}
 
-# Bounds of schemas/v1/command.schema.json (message version 2) (a test holds the two together).
-VERSION = const(2)
+# Bounds of schemas/v1/command.schema.json (a test holds the two together).
+VERSION = COMMAND_VERSION
 MAX_BYTES = const(512)  # a command is ~120 bytes; bigger ones are read past, never parsed
 MAX_ID = const(64)
 MIN_SPEED = const(1)

@@ -1,17 +1,18 @@
-# MotorGuard configuration: the one pin map, thresholds, periods and topics.
+# MotorGuard configuration: the one pin map, thresholds and periods.
 #
 # DEFAULTS is the single source of truth. The device reads /config.json and
-# overlays it on DEFAULTS; cloud code, the Wokwi checks and the docs import this
-# same module (it runs unchanged under CPython). A missing or corrupt config.json
-# raises ConfigError, and main.py then boots into safe mode with the motor off.
+# overlays it on DEFAULTS; the host tools and tests load this same module under
+# CPython (vesp32/settings.py reads the pins and merges a device's config.json as
+# the board would). A missing or corrupt config.json raises ConfigError, and
+# main.py then boots into safe mode with the motor off.
 
 import json
 
+from motorguard import contract
+
 VERSION = "0.1.0"
-SCHEMA_VERSION = 1
-CONFIG_FILE = "config.json"
-# The fastest sweep a command or a config may ask for (schemas/v1/command.schema.json (message version 2)'s
-# speed maximum; a test holds the two together).
+# The fastest sweep a command or a config may ask for (the speed maximum of
+# schemas/v1/command.schema.json; a test holds the two together).
 MAX_SPEED_DEG_S = 180
 
 DEFAULTS = {
@@ -22,9 +23,9 @@ DEFAULTS = {
         "host": None,
         "port": 8883,
         "keepalive_s": 60,
-        "cert": "device.crt.der",
-        "key": "device.key.der",
-        "ca": "root-ca.der",
+        "cert": contract.DEVICE_CERT,
+        "key": contract.DEVICE_KEY,
+        "ca": contract.ROOT_CA,
         "tls": True,
         "ack_timeout_ms": 5000,
         "max_inflight": 2,
@@ -118,13 +119,6 @@ DEFAULTS = {
         "buffer_samples": 600,
         "event_queue": 32,
     },
-    "topics": {
-        "telemetry": "devices/{thing}/telemetry",
-        "events": "devices/{thing}/events",
-        "status": "devices/{thing}/status",
-        "cmd": "devices/{thing}/cmd",
-        "ack": "devices/{thing}/ack",
-    },
     # Set only by test configurations: enables the serial test hook.
     "test_hook": False,
     # No network at all: motor control only (the Wokwi simulation, a bench without Wi-Fi).
@@ -150,6 +144,10 @@ def merge(base, override, path=""):
     for key in override:
         where = path + key
         if key not in base:
+            if where == "topics":  # a setting of older firmware
+                raise ConfigError(
+                    "topics are fixed by the fleet contract: remove 'topics' from config.json or re-provision the device"
+                )
             raise ConfigError("unknown key '%s'" % where)
         value = override[key]
         default = base[key]
@@ -176,12 +174,8 @@ def check(cfg):
             node = node[key]
         if not node:
             raise ConfigError("'%s' is required" % ".".join(path))
-    thing = cfg["thing"]
-    if not isinstance(thing, str) or not 1 <= len(thing) <= 128:
-        raise ConfigError("'thing' must be 1-128 characters")
-    for ch in thing:
-        if not (ch.isalpha() or ch.isdigit() or ch in ":_-"):
-            raise ConfigError("'thing' may only hold [a-zA-Z0-9:_-]")
+    if not contract.is_thing_name(cfg["thing"]):
+        raise ConfigError("'thing' must be " + contract.THING_NAME_RULE)
     servo = cfg["servo"]
     if not 0 <= servo["sweep_min_deg"] < servo["sweep_max_deg"] <= 180:
         raise ConfigError("servo sweep limits must satisfy 0 <= sweep_min_deg < sweep_max_deg <= 180")
@@ -211,14 +205,10 @@ def parse(text):
     return check(merge(DEFAULTS, data))
 
 
-def load(path=CONFIG_FILE):
+def load(path=contract.CONFIG_FILE):
     try:
         with open(path) as f:
             text = f.read()
     except OSError:
         raise ConfigError("%s is missing: provision the device (provision device THING --port PORT)" % path)
     return parse(text)
-
-
-def topic(cfg, name):
-    return cfg["topics"][name].replace("{thing}", cfg["thing"])

@@ -2,7 +2,7 @@
 #
 # Pure logic with no hardware and no I/O, so it is property-tested on the host
 # under CPython and MicroPython. Every method returns an event code (or 0) for
-# the caller to publish; the caller applies motor_on() to the PWM output.
+# the caller to publish; the caller drives the PWM only while state is RUNNING.
 #
 # Rules (docs/architecture.md):
 # - Boot is STOPPED. Nothing ever moves the motor except an accepted start.
@@ -13,12 +13,7 @@
 # - Stop (button or remote) always turns the motor off at once.
 # - Remote start obeys every interlock and can be disabled.
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):
-        return x
+from motorguard.contract import const
 
 
 STOPPED = const(0)
@@ -44,7 +39,6 @@ R_CURRENT_SENSOR = const(2)
 R_OVERTEMP = const(3)
 R_OVERCURRENT = const(4)
 R_COMBINED = const(5)
-R_WATCHDOG = const(6)
 REASON_NAMES = (
     "none",
     "temp_sensor_implausible",
@@ -52,7 +46,7 @@ REASON_NAMES = (
     "overtemp",
     "overcurrent",
     "overtemp_overcurrent",
-    "watchdog",
+    "watchdog",  # in the event schema's reasons, never set here: a watchdog reset shows as BOOT's cause
 )
 
 # Why a start was refused (for command acknowledgements and the console).
@@ -80,12 +74,12 @@ REFUSAL_NAMES = (
 )
 
 
-def dc(celsius):
+def tenths_c(celsius):
     """Degrees C -> tenths of a degree (int)."""
     return int(round(celsius * 10))
 
 
-def ma(amps):
+def milliamps(amps):
     """Amperes -> milliamps (int)."""
     return int(round(amps * 1000))
 
@@ -93,12 +87,12 @@ def ma(amps):
 class Controller:
     def __init__(self, limits, remote_start_enabled=False):
         # Integer units throughout (tenths of a degree C, milliamps): no float boxing per tick.
-        self.combined_t = dc(limits["combined_temp_c"])
-        self.combined_i = ma(limits["combined_current_a"])
-        self.hard_t = dc(limits["hard_temp_c"])
-        self.hard_i = ma(limits["hard_current_a"])
-        self.clear_t = dc(limits["combined_temp_c"] - limits["clear_hysteresis_c"])
-        self.clear_i = ma(limits["combined_current_a"] - limits["clear_hysteresis_a"])
+        self.combined_t = tenths_c(limits["combined_temp_c"])
+        self.combined_i = milliamps(limits["combined_current_a"])
+        self.hard_t = tenths_c(limits["hard_temp_c"])
+        self.hard_i = milliamps(limits["hard_current_a"])
+        self.clear_t = tenths_c(limits["combined_temp_c"] - limits["clear_hysteresis_c"])
+        self.clear_i = milliamps(limits["combined_current_a"] - limits["clear_hysteresis_a"])
         self.remote_start_enabled = remote_start_enabled
         self.state = STOPPED
         self.reason = R_NONE
@@ -111,9 +105,6 @@ class Controller:
         # Set by the network task around steps that block the whole VM (DNS, NTP, the
         # TLS handshake): the motor must not be running through them, so no start.
         self.net_busy = False
-
-    def motor_on(self):
-        return self.state == RUNNING
 
     def condition(self):
         """The fault reason present in the latest readings, or R_NONE."""

@@ -10,12 +10,15 @@
 # Method names follow umqtt.simple where the meaning is the same. QoS 2 is
 # not supported (AWS IoT Core has none): asking for it raises ValueError.
 #
+# This file is the link and the writing side: connect, publish, subscribe, ping,
+# retransmissions, close. The reader loop, run(), and the handling of incoming
+# packets are in motorguard/mqtt_reader.py; the packet encoders in mqtt_packets.py.
+#
 # Memory: the payload is never copied on the way out (the socket gets the
 # caller's bytes); each packet's small head is its own exact-size bytearray,
 # because CPython 3.12+ transports keep a view of a written buffer, so a shared
 # mutable buffer could be overwritten before it is sent. Fixed packets are
-# bytes constants (packet encoding: motorguard/mqtt_packets.py). Incoming PUBLISHes are read field by field, so the payload
-# is allocated once at its final size and never sliced out of a larger body.
+# bytes constants.
 
 import asyncio
 import errno
@@ -23,47 +26,10 @@ import errno
 from motorguard import dnscache
 from motorguard import mqtt_packets as pk
 from motorguard.mqtt_packets import MQTTException
-
-try:
-    from time import ticks_diff, ticks_ms
-except ImportError:  # CPython: same contract, no wrap-around needed
-    from time import monotonic as _monotonic
-
-    def ticks_ms():
-        return int(_monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
+from motorguard.mqtt_reader import Reader, ticks_diff, ticks_ms
 
 
-# ------------------------------------------------------------------ client
-
-
-def _drop(writer, graceful):
-    # Close now. CPython: abort() skips the TLS close_notify and the write
-    # buffer. MicroPython: in some versions Stream.close() is a no-op and only
-    # wait_closed() closes the socket, so close the socket directly too
-    # (socket close is idempotent).
-    try:
-        if not graceful and hasattr(writer, "transport"):
-            writer.transport.abort()
-        else:
-            writer.close()
-        s = getattr(writer, "s", None)
-        if s is not None:
-            s.close()
-    except Exception:  # noqa: BLE001 - the socket is being thrown away anyway
-        pass
-
-
-def _current_task():
-    try:
-        return asyncio.current_task()
-    except RuntimeError:  # close() called with no event loop running (CPython)
-        return None
-
-
-class MQTTClient:
+class MQTTClient(Reader):
     def __init__(
         self,
         client_id,
@@ -163,17 +129,14 @@ class MQTTClient:
                 raise OSError(errno.ECONNRESET)
             raise
 
-    def _guarded(self, on):
-        if self.guard:
-            self.guard(on)
-
     async def _connect(self, clean_session, timeout_ms):
-        if not dnscache.cached(self.server):
-            self._guarded(True)  # the lookup blocks the VM
+        guard = self.guard
+        if guard and not dnscache.cached(self.server):
+            guard(True)  # the lookup blocks the VM
             try:
                 dnscache.resolve(self.server, self.port)
             finally:
-                self._guarded(False)
+                guard(False)
         ip, port = dnscache.resolve(self.server, self.port)
         if self.ssl:
             r, w = await asyncio.open_connection(ip, port, ssl=self.ssl, server_hostname=self.server_hostname)
@@ -187,13 +150,15 @@ class MQTTClient:
         # MicroPython runs the TLS handshake inside this first write's drain (the TCP
         # connect before it waits without blocking), so the guarded step starts here
         # and ends with the CONNACK. It gets the connect budget, not the ack timeout.
-        self._guarded(True)
+        if guard:
+            guard(True)
         try:
             await self._send(pkt, None, timeout_ms / 1000)
             if await self._read_packet() != pk.CONNACK:
                 raise MQTTException("no CONNACK")
         finally:
-            self._guarded(False)
+            if guard:
+                guard(False)
         rc = self._connack[1]
         if rc:
             raise MQTTException(rc)
@@ -240,15 +205,34 @@ class MQTTClient:
         self._writer = None
         self._sub_evt.set()
         t = self._run_task
-        if t is not None and t is not _current_task():
-            # The reader is blocked in a read: cancel it (run() turns that
-            # into its normal exit). From inside run() itself (a callback
-            # calling close()) the loop sees _writer is None instead.
-            self._run_task = None
-            self._kicked = True
-            t.cancel()
-        if w is not None:
-            _drop(w, graceful)
+        if t is not None:
+            try:
+                me = asyncio.current_task()
+            except RuntimeError:  # close() called with no event loop running (CPython)
+                me = None
+            if t is not me:
+                # The reader is blocked in a read: cancel it (run() turns that
+                # into its normal exit). From inside run() itself (a callback
+                # calling close()) the loop sees _writer is None instead.
+                self._run_task = None
+                self._kicked = True
+                t.cancel()
+        if w is None:
+            return
+        # Close now. CPython: abort() skips the TLS close_notify and the write
+        # buffer. MicroPython: in some versions Stream.close() is a no-op and only
+        # wait_closed() closes the socket, so close the socket directly too
+        # (socket close is idempotent).
+        try:
+            if not graceful and hasattr(w, "transport"):
+                w.transport.abort()
+            else:
+                w.close()
+            s = getattr(w, "s", None)
+            if s is not None:
+                s.close()
+        except Exception:  # noqa: BLE001 - the socket is being thrown away anyway
+            pass
 
     # ------------------------------------------------------------ writing
 
@@ -356,106 +340,7 @@ class MQTTClient:
             self._ping_at = ticks_ms()
         await self._send(pk.PINGREQ_PKT)
 
-    # ------------------------------------------------------------ reading
-
-    async def _read_packet(self):
-        """Reads one packet, acts on it, returns its type (high nibble)."""
-        r = self._reader
-        hdr = (await r.readexactly(1))[0]
-        n = 0
-        shift = 0
-        while True:
-            b = (await r.readexactly(1))[0]
-            n |= (b & 0x7F) << shift
-            if not b & 0x80:
-                break
-            shift += 7
-            if shift > 21:
-                raise MQTTException("bad length")
-        self._last_rx = ticks_ms()
-        kind = hdr & 0xF0
-        if kind == pk.PUBLISH:
-            await self._on_publish(hdr, n)
-            return kind
-        if n > 4:  # nothing else we accept is longer (SUBACK of one topic: 3)
-            raise MQTTException("unexpected packet 0x%02x" % hdr)
-        body = await r.readexactly(n) if n else b""
-        if kind == pk.PUBACK and n == 2:
-            pid = body[0] << 8 | body[1]
-            # A duplicate ack (after a retransmit) is not reported twice.
-            if self._unacked.pop(pid, None) is not None and self.puback_cb:
-                self.puback_cb(pid)
-        elif kind == pk.SUBACK and n == 3:
-            if (body[0] << 8 | body[1]) == self._sub_pid:
-                self._sub_rc = body[2]
-                self._sub_evt.set()
-        elif kind == pk.PINGRESP:
-            self._ping_at = None
-        elif kind == pk.CONNACK and n == 2 and self._connack is None:
-            self._connack = body
-        else:
-            raise MQTTException("unexpected packet 0x%02x" % hdr)
-        return kind
-
-    async def _on_publish(self, hdr, n):
-        r = self._reader
-        qos = (hdr >> 1) & 3
-        if qos > 1:
-            raise MQTTException("qos2 publish")  # we never subscribe with QoS 2
-        tl = int.from_bytes(await r.readexactly(2), "big")
-        n -= 2 + tl + (2 if qos else 0)
-        if n < 0:
-            raise MQTTException("bad publish")
-        big = n + tl > self.max_packet
-        topic = await self._skip(tl) if big else await r.readexactly(tl)
-        pid = int.from_bytes(await r.readexactly(2), "big") if qos else 0
-        retained = bool(hdr & 1)
-        if big:
-            # Read past it without holding it; the callback still hears of it (msg None)
-            # so the sender can be told why nothing happened.
-            await self._skip(n)
-            if self.cb:
-                self.cb(None, None, retained)
-        else:
-            msg = await r.readexactly(n) if n else b""
-            if self.cb:
-                self.cb(topic, msg, retained)
-        if qos and self._writer is not None:
-            await self._send(pk.puback_packet(pid))
-
-    async def _skip(self, n):
-        # Reads past n bytes in small pieces without holding them.
-        while n:
-            k = n if n < 256 else 256
-            await self._reader.readexactly(k)
-            n -= k
-        return None
-
-    async def run(self):
-        """Reader loop until the link ends; returns after close()/disconnect(), raises when it died."""
-        if self._writer is None:
-            raise self._err or OSError(errno.ENOTCONN)
-        self._run_task = asyncio.current_task()
-        self._kicked = False
-        keeper = asyncio.create_task(self._keep())
-        try:
-            while self._writer is not None:
-                await self._read_packet()
-        except asyncio.CancelledError:
-            if not self._kicked:
-                raise  # someone else cancelled our caller: not ours to swallow
-            t = asyncio.current_task()
-            if hasattr(t, "uncancel"):  # CPython 3.11+: undo the count we caused
-                t.uncancel()
-        except EOFError:
-            self._abort(OSError(errno.ECONNRESET))
-        except Exception as e:  # noqa: BLE001 - OSError, MQTTException, a callback's error
-            self._abort(e)
-        finally:
-            self._run_task = None
-            keeper.cancel()
-        if self._err is not None:
-            raise self._err
+    # ------------------------------------------------------------ housekeeping
 
     async def _keep(self):
         # Housekeeping beside the reader: keepalive pings, the PINGRESP

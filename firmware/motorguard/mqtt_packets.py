@@ -1,8 +1,8 @@
 # MQTT 3.1.1 packets: the fixed headers and the encoders MotorGuard's client sends with.
 #
 # Plain functions over exact-size bytearrays, apart from the client (motorguard/mqtt.py) so
-# each can be read and tested on its own. Incoming packets are decoded by the client as they
-# stream in (it never holds a whole packet it does not want).
+# each can be read and tested on its own. Incoming packets are decoded by the client's reader
+# (motorguard/mqtt_reader.py) as they stream in (it never holds a whole packet it does not want).
 
 # Fixed-header first bytes (type in the high nibble, flags in the low one).
 CONNECT = 0x10

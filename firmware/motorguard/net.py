@@ -21,35 +21,25 @@ import network
 import os
 
 from motorguard import commands as cmds
-from motorguard import config as cfgmod
-from motorguard import controller as C
-from motorguard.mqtt import MQTTClient, MQTTException
+from motorguard import config
+from motorguard import contract
+from motorguard import controller
 from motorguard import telemetry
+from motorguard.app import log
+from motorguard.mqtt import MQTTClient, MQTTException
 
 _EPOCH_2000 = 946684800
 _MAX_PENDING = 4  # start/set_speed commands waiting for the control task
 _MAX_ACKS = 4  # acks waiting to be published; past this, refusals are only counted
 _RECENT_IDS = 16  # command ids remembered this boot, to refuse redeliveries and replays
 _ACK_INFLIGHT = 2  # unacknowledged acks on the wire before the next one waits
-_FW = cfgmod.VERSION.encode()
-
-
-def log(*parts):
-    print("MG", *parts)
+_FW = config.VERSION.encode()
 
 
 def jitter(backoff_ms):
     """Full backoff at most, half at least: spreads a fleet's reconnects."""
     half = backoff_ms // 2
     return half + int.from_bytes(os.urandom(2), "big") % (half + 1)
-
-
-def epoch_now():
-    t = time.time()
-    # Ports whose epoch is 2000 report seconds since 2000; telemetry uses Unix time.
-    if time.gmtime(0)[0] == 2000:
-        t += _EPOCH_2000
-    return int(t)
 
 
 def read_file(name):
@@ -91,7 +81,7 @@ def blocking_guard(app):
     def guard(begin):
         if not begin:
             ctl.net_busy = False
-        elif ctl.state == C.RUNNING:
+        elif ctl.state == controller.RUNNING:
             raise MQTTException("motor_running")
         else:
             ctl.net_busy = True  # no await since the check: no start can slip in between
@@ -119,7 +109,11 @@ def sync_time(app):
     ntptime.host = app.cfg["ntp_host"]
     # Bounded by ntptime's 1 s socket timeout; the stop-button IRQ still runs inside it.
     guarded(app, ntptime.settime)
-    app.clock.sync(epoch_now())
+    t = time.time()
+    # Ports whose epoch is 2000 report seconds since 2000; telemetry uses Unix time.
+    if time.gmtime(0)[0] == 2000:
+        t += _EPOCH_2000
+    app.clock.sync(int(t))
     log("NET", "time_synced")
 
 
@@ -192,7 +186,7 @@ class Commands:
         if why is None and code == cmds.CMD_START:
             stop_ms = clock.epoch_ms(app.stop_up_s, app.stop_up_ms)
             if issued <= stop_ms + self.tolerance_ms:
-                why = C.REFUSAL_NAMES[C.REFUSED_STOPPED_SINCE]
+                why = controller.REFUSAL_NAMES[controller.REFUSED_STOPPED_SINCE]
         return why
 
     def next_ack(self):
@@ -220,10 +214,10 @@ class Commands:
         t0 = time.ticks_ms()
         while mb.result < 0 and time.ticks_diff(time.ticks_ms(), t0) < 1000:
             await asyncio.sleep_ms(app.period_ms)
-        result = C.REFUSAL_NAMES[mb.result] if mb.result >= 0 else "timeout"
+        result = controller.REFUSAL_NAMES[mb.result] if mb.result >= 0 else "timeout"
         mb.code = cmds.CMD_NONE  # a command that timed out must not run later
         log("CMD", name, "result=" + result)
-        return (cid, name, mb.result == C.OK, result)
+        return (cid, name, mb.result == controller.OK, result)
 
 
 class Session:
@@ -234,20 +228,21 @@ class Session:
         self.app = app
         self.wlan = wlan
         self.mq = cfg["mqtt"]
-        self.thing = cfg["thing"]
-        self.thing_b = self.thing.encode()
+        thing = cfg["thing"]
+        self.thing = thing
+        self.thing_b = thing.encode()
         self.boot_b = app.boot_id.encode()
-        self.t_telemetry = cfgmod.topic(cfg, "telemetry")
-        self.t_events = cfgmod.topic(cfg, "events")
-        self.t_status = cfgmod.topic(cfg, "status")
-        self.t_cmd = cfgmod.topic(cfg, "cmd")
-        self.t_ack = cfgmod.topic(cfg, "ack")
+        self.t_telemetry = contract.topic(thing, contract.TELEMETRY)
+        self.t_events = contract.topic(thing, contract.EVENTS)
+        self.t_status = contract.topic(thing, contract.STATUS)
+        self.t_cmd = contract.topic(thing, contract.CMD)
+        self.t_ack = contract.topic(thing, contract.ACK)
         self.inflight = {}  # packet id -> (ring, batch)
         self.commands = commands
         self.dead = False
         mq = self.mq
         self.client = MQTTClient(
-            self.thing,
+            thing,
             mq["host"],
             port=mq["port"],
             keepalive=mq["keepalive_s"],
@@ -261,16 +256,12 @@ class Session:
         self.client.set_guard(blocking_guard(app))
         self.client.set_last_will(self.t_status, self.status(False), retain=True, qos=1)
 
-    def head(self):
-        app = self.app
-        return telemetry.head(self.thing_b, self.boot_b, _FW, app.clock.up_s, gc.mem_free(), self.rssi())
-
     def renderer(self, ring, k):
         """Message k of a ring as the MQTT client wants it: a function giving its pieces,
         the same ones each time (head and drop count are fixed at the first rendering)."""
-        head = self.head()
-        dropped = ring.box.dropped
         clock = self.app.clock
+        head = telemetry.head(self.thing_b, self.boot_b, _FW, clock.up_s, gc.mem_free(), self.rssi())
+        dropped = ring.box.dropped
         return lambda: ring.pieces(k, head, dropped, clock)
 
     def rssi(self):
@@ -280,7 +271,7 @@ class Session:
             return 0
 
     def status(self, online):
-        return telemetry.status_message(self.thing, self.app.boot_id, cfgmod.VERSION, online)
+        return telemetry.status_message(self.thing, self.app.boot_id, config.VERSION, online)
 
     def on_puback(self, pid):
         entry = self.inflight.pop(pid, None)
@@ -299,7 +290,7 @@ class Session:
             await asyncio.sleep_ms(10)
         cid, name, ok, result = ack
         msg = telemetry.ack_message(
-            self.thing, app.boot_id, cfgmod.VERSION, cid, name, ok, result, app.ctl.state, app.sweep.speed
+            self.thing, app.boot_id, config.VERSION, cid, name, ok, result, app.ctl.state, app.sweep.speed
         )
         await client.publish(self.t_ack, msg, qos=1)
 
@@ -371,15 +362,6 @@ class Session:
             log("NET", "offline")
 
 
-async def motor_off_before_connecting(app, allowed):
-    """Waits until the motor is not running, unless handshakes while running are allowed."""
-    if allowed or app.ctl.state != C.RUNNING:
-        return
-    log("NET", "deferred motor_running")
-    while app.ctl.state == C.RUNNING:
-        await asyncio.sleep_ms(100)
-
-
 async def network_task(app):
     cfg = app.cfg
     mq = cfg["mqtt"]
@@ -388,8 +370,13 @@ async def network_task(app):
     commands = Commands(app)
     ssl_ctx = None
     backoff = mq["backoff_min_ms"]
+    ctl = app.ctl
     while True:
-        await motor_off_before_connecting(app, mq["connect_while_running"])
+        # Connect only with the motor off, unless handshakes while running are allowed.
+        if ctl.state == controller.RUNNING and not mq["connect_while_running"]:
+            log("NET", "deferred motor_running")
+            while ctl.state == controller.RUNNING:
+                await asyncio.sleep_ms(100)
         started = time.ticks_ms()
         try:
             await wifi_up(wlan, cfg)
@@ -402,7 +389,7 @@ async def network_task(app):
             # and nothing else ever cancels this task.
             log("NET", "error", repr(e))
         app.online = False
-        app.ctl.net_busy = False
+        ctl.net_busy = False
         if time.ticks_diff(time.ticks_ms(), started) > 60000:
             backoff = mq["backoff_min_ms"]  # the link held for a while: start over gently
         delay = jitter(backoff)

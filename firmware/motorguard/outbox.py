@@ -64,13 +64,6 @@ class Outbox:
         while self.base < self.cursor and self._acked[self.base % self.batches]:
             self.base += 1
 
-    def is_acked(self, k):
-        return k < self.base or (k < self.complete() and self._acked[k % self.batches] == 1)
-
     def rewind(self):
         """After a reconnect: send every unacknowledged batch again, oldest first."""
         self.cursor = self.base
-
-    def pending(self):
-        """Whole batches written but not yet acknowledged."""
-        return self.complete() - self.base

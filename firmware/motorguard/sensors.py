@@ -35,13 +35,6 @@ class NTC:
         r = self.r0 * math.exp(self.beta * (1.0 / (celsius + _KELVIN) - 1.0 / self.t0_k))
         return self.supply * r / (self.fixed + r)
 
-    def celsius(self, uv):
-        """Exact inverse in float (not for the control tick)."""
-        if uv <= 0 or uv >= self.supply:
-            return None
-        r = self.fixed * uv / (self.supply - uv)
-        return 1.0 / (1.0 / self.t0_k + math.log(r / self.r0) / self.beta) - _KELVIN
-
     def decicelsius(self, uv):
         """Tenths of a degree from microvolts, or None when open, shorted or off the table."""
         # Near 0 V the NTC is shorted; near the rail it is open (or unplugged).

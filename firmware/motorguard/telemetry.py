@@ -11,10 +11,10 @@
 import json
 from array import array
 
+from motorguard import controller
+from motorguard.contract import MESSAGE_VERSION
 from motorguard.outbox import Outbox
-from motorguard import controller as C
 
-SCHEMA_VERSION = 1
 _NONE = -32768  # stored for an implausible reading; published as null
 
 
@@ -23,9 +23,9 @@ class Overwritten(Exception):
 
 
 # The controller's names as bytes, for formatting into messages.
-_STATES = tuple(n.encode() for n in C.STATE_NAMES)
-_EVENTS = tuple(n.encode() for n in C.EVENT_NAMES)
-_REASONS = tuple(n.encode() for n in C.REASON_NAMES)
+_STATES = tuple(n.encode() for n in controller.STATE_NAMES)
+_EVENTS = tuple(n.encode() for n in controller.EVENT_NAMES)
+_REASONS = tuple(n.encode() for n in controller.REASON_NAMES)
 
 
 def _fixed(x, places):
@@ -43,7 +43,7 @@ def head(thing, boot_id, fw, up_s, heap_free, rssi):
     """The fields every telemetry and event message starts with, as JSON bytes without the closing
     brace. thing, boot_id and fw are bytes."""
     return b'{"v":%d,"device":"%s","boot":"%s","fw":"%s","uptime_s":%d,"heap_free":%d,"rssi":%d' % (
-        SCHEMA_VERSION,
+        MESSAGE_VERSION,
         thing,
         boot_id,
         fw,
@@ -54,13 +54,13 @@ def head(thing, boot_id, fw, up_s, heap_free, rssi):
 
 
 def status_message(thing, boot_id, fw, online):
-    return json.dumps({"v": SCHEMA_VERSION, "device": thing, "online": online, "boot": boot_id, "fw": fw})
+    return json.dumps({"v": MESSAGE_VERSION, "device": thing, "online": online, "boot": boot_id, "fw": fw})
 
 
 def ack_message(thing, boot_id, fw, cmd_id, cmd, ok, result, state, speed):
     return json.dumps(
         {
-            "v": SCHEMA_VERSION,
+            "v": MESSAGE_VERSION,
             "device": thing,
             "boot": boot_id,
             "fw": fw,
@@ -68,7 +68,7 @@ def ack_message(thing, boot_id, fw, cmd_id, cmd, ok, result, state, speed):
             "cmd": cmd,
             "ok": ok,
             "result": result,
-            "state": C.STATE_NAMES[state],
+            "state": controller.STATE_NAMES[state],
             "speed": speed,
         }
     )
@@ -193,14 +193,9 @@ class Events:
             _fixed(self.temp[i], 1),
             _fixed(self.current[i], 3),
         )
-        if code == C.EV_FAULT:
+        if code == controller.EV_FAULT:
             yield b',"reason":"%s"' % _REASONS[self.reason[i]]
         detail = self.detail[i]
         if detail:
             yield b',"detail":"%s"' % detail
         yield b"}"
-
-
-def render(pieces):
-    """A whole message as one bytes object (tests and tools; the device never needs it)."""
-    return b"".join(pieces)

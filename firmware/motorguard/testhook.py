@@ -21,7 +21,7 @@ import time
 import asyncio
 import select
 
-from motorguard import controller as C
+from motorguard import controller
 
 
 class HookPin:
@@ -123,7 +123,7 @@ class Hook:
                 reply("stalling", parts[2])
                 time.sleep_ms(int(parts[2]))
             elif cmd == "state":
-                reply("state=" + C.STATE_NAMES[self.app.ctl.state], "duty_ns=%d" % self.app.duty,
+                reply("state=" + controller.STATE_NAMES[self.app.ctl.state], "duty_ns=%d" % self.app.duty,
                       "temp_uv=%s" % self.temp.uv, "current_uv=%s" % self.current.uv)
                 return
             else:

@@ -1,15 +1,34 @@
-"""Helpers for the adversarial tests: the dead-letter queue read back in one shape."""
+"""Helpers for the adversarial tests: hostile payloads, and the dead-letter queue read back in one shape."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import time
 
 import boto3
 
 from cloud import resources
 from cloud.fuzz import drain_dead_letters
+
+
+def original(raw: bytes, thing="m1", kind="telemetry", received_ms=None) -> str:
+    """A rule output that keeps the payload as published (docs/cloud.md, Rejects)."""
+    return json.dumps({"payload_b64": base64.b64encode(raw).decode(), "thing": thing, "kind": kind,
+                       "received_ms": received_ms or int(time.time() * 1000)})
+
+
+def deep(depth: int, opener=b"[", closer=b"]") -> bytes:
+    return opener * depth + closer * depth
+
+
+def nested(depth: int) -> list:
+    root = inner = []
+    for _ in range(depth - 1):
+        inner.append([])
+        inner = inner[0]
+    return root
 
 
 def dlq_url() -> str:

@@ -31,7 +31,7 @@ def aws(moto_server, monkeypatch):
 
 @pytest.fixture
 def broker(tmp_path):
-    from provisioning.broker import LocalBroker, free_port
+    from cloud.local.broker import LocalBroker, free_port
 
     b = LocalBroker.with_new_pki(tmp_path / "broker", free_port())
     b.start()

@@ -117,7 +117,7 @@ def body_is(payload: bytes, body: str) -> bool:
 @pytest.fixture(scope="module")
 def outcome(moto_server, tmp_path_factory):
     """Publishes the whole corpus once and gathers what became of each case."""
-    from provisioning.broker import LocalBroker, free_port
+    from cloud.local.broker import LocalBroker, free_port
 
     import requests
 

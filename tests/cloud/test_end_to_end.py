@@ -17,8 +17,8 @@ from cloud import resources
 from cloud.domain import history
 from cloud.local.core import LocalCore
 from cloud.local.engine import default_functions
-from provisioning import local as localb
-from provisioning.broker import free_port
+from provisioning import local as local_backend
+from cloud.local.broker import free_port
 from vesp32.harness import VirtualESP32
 from waiting import wait_for
 
@@ -58,7 +58,7 @@ def stored_batches(thing):
 
 def test_device_to_dynamodb_exactly_once_and_alert_within_a_second(core):
     home = core.home
-    r = localb.provision_device(home, "e2e-1", wifi_ssid="lab", wifi_password="secret123")
+    r = local_backend.provision_device(home, "e2e-1", wifi_ssid="lab", wifi_password="secret123")
     bundle = Path(r["bundle"])
     cfg = json.loads((bundle / "config.json").read_text())
     cfg["telemetry"] = {"sample_period_ms": SAMPLE_MS}

@@ -3,7 +3,7 @@
 import pathlib
 import re
 
-from motorguard import config as cfgmod
+from motorguard import config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ROWS = {
@@ -22,11 +22,11 @@ def test_readme_pin_table_matches_config():
     for key, label in ROWS.items():
         m = re.search(r"^\| %s[^|]*\| (\d+) \|" % re.escape(label), text, re.M)
         assert m, "README wiring table has no row for %s" % label
-        assert int(m.group(1)) == cfgmod.DEFAULTS["pins"][key], key
-    assert set(ROWS) == set(cfgmod.DEFAULTS["pins"])
+        assert int(m.group(1)) == config.DEFAULTS["pins"][key], key
+    assert set(ROWS) == set(config.DEFAULTS["pins"])
 
 
 def test_sensor_pins_are_adc1():
     # ADC2 fails while Wi-Fi is on: both sensors must be on ADC1 (GPIO 32-39).
     for key in ("temp_adc", "current_adc"):
-        assert 32 <= cfgmod.DEFAULTS["pins"][key] <= 39
+        assert 32 <= config.DEFAULTS["pins"][key] <= 39

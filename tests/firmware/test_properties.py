@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from invariants import apply, check
-from motorguard import controller as C
+from motorguard import controller
 from support import Rig, make_config
 
 temps = st.one_of(
@@ -94,12 +94,12 @@ class FirmwareMachine(RuleBasedStateMachine):
         self.rig = Rig(cfg=self.cfg, temp_c=self.temp, current_a=self.current)
         self.rig.run(1)
         assert self.rig.duty() == 0
-        assert self.rig.state() in (C.STOPPED, C.FAULT)  # FAULT only if a condition is present at boot
+        assert self.rig.state() in (controller.STOPPED, controller.FAULT)  # FAULT only if a condition is present at boot
 
     @invariant()
     def motor_only_moves_when_running(self):
         if hasattr(self, "rig") and self.rig.duty() != 0:
-            assert self.rig.state() == C.RUNNING
+            assert self.rig.state() == controller.RUNNING
 
 
 FirmwareMachine.TestCase.settings = settings(

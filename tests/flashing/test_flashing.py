@@ -1,6 +1,7 @@
 """Flashing tools without a board: every error path through the real CLI, the pinned download served
 over HTTP and checked, the factory image built with a stand-in MicroPython .bin and read back (by
-littlefs-python and by real MicroPython's VfsLfs2), and the deploy steps a board would see."""
+littlefs-python and by real MicroPython's VfsLfs2), and the deploy steps a board would see, down to
+deploy following the console of the real firmware booting on a virtual ESP32."""
 
 from __future__ import annotations
 
@@ -9,17 +10,19 @@ import inspect
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
 import threading
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from contract import exit_codes
 from flashing import deploy, errors, files, firmware, flash, image, release, tools
-from flashing.__main__ import pin
 from flashing.errors import FlashError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,32 +56,37 @@ def stand_in_firmware(path, end=release.VFS_OFFSET, extra=()):
 def test_help_teaches_commands_and_exit_codes():
     r = cli("--help")
     assert r.returncode == 0
-    for word in ("flash", "deploy", "image", "console", "pin", "make flash PORT="):
+    for word in ("flash", "deploy", "image", "console", "pin", "make flash PORT=", "docs/cli.md"):
         assert word in r.stdout
-    for code, meaning in errors.EXIT_CODES.items():
-        assert "%2d  %s" % (code, meaning) in r.stdout
+    listed = r.stdout.split("exit codes:\n", 1)[1]
+    for code in errors.CODES:
+        assert "%2d  %s" % (code, exit_codes.MEANINGS[code]) in listed
 
 
-def test_exit_codes_are_distinct():
-    codes = [v for k, v in vars(errors).items() if k.isupper() and isinstance(v, int)]
-    assert len(codes) == len(set(codes)) == len(errors.EXIT_CODES)
+def test_no_flashing_code_means_something_else_to_provision():
+    """3 once meant "no port" here and "conflict" to provision: the board codes are flashing's own."""
+    from provisioning import errors as provisioning_errors
+
+    shared = set(errors.CODES) & set(provisioning_errors.CODES)
+    assert shared == {exit_codes.OK, exit_codes.BAD_INPUT}
+    assert exit_codes.NO_PORT not in provisioning_errors.CODES and exit_codes.NO_PORT in errors.CODES
 
 
 def test_no_port():
     r = cli("flash")
-    assert r.returncode == errors.NO_PORT and "no serial port" in r.stderr and "PORT=" in r.stderr
+    assert r.returncode == exit_codes.NO_PORT and "no serial port" in r.stderr and "PORT=" in r.stderr
 
 
 def test_absent_port():
     r = cli("flash", "--port", "/dev/ttyUSB-not-there")
-    assert r.returncode == errors.PORT_ABSENT and "does not exist" in r.stderr and "ls /dev/ttyUSB" in r.stderr
+    assert r.returncode == exit_codes.PORT_ABSENT and "does not exist" in r.stderr and "ls /dev/ttyUSB" in r.stderr
 
 
 def test_a_file_is_not_a_serial_port(tmp_path):
     p = tmp_path / "ttyFAKE"
     p.write_text("")
     r = cli("deploy", "--port", str(p))
-    assert r.returncode == errors.PORT_UNUSABLE and "not a serial device" in r.stderr
+    assert r.returncode == exit_codes.PORT_UNUSABLE and "not a serial device" in r.stderr
 
 
 def test_permission_denied_names_the_dialout_group(monkeypatch):
@@ -86,7 +94,7 @@ def test_permission_denied_names_the_dialout_group(monkeypatch):
     monkeypatch.setattr(tools.os, "access", lambda *_: False)
     with pytest.raises(FlashError) as e:
         tools.check_port("/dev/null")
-    assert e.value.code == errors.PORT_DENIED and "dialout" in e.value.hint
+    assert e.value.code == exit_codes.PORT_DENIED and "dialout" in e.value.hint
 
 
 def test_a_port_with_no_board_behind_it_fails_cleanly(tmp_path):
@@ -97,13 +105,13 @@ def test_a_port_with_no_board_behind_it_fails_cleanly(tmp_path):
     finally:
         os.close(master)
         os.close(slave)
-    assert r.returncode == errors.PORT_UNUSABLE, r.stderr
+    assert r.returncode == exit_codes.PORT_UNUSABLE, r.stderr
     assert "Failed to connect to ESP32" in r.stderr and "hold BOOT" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_missing_firmware_file():
     r = cli("flash", "--port", "/dev/null", "--firmware", "/nowhere/fw.bin")
-    assert r.returncode == errors.BAD_INPUT and "not found" in r.stderr
+    assert r.returncode == exit_codes.BAD_INPUT and "not found" in r.stderr
 
 
 def test_flash_erases_then_writes_at_0x1000(tmp_path):
@@ -112,9 +120,23 @@ def test_flash_erases_then_writes_at_0x1000(tmp_path):
     assert write[-3:] == ["write-flash", "0x1000", str(tmp_path / "fw.bin")]
 
 
+def test_a_failing_console_is_a_tool_failure(tmp_path):
+    fake = tmp_path / "mpremote"
+    fake.write_text("#!/bin/sh\necho 'mpremote: failed to access the port' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    master, slave = os.openpty()
+    try:
+        r = cli("console", "--port", os.ttyname(slave), env={"MOTORGUARD_MPREMOTE": str(fake)})
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert r.returncode == exit_codes.TOOL_FAILED, r.stderr
+    assert "failed to access" in r.stderr and "ended with status 1" in r.stderr
+
+
 def test_bundle_and_config_together_are_refused():
     r = cli("image", "--bundle", "x", "--config", "y")
-    assert r.returncode == errors.BAD_INPUT and "not both" in r.stderr
+    assert r.returncode == exit_codes.BAD_INPUT and "not both" in r.stderr
 
 
 # ------------------------------------------------------------------ the pinned release
@@ -127,7 +149,7 @@ def test_the_release_is_pinned_in_one_place():
     # the offline hint tells a user what sha256sum must print
     with pytest.raises(FlashError) as e:
         firmware._download("http://127.0.0.1:9/" + release.FILENAME, Path("/nonexistent/x"))
-    assert release.SHA256 in e.value.hint and "FIRMWARE=" in e.value.hint and e.value.code == errors.DOWNLOAD_FAILED
+    assert release.SHA256 in e.value.hint and "FIRMWARE=" in e.value.hint and e.value.code == exit_codes.DOWNLOAD_FAILED
 
 
 @pytest.fixture
@@ -167,7 +189,7 @@ def test_download_with_wrong_hash_is_refused_and_deleted(served):
     url, _, cache = served
     with pytest.raises(FlashError) as e:
         firmware.pinned(url=url, sha256="0" * 64, echo=lambda *_: None)
-    assert e.value.code == errors.HASH_MISMATCH and "deleted" in e.value.message
+    assert e.value.code == exit_codes.HASH_MISMATCH and "deleted" in e.value.message
     assert not list(cache.glob("*"))
 
 
@@ -175,7 +197,7 @@ def test_the_real_pin_refuses_a_file_of_the_wrong_size_through_the_cli(served, t
     url, _, cache = served
     r = cli("flash", "--port", "/dev/null", env={"MOTORGUARD_FIRMWARE_URL": url,
                                                   "MOTORGUARD_FIRMWARE_CACHE": str(cache)})
-    assert r.returncode == errors.HASH_MISMATCH and "bytes, expected %d" % release.SIZE in r.stderr
+    assert r.returncode == exit_codes.HASH_MISMATCH and "bytes, expected %d" % release.SIZE in r.stderr
     assert not list(cache.glob("*.bin"))
 
 
@@ -183,21 +205,36 @@ def test_download_impossible_names_the_offline_route(tmp_path, monkeypatch):
     monkeypatch.setenv("MOTORGUARD_FIRMWARE_CACHE", str(tmp_path))
     r = cli("flash", "--port", "/dev/null", env={"MOTORGUARD_FIRMWARE_URL": "http://127.0.0.1:9/x.bin",
                                                   "MOTORGUARD_FIRMWARE_CACHE": str(tmp_path)})
-    assert r.returncode == errors.DOWNLOAD_FAILED and "FIRMWARE=" in r.stderr and "cannot download" in r.stderr
+    assert r.returncode == exit_codes.DOWNLOAD_FAILED and "FIRMWARE=" in r.stderr and "cannot download" in r.stderr
 
 
-def test_pin_rewrites_hash_and_size(tmp_path, monkeypatch):
-    copy = tmp_path / "release.py"
-    copy.write_text(Path(release.__file__).read_text())
-    monkeypatch.setattr(release, "__file__", str(copy))
+def test_the_pinned_release_is_data_the_module_reads():
+    pinned = json.loads((ROOT / "flashing" / "release.json").read_text())
+    assert (release.VERSION, release.BOARD, release.FILENAME, release.URL, release.SIZE, release.SHA256,
+            release.SHA256_SOURCE) == tuple(pinned[f] for f in release.FIELDS)
+
+
+def test_pin_rewrites_hash_and_size_in_the_data_file(tmp_path):
+    data = tmp_path / "release.json"
+    shutil.copyfile(release.PINNED, data)
+    before = release.load(data)
     fw = stand_in_firmware(tmp_path / "fw.bin")
-    digest, size = pin(fw)
-    text = copy.read_text()
-    assert 'SHA256 = "%s"' % digest in text and "SIZE = {:_}".format(size) in text
-    assert digest == hashlib.sha256(fw.read_bytes()).hexdigest()
-    ns = {}
-    exec(compile(text, "release.py", "exec"), ns)
-    assert ns["SHA256"] == digest and ns["SIZE"] == size
+    digest, size = firmware.pin(fw, data)
+    assert digest == hashlib.sha256(fw.read_bytes()).hexdigest() and size == fw.stat().st_size
+    after = release.load(data)
+    assert (after["sha256"], after["size"]) == (digest, size)
+    assert {k: v for k, v in after.items() if k not in ("sha256", "size")} == \
+        {k: v for k, v in before.items() if k not in ("sha256", "size")}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fw.bin", "release.json"]  # no leftover temp file
+
+
+def test_pin_refuses_a_file_with_another_layout_and_keeps_the_pin(tmp_path):
+    data = tmp_path / "release.json"
+    shutil.copyfile(release.PINNED, data)
+    with pytest.raises(FlashError, match="end at 0x180000") as e:
+        firmware.pin(stand_in_firmware(tmp_path / "fw.bin", end=0x180000), data)
+    assert e.value.code == exit_codes.BAD_INPUT
+    assert data.read_bytes() == release.PINNED.read_bytes()
 
 
 # ------------------------------------------------------------------ layout and factory image
@@ -230,7 +267,7 @@ def test_a_firmware_with_another_layout_is_refused(tmp_path, kind, match):
         stand_in_firmware(fw, extra=[(b"vfs", 1, 0x81, 0x200000, 0x200000)])
     with pytest.raises(FlashError, match=match) as e:
         image.check_layout(fw)
-    assert e.value.code == errors.BAD_INPUT
+    assert e.value.code == exit_codes.BAD_INPUT
 
 
 @pytest.fixture(scope="module")
@@ -349,7 +386,7 @@ def test_test_hook_image_enables_the_hook_and_leaves_the_bundle_alone(tmp_path, 
     assert written.stat().st_mode & 0o777 == 0o600
     with pytest.raises(FlashError, match="needs a config") as e:
         files.with_test_hook({"main.py": fw})
-    assert e.value.code == errors.BAD_INPUT
+    assert e.value.code == exit_codes.BAD_INPUT
 
 
 # ------------------------------------------------------------------ deploy
@@ -359,14 +396,14 @@ def test_bundle_without_the_key_is_refused(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(FlashError, match="device.key.der") as e:
         files.board_files(tmp_path, tmp_path)
-    assert e.value.code == errors.BAD_INPUT
+    assert e.value.code == exit_codes.BAD_INPUT
 
 
 def test_unreadable_config_is_refused(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(FlashError, match="not a readable JSON") as e:
         files.board_files(tmp_path, config=tmp_path / "config.json")
-    assert e.value.code == errors.BAD_INPUT
+    assert e.value.code == exit_codes.BAD_INPUT
 
 
 def test_deploy_plan_makes_directories_and_removes_shadowing_sources(tmp_path):
@@ -406,20 +443,75 @@ def test_console_watch_outcomes():
     assert deploy.watch(["MG NET offline_mode"], quiet) == "offline_mode"
     with pytest.raises(FlashError, match="safe mode") as e:
         deploy.watch(["MG SAFE_MODE reason=bad_config"], quiet)
-    assert e.value.code == errors.NOT_ONLINE
+    assert e.value.code == exit_codes.NOT_ONLINE
     with pytest.raises(FlashError, match="MG NET error tls") as e:
         deploy.watch(["MG NET error dns", "MG NET error tls"], quiet)
-    assert e.value.code == errors.NOT_ONLINE and "certificate" in e.value.hint
+    assert e.value.code == exit_codes.NOT_ONLINE and "certificate" in e.value.hint
     with pytest.raises(FlashError, match="no MG NET online"):
         deploy.watch([], quiet)
 
 
-def test_the_console_lines_deploy_waits_for_are_the_firmware_s():
-    app = (ROOT / "firmware" / "motorguard" / "app.py").read_text() + (ROOT / "firmware" / "motorguard" / "net.py").read_text()
-    for phrase in ('"offline_mode"', '"SAFE_MODE"'):
-        assert phrase in app
-    assert 'log("NET", "online"' in app or "\"online\"" in app
-    assert "MG NET online" in inspect.getsource(deploy)
+def watch_a_virtual_board(device_dir, timeout_s):
+    """Watches the real firmware boot on a virtual ESP32 whose flash is device_dir: deploy.watch of
+    its console lines until timeout_s, as deploy follows a board's console after its soft reset."""
+    from vesp32.harness import VirtualESP32
+
+    def lines(vm):
+        deadline, seen = time.monotonic() + timeout_s, 0
+        while time.monotonic() < deadline:
+            text = vm.text
+            yield from text[seen:]
+            seen = len(text)
+            time.sleep(0.05)
+
+    with VirtualESP32(device_dir, firmware_dir=ROOT / "firmware", proxy=False) as vm:
+        return deploy.watch(lines(vm), lambda *_: None)
+
+
+def board_with(tmp_path, config_text):
+    (tmp_path / "flash").mkdir()
+    (tmp_path / "flash" / "config.json").write_text(config_text)
+    return tmp_path / "flash"
+
+
+def test_deploy_sees_the_firmware_run_offline(tmp_path):
+    board = board_with(tmp_path, (ROOT / "wokwi" / "config.json").read_text())
+    assert watch_a_virtual_board(board, 20) == "offline_mode"
+
+
+def test_deploy_sees_the_firmware_boot_into_safe_mode(tmp_path):
+    board = board_with(tmp_path, "{not json")
+    with pytest.raises(FlashError, match="safe mode: MG SAFE_MODE") as e:
+        watch_a_virtual_board(board, 20)
+    assert e.value.code == exit_codes.NOT_ONLINE
+
+
+def test_deploy_names_the_firmware_s_connection_error(tmp_path):
+    with socket.socket() as s:  # a port nothing listens on: the broker connection is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = {"thing": "fl-refused", "wifi": {"ssid": "lab", "password": "secret123"},
+           "mqtt": {"host": "127.0.0.1", "port": port, "tls": False}}
+    board = board_with(tmp_path, json.dumps(cfg))
+    with pytest.raises(FlashError, match="last problem: MG NET error") as e:
+        watch_a_virtual_board(board, 8)
+    assert e.value.code == exit_codes.NOT_ONLINE
+
+
+@pytest.mark.broker
+def test_deploy_sees_the_firmware_come_online(tmp_path):
+    """A provisioned bundle on the local broker: the line deploy waits for is the one the firmware prints."""
+    from provisioning import local
+    from cloud.local.broker import free_port
+
+    home = tmp_path / "home"
+    local.ca_init(home, free_port())
+    broker = local.broker_start(home)
+    try:
+        bundle = local.provision_device(home, "fl-online", wifi_ssid="lab", wifi_password="secret123")["bundle"]
+        assert watch_a_virtual_board(bundle, 30) == "online"
+    finally:
+        broker.stop()
 
 
 def test_real_board_deploy():
@@ -433,19 +525,19 @@ def test_real_board_deploy():
 
 
 @pytest.mark.parametrize("output, code", [
-    ("A fatal error occurred: This chip is ESP32-S3, not ESP32. Wrong --chip argument?", errors.WRONG_CHIP),
-    ("Could not open /dev/ttyUSB0, the port is busy or doesn't exist.", errors.PORT_UNUSABLE),
-    ("[Errno 13] Permission denied: '/dev/ttyUSB0'", errors.PORT_DENIED),
-    ("A fatal error occurred: Failed to connect to ESP32: No serial data received.", errors.PORT_UNUSABLE),
-    ("mpremote: failed to access /dev/ttyUSB0 (it may be in use by another program)", errors.PORT_UNUSABLE),
-    ("A fatal error occurred: Invalid head of packet (0x45)", errors.TOOL_FAILED),
+    ("A fatal error occurred: This chip is ESP32-S3, not ESP32. Wrong --chip argument?", exit_codes.WRONG_CHIP),
+    ("Could not open /dev/ttyUSB0, the port is busy or doesn't exist.", exit_codes.PORT_UNUSABLE),
+    ("[Errno 13] Permission denied: '/dev/ttyUSB0'", exit_codes.PORT_DENIED),
+    ("A fatal error occurred: Failed to connect to ESP32: No serial data received.", exit_codes.PORT_UNUSABLE),
+    ("mpremote: failed to access /dev/ttyUSB0 (it may be in use by another program)", exit_codes.PORT_UNUSABLE),
+    ("A fatal error occurred: Invalid head of packet (0x45)", exit_codes.TOOL_FAILED),
 ])
 def test_tool_failures_are_named(output, code):
     script = "import sys; print(%r); sys.exit(2)" % output
     with pytest.raises(FlashError) as e:
         tools.run_tool([sys.executable, "-c", script], "esptool write-flash")
     assert e.value.code == code
-    if code == errors.WRONG_CHIP:
+    if code == exit_codes.WRONG_CHIP:
         assert "ESP32-S3, not an ESP32" in e.value.message
 
 

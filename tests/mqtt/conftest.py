@@ -1,11 +1,6 @@
-"""Fixtures for the MQTT client, PKI and local broker tests.
+"""Fixtures for the tests of the firmware's MQTT client (the local broker's own fixtures,
+mqtt_broker, device_creds, service and service_observer, are tests/conftest.py's).
 
-mqtt_broker   (session) a running provisioning.broker.LocalBroker on a free port with a fresh
-              test PKI (CA, server cert, service identity, empty CRL); stopped at the end.
-device_creds  (function) issue(thing, kind="ec") -> dict of str paths (cert_der, key_der,
-              cert_pem, key_pem, ca_der, ca_pem) signed by mqtt_broker's CA.
-service       (function) a paho-mqtt client connected as the service identity and subscribed
-              to devices/#: .messages, .wait_for(pred, timeout), .publish(topic, payload, qos).
 run_device    (function) run_device(runtime, cfg) -> DeviceProc: runs device_script.py under
               "micropython" or "cpython" with cfg (see that script) and reads its JSON events.
 """
@@ -31,8 +26,6 @@ FIRMWARE = ROOT / "firmware"
 for p in (FIRMWARE, ROOT):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
-
-from provisioning.broker import LocalBroker, free_port  # noqa: E402
 
 
 def micropython_exe() -> str:
@@ -151,84 +144,3 @@ def run_device():
     yield start
     for p in procs:
         p.kill()
-
-
-@pytest.fixture(scope="session")
-def mqtt_broker(tmp_path_factory):
-    broker = LocalBroker.with_new_pki(tmp_path_factory.mktemp("broker"), free_port())
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
-@pytest.fixture
-def device_creds(mqtt_broker):
-    made: dict = {}
-
-    def issue(thing: str, kind: str = "ec") -> dict:
-        if thing not in made:
-            made[thing] = {k: str(v) for k, v in mqtt_broker.issue_device(thing, kind).items()}
-        return made[thing]
-
-    return issue
-
-
-class ServiceObserver:
-    """The cloud side: a paho client with the service identity."""
-
-    def __init__(self, broker: LocalBroker, topic: str = "devices/#"):
-        import paho.mqtt.client as mqtt
-
-        self.messages: list = []
-        self._cv = threading.Condition()
-        self._subscribed = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"svc-{os.getpid()}-{time.monotonic_ns()}",
-                        protocol=mqtt.MQTTv311)
-        c.tls_set_context(broker.client_context())
-        c.on_message = self._on_message
-        c.on_subscribe = lambda *a: self._subscribed.set()
-        c.connect(broker.host, broker.port, keepalive=30)
-        c.loop_start()
-        c.subscribe(topic, qos=1)
-        if not self._subscribed.wait(5):
-            c.loop_stop()
-            raise AssertionError("service observer: no SUBACK")
-        self.client = c
-
-    def _on_message(self, client, userdata, msg):
-        with self._cv:
-            self.messages.append((msg.topic, msg.payload, msg.retain, msg.qos))
-            self._cv.notify_all()
-
-    def wait_for(self, pred, timeout: float = 5.0) -> list:
-        """Waits until pred(messages) is true; returns the messages (asserting is the caller's job)."""
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while not pred(self.messages):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cv.wait(left)
-            return list(self.messages)
-
-    def on(self, topic: str) -> list:
-        with self._cv:
-            return [m for m in self.messages if m[0] == topic]
-
-    def publish(self, topic: str, payload, qos: int = 1, retain: bool = False):
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        info.wait_for_publish(5)
-        return info
-
-    def close(self):
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@pytest.fixture
-def service(mqtt_broker):
-    obs = ServiceObserver(mqtt_broker)
-    yield obs
-    obs.close()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cloud import schemas
-from provisioning.broker import LocalBroker, free_port
+from cloud.domain import messages
+from cloud.local.broker import LocalBroker, free_port
 from vesp32.harness import VirtualESP32
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +88,7 @@ class Cloud:
             return  # our own commands, echoed by the devices/# subscription
         try:
             body = json.loads(msg.payload)
-            problems = schemas.errors(self.KINDS[kind], body) if kind in self.KINDS else ["unexpected topic"]
+            problems = messages.errors(self.KINDS[kind], body) if kind in self.KINDS else ["unexpected topic"]
         except ValueError as e:
             body, problems = None, [str(e)]
         with self._cv:

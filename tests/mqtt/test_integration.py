@@ -14,7 +14,7 @@ import pytest
 
 from provisioning import pki
 
-from .conftest import RUNTIMES, ServiceObserver
+from .conftest import RUNTIMES
 
 pytestmark = pytest.mark.broker
 
@@ -68,7 +68,7 @@ def test_publish_subscribe_and_pubacks(runtime, mqtt_broker, device_creds, servi
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_last_will_when_link_drops(runtime, mqtt_broker, device_creds, service, run_device):
+def test_last_will_when_link_drops(runtime, mqtt_broker, device_creds, service, service_observer, run_device):
     thing = f"will-{runtime}"
     status = f"devices/{thing}/status"
     steps = [
@@ -86,7 +86,7 @@ def test_last_will_when_link_drops(runtime, mqtt_broker, device_creds, service, 
     msgs = service.wait_for(lambda m: any(t == status and p == b'{"online": false}' for t, p, *_ in m))
     assert [p for t, p, *_ in msgs if t == status] == [b'{"online": true}', b'{"online": false}']
     # The will was retained: a service that connects later still sees the device as offline.
-    late = ServiceObserver(mqtt_broker, status)
+    late = service_observer(status)
     try:
         got = late.wait_for(lambda m: m, 3)
         assert got and got[0][1] == b'{"online": false}' and got[0][2] is True

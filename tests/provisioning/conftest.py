@@ -1,16 +1,15 @@
-"""Fixtures for the provisioning CLI: a moto server (AWS IoT's registry over real HTTP) and a
-local home with a running broker."""
+"""Fixtures for the provisioning CLI: a moto server (AWS IoT's registry over real HTTP), a local
+home with a running broker, and `provision` itself, run in-process through its main(argv)."""
 
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 
 import pytest
-from click.testing import CliRunner
 
-from provisioning import local as localb
-from provisioning import pki
-from provisioning.broker import free_port
+from provisioning import local, pki
+from cloud.local.broker import free_port
 
 
 @pytest.fixture(scope="session")
@@ -80,19 +79,41 @@ def home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def local_broker(home):
-    localb.ca_init(home, free_port())
-    b = localb.broker_start(home)
+    local.ca_init(home, free_port())
+    b = local.broker_start(home)
     yield b
     b.stop()
 
 
+@dataclass
+class Run:
+    """One `provision` run: its exit code and what it printed."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
 @pytest.fixture
-def cli():
+def cli(capsys, monkeypatch):
+    """provision ARGS..., as the console script runs it (argparse's own exit for a malformed command
+    line included); env: variables set for this run only."""
     from provisioning.cli import main
 
-    runner = CliRunner()
-
     def run(*args, env=None):
-        return runner.invoke(main, list(args), env=env, catch_exceptions=False)
+        capsys.readouterr()  # what came before is not this run's output
+        with monkeypatch.context() as m:
+            for k, v in (env or {}).items():
+                m.setenv(k, v)
+            try:
+                code = main(list(args))
+            except SystemExit as e:
+                code = e.code
+        out = capsys.readouterr()
+        return Run(code, out.out, out.err)
 
     return run

@@ -151,16 +151,25 @@ def test_policy_statements_resource_by_resource():
 
 
 def test_policy_topics_match_the_firmware():
-    from cloud.schemas import SCHEMA_DIR  # noqa: F401  (repo importable)
+    """The topics the board uses (the firmware's copy of the fleet contract) are the ones the policy
+    grants it, and those are the contract's device topics."""
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware"))
-    from motorguard import config
+    import contract
 
-    topics = config.DEFAULTS["topics"]
-    for k in policy.PUBLISH_TOPICS + (policy.COMMAND_TOPIC,):
-        assert topics[k] == "devices/{thing}/" + k
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware"))
+    from motorguard import contract as board
+
+    arn = "arn:aws:iot:*:*:"
+    by_sid = {s["Sid"]: s for s in policy.document()["Statement"]}
+    t = policy.THING
+    published = {board.topic(t, k) for k in (board.TELEMETRY, board.EVENTS, board.STATUS, board.ACK)}
+    granted = {r[len(arn + "topic/"):] for r in by_sid["PublishOwnTopics"]["Resource"]}
+    assert published == {contract.topic(t, k) for k in contract.DEVICE_PUBLISHES}
+    assert granted == published | {contract.basic_ingest_topic(contract.RULE_TELEMETRY, t, contract.TELEMETRY)}
+    assert by_sid["SubscribeOwnCommands"]["Resource"] == arn + "topicfilter/" + board.topic(t, board.CMD)
+    assert by_sid["ReceiveOwnCommands"]["Resource"] == arn + "topic/" + board.topic(t, board.CMD)
 
 
 def test_revoke_marks_revoked_and_detaches(aws_session, home, root_ca):

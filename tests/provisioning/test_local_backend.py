@@ -160,6 +160,7 @@ def test_batch_and_list(local_broker, home, cli):
 @pytest.mark.parametrize("args, code, words", [
     (["device", "bad name"], errors.BAD_INPUT, "invalid thing name"),
     (["device", "x" * 129], errors.BAD_INPUT, "invalid thing name"),
+    (["device", "motor-1\n"], errors.BAD_INPUT, "invalid thing name"),
     (["device", "motor-1", "--wifi-password", "secret123"], errors.BAD_INPUT, "without --wifi-ssid"),
     (["device", "motor-1", "--wifi-ssid", "lab", "--wifi-password", "short"], errors.BAD_INPUT, "8-63"),
     (["device", "motor-1", "--wifi-ssid", "s" * 33], errors.BAD_INPUT, "1-32 bytes"),
@@ -168,19 +169,21 @@ def test_batch_and_list(local_broker, home, cli):
     (["batch", "--count", "2", "--prefix", "bad prefix"], errors.BAD_INPUT, "invalid thing name"),
     (["check", "nobody"], errors.NOT_FOUND, "no device"),
     (["revoke", "nobody"], errors.NOT_FOUND, "no device"),
-    (["device", "motor-1", "--backend", "gcp"], 2, "Invalid value"),
-    (["device", "motor-1", "--key-type", "dsa"], 2, "Invalid value"),
+    (["device", "motor-1", "--backend", "gcp"], errors.BAD_INPUT, "invalid choice: 'gcp'"),
+    (["device", "motor-1", "--key-type", "dsa"], errors.BAD_INPUT, "invalid choice: 'dsa'"),
     (["device", "motor-1", "--backend", "aws", "--attribute", "novalue"], errors.BAD_INPUT, "KEY=VALUE"),
-    (["device", "motor-1", "--root-ca", "/nonexistent/ca.pem"], 2, "does not exist"),
-    (["device", "motor-1", "--out", __file__], 2, "is a file"),
+    (["device", "motor-1", "--root-ca", "/nonexistent/ca.pem"], errors.BAD_INPUT, "does not exist"),
+    (["device", "motor-1", "--out", __file__], errors.BAD_INPUT, "is a file"),
     (["check", "bad name"], errors.BAD_INPUT, "invalid thing name"),
     (["revoke", "bad/name"], errors.BAD_INPUT, "invalid thing name"),
     (["rotate", "nobody"], errors.NOT_FOUND, "no device"),
-    (["rotate", "nobody", "--wait-online", "0"], 2, "Invalid value"),
+    (["rotate", "nobody", "--wait-online", "0"], errors.BAD_INPUT, "seconds in 1-3600"),
     (["batch", "--count", "10001", "--prefix", "p"], errors.BAD_INPUT, "--count"),
-    (["batch", "--count", "2"], 2, "Missing option"),
+    (["batch", "--count", "2"], errors.BAD_INPUT, "required: --prefix"),
     (["batch", "--count", "2", "--prefix", "x" * 126], errors.BAD_INPUT, "invalid thing name"),
-    (["list", "--bogus"], 2, "No such option"),
+    (["list", "--bogus"], errors.BAD_INPUT, "unrecognized arguments: --bogus"),
+    (["--home", __file__, "list"], errors.BAD_INPUT, "is a file"),
+    (["rotate"], errors.BAD_INPUT, "required: THING"),
 ])
 def test_bad_input_is_one_line_and_a_code(home, cli, args, code, words):
     r = cli(*args)
@@ -215,10 +218,10 @@ def test_mpremote_missing(home, cli, monkeypatch):
 
 def test_port_that_is_not_a_board(home, cli, tmp_path):
     # The real mpremote, given a path that exists but is no serial device, fails as for a busy port.
-    from provisioning import local as localb
-    from provisioning.broker import free_port
+    from provisioning import local
+    from cloud.local.broker import free_port
 
-    localb.ca_init(home, free_port())
+    local.ca_init(home, free_port())
     port = tmp_path / "ttyFAKE0"
     port.write_bytes(b"")
     r = cli("device", "motor-np", "--port", str(port))

@@ -43,7 +43,7 @@ def test_device_a_cannot_publish_or_subscribe_to_device_b(local_broker, home, cl
         assert svc.connected and a.connected and b.connected
         svc.subscribe("devices/#", "$aws/rules/#")
         b.subscribe("devices/dev-b/cmd")
-        # Mosquitto grants these SUBACKs (see provisioning/broker.py) but must never deliver.
+        # Mosquitto grants these SUBACKs (see cloud/local/broker_config.py) but must never deliver.
         a.subscribe("devices/dev-b/cmd", "devices/dev-b/#", "devices/+/telemetry", "#")
 
         forbidden = ["devices/dev-b/%s" % t for t in ("telemetry", "events", "status", "ack", "cmd")]
@@ -145,7 +145,7 @@ def test_rotation_not_confirmed_keeps_both_then_abort_restores(local_broker, hom
 
 
 def test_broker_start_status_stop_through_the_cli(home, cli):
-    from provisioning.broker import free_port
+    from cloud.local.broker import free_port
 
     port = free_port()
     init = cli("ca", "init", "--port", str(port), "--json")
@@ -159,7 +159,7 @@ def test_broker_start_status_stop_through_the_cli(home, cli):
         status = json.loads(st.stdout)
         assert status["running"] and status["tls_ok"] and status["port"] == port
         # The module's own launcher still reads the same state.
-        mod = subprocess.run([sys.executable, "-m", "provisioning.broker", "status", "--state-dir",
+        mod = subprocess.run([sys.executable, "-m", "cloud.local.broker", "status", "--state-dir",
                               str(home / "broker")], capture_output=True, text=True)
         assert mod.returncode == 0 and "tls_ok: True" in mod.stdout
     finally:

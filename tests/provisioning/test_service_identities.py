@@ -9,11 +9,10 @@ import time
 
 import pytest
 
-from provisioning import broker as broker_mod
-from provisioning import errors, identity
-from provisioning import local as localb
+import contract
+from cloud.local.broker_config import SERVICE_GRANTS, acl_text
+from provisioning import errors, identity, local
 from provisioning.errors import ProvisionError
-from provisioning.services import acl_text
 
 from mqtt_clients import Client
 
@@ -22,7 +21,7 @@ THING = "svc-dev-1"
 
 @pytest.fixture
 def device(local_broker, home):
-    localb.provision_device(home, THING)
+    local.provision_device(home, THING)
     d = home / "devices" / THING
     c = Client(local_broker, THING, d / "device.crt.pem", d / "device.key.pem")
     assert c.connected
@@ -47,8 +46,8 @@ def test_the_service_clients_run_together_and_none_takes_anothers_connection(loc
     from cloud.local import publish
     from provisioning import check, rotation
 
-    observer = as_service(local_broker, broker_mod.SERVICE_IDENTITY)
-    engine = as_service(local_broker, broker_mod.ENGINE_IDENTITY)
+    observer = as_service(local_broker, contract.SERVICE_IDENTITY)
+    engine = as_service(local_broker, contract.ENGINE_IDENTITY)
     observer.subscribe("devices/#")
     checker = check._Observer(local_broker)
     watcher = rotation.StatusWatcher(local_broker, THING)
@@ -67,7 +66,7 @@ def test_the_service_clients_run_together_and_none_takes_anothers_connection(loc
         assert [name for name, c in clients.items() if not c.is_connected()] == []
         log = local_broker.log_path.read_text(errors="replace")
         assert "already connected, closing old connection" not in log, "one client took another's over"
-        for name in broker_mod.SERVICE_IDENTITIES:
+        for name in contract.SERVICE_IDENTITIES:
             assert "as %s (" % name in log, "%s connected under its own name" % name
     finally:
         for c in (observer, engine):
@@ -80,9 +79,9 @@ def test_the_service_clients_run_together_and_none_takes_anothers_connection(loc
 
 
 @pytest.mark.parametrize("name, reads, writes_cmd", [
-    (broker_mod.API_IDENTITY, False, True),
-    (broker_mod.CHECK_IDENTITY, False, False),  # its only command topic is the probe device's
-    (broker_mod.ROTATION_IDENTITY, False, False),
+    (contract.API_IDENTITY, False, True),
+    (contract.CHECK_IDENTITY, False, False),  # its only command topic is the probe device's
+    (contract.ROTATION_IDENTITY, False, False),
 ])
 def test_each_service_identity_may_do_only_what_it_needs(local_broker, device, name, reads, writes_cmd):
     svc = as_service(local_broker, name)
@@ -98,15 +97,15 @@ def test_each_service_identity_may_do_only_what_it_needs(local_broker, device, n
 
 
 def test_a_running_broker_with_an_acl_of_before_learns_the_new_grants(local_broker, home, device):
-    old = {n: broker_mod.SERVICE_GRANTS[n] for n in (broker_mod.SERVICE_IDENTITY, broker_mod.ENGINE_IDENTITY)}
+    old = {n: SERVICE_GRANTS[n] for n in (contract.SERVICE_IDENTITY, contract.ENGINE_IDENTITY)}
     local_broker.acl_path.write_text(acl_text(old))
     local_broker.reload()
-    api = as_service(local_broker, broker_mod.API_IDENTITY)
+    api = as_service(local_broker, contract.API_IDENTITY)
     try:
         api.publish("devices/%s/cmd" % THING, b'{"cmd": "stop"}')
         settle()
         assert device.topics() == [], "no grant yet"
-        localb.broker(home)  # what every provision command goes through
+        local.broker(home)  # what every provision command goes through
         assert local_broker.acl_path.read_text() == acl_text() and local_broker.update_acl() is False
         api.publish("devices/%s/cmd" % THING, b'{"cmd": "stop"}')
         assert device.wait_for("devices/%s/cmd" % THING)
@@ -114,7 +113,7 @@ def test_a_running_broker_with_an_acl_of_before_learns_the_new_grants(local_brok
         api.close()
 
 
-@pytest.mark.parametrize("name", broker_mod.RESERVED_THING_NAMES)
+@pytest.mark.parametrize("name", contract.RESERVED_THING_NAMES)
 def test_no_device_may_take_a_service_identitys_name(home, cli, name):
     with pytest.raises(ProvisionError, match="reserved: it is a service identity") as e:
         identity.check_thing(name)

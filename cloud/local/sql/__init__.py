@@ -19,7 +19,7 @@ pattern field other than yyyy MM dd HH mm ss SSS.
 
 The semantics follow the AWS IoT SQL reference (docs.aws.amazon.com/iot/latest/developerguide/):
 Data types and their conversions (conversions.py), Operators (operators.py), Functions
-(functions.py); tests/cloud/rules/test_sql_types.py checks each documented row.
+(functions.py); tests/cloud/local/sql/test_sql_types.py checks each documented row.
 
 Modules: tokenizer -> parser (a tree of tuples) -> evaluate (compiled to functions of a Context)
 -> rule (statements, topic filters, substitution templates).

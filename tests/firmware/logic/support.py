@@ -5,23 +5,23 @@ import gc
 import sys
 
 import machine
-from motorguard import config as cfgmod
-from motorguard import app as appmod
 from motorguard import commands as cmds
-from motorguard import controller as C
+from motorguard import config
+from motorguard import controller
+from motorguard.app import App
 from motorguard.sensors import NTC, CurrentSensor
 
-PINS = cfgmod.DEFAULTS["pins"]
-NTC_CONV = NTC(cfgmod.DEFAULTS["ntc"])
-CUR_CONV = CurrentSensor(cfgmod.DEFAULTS["current"])
+PINS = config.DEFAULTS["pins"]
+NTC_CONV = NTC(config.DEFAULTS["ntc"])
+CUR_CONV = CurrentSensor(config.DEFAULTS["current"])
 MICROPYTHON = sys.implementation.name == "micropython"
-TICK_MS = cfgmod.DEFAULTS["control"]["period_ms"]
+TICK_MS = config.DEFAULTS["control"]["period_ms"]
 BOOT_TICKS = 8  # 40 ms: longer than the 30 ms debounce
 
 
 def make_config(**overrides):
     text = '{"thing": "motor-test", "mqtt": {"host": "localhost"}}'
-    cfg = cfgmod.parse(text)
+    cfg = config.parse(text)
     for key in overrides:
         section, name = key.split("__")
         cfg[section] = dict(cfg[section])  # the config shares untouched sections with DEFAULTS
@@ -41,7 +41,7 @@ class Rig:
         self.cfg = cfg or make_config()
         self.set_temp(temp_c)
         self.set_current(current_a)
-        self.app = appmod.App(self.cfg)
+        self.app = App(self.cfg)
         self.app.boot()
         self.run(BOOT_TICKS)  # the buttons are seen released (a press only counts after that)
 
@@ -95,7 +95,7 @@ class Rig:
         if code == cmds.CMD_STOP:
             app.request_stop()
             self.run(1)
-            return C.OK
+            return controller.OK
         app.mailbox.post(code, arg, app.stop_gen)
         self.run(1)
         return app.mailbox.result

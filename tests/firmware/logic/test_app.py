@@ -1,9 +1,8 @@
 # The App's control tick on fake hardware: buttons, PWM, LEDs, commands, rings.
 # Runs under CPython and MicroPython.
 import machine
-from motorguard import app as appmod
 from motorguard import commands as cmds
-from motorguard import controller as C
+from motorguard import controller
 
 from support import Rig, make_config, PINS
 
@@ -11,7 +10,7 @@ from support import Rig, make_config, PINS
 def test_boot_is_stopped_motor_off_red_off():
     rig = Rig()
     rig.run(5)
-    assert rig.state() == C.STOPPED
+    assert rig.state() == controller.STOPPED
     assert rig.duty() == 0
     assert rig.led("led_green") == 0 and rig.led("led_red") == 0
 
@@ -19,7 +18,7 @@ def test_boot_is_stopped_motor_off_red_off():
 def test_start_button_sweeps_servo_within_limits():
     rig = Rig(current_a=0.5)
     rig.press("start_button")
-    assert rig.state() == C.RUNNING
+    assert rig.state() == controller.RUNNING
     lo = rig.cfg["servo"]["min_pulse_ns"]
     hi = rig.cfg["servo"]["max_pulse_ns"]
     least, most = hi, lo  # not a list of 800 readings: the MicroPython heap is small
@@ -37,7 +36,7 @@ def test_start_needs_debounce():
     rig.run(2)  # 10 ms < 30 ms debounce
     rig.button("start_button", False)
     rig.run(10)
-    assert rig.state() == C.STOPPED
+    assert rig.state() == controller.STOPPED
 
 
 def test_stop_irq_cuts_pwm_before_any_tick():
@@ -48,7 +47,7 @@ def test_stop_irq_cuts_pwm_before_any_tick():
     rig.button("stop_button", True)  # the IRQ handler runs here, between ticks
     assert rig.duty() == 0
     rig.run(1)
-    assert rig.state() == C.STOPPED
+    assert rig.state() == controller.STOPPED
     assert rig.app.events.box.head >= 3  # BOOT, STARTED, ESTOP
 
 
@@ -58,18 +57,18 @@ def test_overload_faults_latches_and_resets_only_when_cleared():
     rig.set_temp(35.0)
     rig.set_current(2.0)
     rig.run(1)
-    assert rig.state() == C.FAULT and rig.duty() == 0
+    assert rig.state() == controller.FAULT and rig.duty() == 0
     assert rig.led("led_red") == 1 and rig.led("led_green") == 0
     rig.set_current(0.0)
     rig.press("start_button")
-    assert rig.state() == C.FAULT  # start refused while latched
+    assert rig.state() == controller.FAULT  # start refused while latched
     rig.press("stop_button")
-    assert rig.state() == C.FAULT  # 35 C: not cleared yet
+    assert rig.state() == controller.FAULT  # 35 C: not cleared yet
     rig.set_temp(30.0)
     rig.run(1)
-    assert rig.state() == C.FAULT  # clearing alone never resets
+    assert rig.state() == controller.FAULT  # clearing alone never resets
     rig.press("stop_button")
-    assert rig.state() == C.STOPPED and rig.duty() == 0
+    assert rig.state() == controller.STOPPED and rig.duty() == 0
     assert rig.led("led_red") == 0
 
 
@@ -78,7 +77,7 @@ def test_sensor_open_while_running_faults():
     rig.press("start_button")
     rig.set_temp("open")
     rig.run(1)
-    assert rig.state() == C.FAULT and rig.app.ctl.reason == C.R_TEMP_SENSOR
+    assert rig.state() == controller.FAULT and rig.app.ctl.reason == controller.R_TEMP_SENSOR
     assert rig.duty() == 0
 
 
@@ -86,14 +85,14 @@ def test_start_refused_while_stop_held():
     rig = Rig()
     rig.button("stop_button", True)
     rig.press("start_button")
-    assert rig.state() == C.STOPPED
+    assert rig.state() == controller.STOPPED
 
 
 def test_remote_commands():
     rig = Rig(cfg=make_config(control__remote_start_enabled=True))
-    assert rig.remote(cmds.CMD_START) == C.OK and rig.state() == C.RUNNING
-    assert rig.remote(cmds.CMD_SPEED, 120) == C.OK and rig.app.sweep.speed == 120
-    assert rig.remote(cmds.CMD_STOP) == C.OK and rig.state() == C.STOPPED
+    assert rig.remote(cmds.CMD_START) == controller.OK and rig.state() == controller.RUNNING
+    assert rig.remote(cmds.CMD_SPEED, 120) == controller.OK and rig.app.sweep.speed == 120
+    assert rig.remote(cmds.CMD_STOP) == controller.OK and rig.state() == controller.STOPPED
     rig.run(1)
     assert rig.duty() == 0
 
@@ -102,28 +101,28 @@ def test_speed_out_of_range_is_refused_not_clamped():
     rig = Rig(cfg=make_config(control__remote_start_enabled=True))
     before = rig.app.sweep.speed
     for bad in (0, -5, 181, 500, 10**30):
-        assert rig.remote(cmds.CMD_SPEED, bad) == C.REFUSED_SPEED, bad
+        assert rig.remote(cmds.CMD_SPEED, bad) == controller.REFUSED_SPEED, bad
         assert rig.app.sweep.speed == before
 
 
 def test_remote_start_disabled_by_default():
     rig = Rig()
-    assert rig.remote(cmds.CMD_START) == C.REFUSED_REMOTE_DISABLED
-    assert rig.state() == C.STOPPED
+    assert rig.remote(cmds.CMD_START) == controller.REFUSED_REMOTE_DISABLED
+    assert rig.state() == controller.STOPPED
 
 
 def test_remote_stop_moves_the_state_at_once_and_never_reenergises():
     rig = Rig(cfg=make_config(control__remote_start_enabled=True))
     rig.press("start_button")
     rig.run(20)
-    assert rig.state() == C.RUNNING and rig.duty() > 0
+    assert rig.state() == controller.RUNNING and rig.duty() > 0
     seen = []
     rig.app.request_stop()
     seen.append(rig.duty())  # cut by the network task itself, before any tick
     for _ in range(50):
         rig.run(1)
         seen.append(rig.duty())
-    assert rig.state() == C.STOPPED
+    assert rig.state() == controller.STOPPED
     assert seen == [0] * len(seen), seen
 
 
@@ -132,19 +131,19 @@ def test_start_posted_before_a_stop_is_refused_when_served():
     app = rig.app
     app.mailbox.post(cmds.CMD_START, 0, app.stop_gen)  # checked by the network task ...
     rig.press("stop_button")  # ... then a local stop, before the control task serves it
-    assert app.mailbox.result == C.REFUSED_STOPPED_SINCE
-    assert rig.state() == C.STOPPED and rig.duty() == 0
+    assert app.mailbox.result == controller.REFUSED_STOPPED_SINCE
+    assert rig.state() == controller.STOPPED and rig.duty() == 0
 
 
 def test_button_held_at_boot_never_starts_until_released():
     rig = Rig(held=("start_button",))
     rig.run(400)  # 2 s held through boot
-    assert rig.state() == C.STOPPED and rig.duty() == 0
+    assert rig.state() == controller.STOPPED and rig.duty() == 0
     rig.button("start_button", False)
     rig.run(10)
-    assert rig.state() == C.STOPPED  # the release itself is no press
+    assert rig.state() == controller.STOPPED  # the release itself is no press
     rig.press("start_button")
-    assert rig.state() == C.RUNNING
+    assert rig.state() == controller.RUNNING
 
 
 def test_stuck_start_button_is_reported_once_and_never_restarts():
@@ -152,24 +151,24 @@ def test_stuck_start_button_is_reported_once_and_never_restarts():
     hold_ticks = rig.cfg["control"]["stuck_button_ms"] // 5 + 10
     rig.run(hold_ticks)
     codes = [rig.app.events.code[rig.app.events.box.slot(k)] for k in range(rig.app.events.box.head)]
-    assert codes.count(C.EV_BUTTON_STUCK) == 1, codes
+    assert codes.count(controller.EV_BUTTON_STUCK) == 1, codes
     rig.run(hold_ticks)
     codes = [rig.app.events.code[rig.app.events.box.slot(k)] for k in range(rig.app.events.box.head)]
-    assert codes.count(C.EV_BUTTON_STUCK) == 1  # once per hold, not once per tick
-    assert rig.state() == C.STOPPED and rig.duty() == 0
+    assert codes.count(controller.EV_BUTTON_STUCK) == 1  # once per hold, not once per tick
+    assert rig.state() == controller.STOPPED and rig.duty() == 0
 
 
 def test_cloud_loss_stops_a_running_motor_when_configured():
     rig = Rig(cfg=make_config(control__stop_on_cloud_loss_s=2))
     rig.app.online = False
     rig.press("start_button")
-    assert rig.state() == C.RUNNING
+    assert rig.state() == controller.RUNNING
     rig.run(300)  # 1.5 s offline: still running
-    assert rig.state() == C.RUNNING
+    assert rig.state() == controller.RUNNING
     rig.run(120)  # past 2 s
-    assert rig.state() == C.STOPPED and rig.duty() == 0
+    assert rig.state() == controller.STOPPED and rig.duty() == 0
     last = rig.app.events.box.head - 1
-    assert rig.app.events.code[rig.app.events.box.slot(last)] == C.EV_STOPPED
+    assert rig.app.events.code[rig.app.events.box.slot(last)] == controller.EV_STOPPED
     assert rig.app.events.detail[rig.app.events.box.slot(last)] == b"cloud_lost"
 
 
@@ -178,7 +177,7 @@ def test_cloud_loss_policy_off_by_default():
     rig.app.online = False
     rig.press("start_button")
     rig.run(2000)  # 10 s offline
-    assert rig.state() == C.RUNNING
+    assert rig.state() == controller.RUNNING
 
 
 def test_online_motor_is_not_stopped_by_the_cloud_loss_policy():
@@ -186,18 +185,18 @@ def test_online_motor_is_not_stopped_by_the_cloud_loss_policy():
     rig.app.online = True
     rig.press("start_button")
     rig.run(600)
-    assert rig.state() == C.RUNNING
+    assert rig.state() == controller.RUNNING
 
 
 def test_start_refused_while_the_network_blocks():
     rig = Rig(cfg=make_config(control__remote_start_enabled=True))
     rig.app.ctl.net_busy = True  # a DNS lookup, NTP or a TLS handshake under way
     rig.press("start_button")
-    assert rig.state() == C.STOPPED
-    assert rig.remote(cmds.CMD_START) == C.REFUSED_NETWORK_BUSY
+    assert rig.state() == controller.STOPPED
+    assert rig.remote(cmds.CMD_START) == controller.REFUSED_NETWORK_BUSY
     rig.app.ctl.net_busy = False
     rig.press("start_button")
-    assert rig.state() == C.RUNNING
+    assert rig.state() == controller.RUNNING
 def test_samples_recorded_at_sample_period():
     rig = Rig()
     rig.run(1000)  # 5 s at 5 ms

@@ -1,30 +1,40 @@
 # Config overlay and validation (runs under CPython and MicroPython).
-from motorguard import config as cfgmod
+from motorguard import config
 
 GOOD = '{"thing": "motor-1", "mqtt": {"host": "example.com"}}'
 
 
 def raises(text, fragment):
     try:
-        cfgmod.parse(text)
-    except cfgmod.ConfigError as e:
+        config.parse(text)
+    except config.ConfigError as e:
         assert fragment in str(e), str(e)
         return
     raise AssertionError("no ConfigError for " + text)
 
 
 def test_defaults_overlay():
-    cfg = cfgmod.parse('{"thing": "motor-1", "mqtt": {"host": "h", "port": 1883}, "limits": {"hard_temp_c": 55}}')
+    cfg = config.parse('{"thing": "motor-1", "mqtt": {"host": "h", "port": 1883}, "limits": {"hard_temp_c": 55}}')
     assert cfg["mqtt"]["port"] == 1883
-    assert cfg["mqtt"]["keepalive_s"] == cfgmod.DEFAULTS["mqtt"]["keepalive_s"]
+    assert cfg["mqtt"]["keepalive_s"] == config.DEFAULTS["mqtt"]["keepalive_s"]
     assert cfg["limits"]["hard_temp_c"] == 55.0 and isinstance(cfg["limits"]["hard_temp_c"], float)
-    assert cfgmod.DEFAULTS["mqtt"]["port"] == 8883  # defaults untouched
+    assert config.DEFAULTS["mqtt"]["port"] == 8883  # defaults untouched
 
 
-def test_topics_use_thing():
-    cfg = cfgmod.parse(GOOD)
-    assert cfgmod.topic(cfg, "telemetry") == "devices/motor-1/telemetry"
-    assert cfgmod.topic(cfg, "cmd") == "devices/motor-1/cmd"
+def test_topics_are_not_a_setting():
+    # Fixed by the fleet contract (devices/<thing>/<kind>): a config.json of older firmware that
+    # still names them is refused with the fix, not as an unknown key.
+    raises('{"thing": "m", "mqtt": {"host": "h"}, "topics": {}}', "fixed by the fleet contract")
+    raises('{"thing": "m", "mqtt": {"host": "h"}, "topics": {}}', "remove 'topics'")
+    assert "topics" not in config.DEFAULTS
+
+
+def test_thing_name_rule():
+    name = "a" * 128
+    assert config.parse('{"thing": "%s", "mqtt": {"host": "h"}}' % name)["thing"] == name
+    raises('{"thing": "%s", "mqtt": {"host": "h"}}' % (name + "a"), "1-128 characters")
+    raises('{"thing": 7, "mqtt": {"host": "h"}}', "1-128 characters")
+    raises('{"thing": "motor/1", "mqtt": {"host": "h"}}', "[a-zA-Z0-9:_-]")
 
 
 def test_corrupt_and_wrong_configs_are_refused():
@@ -40,8 +50,8 @@ def test_corrupt_and_wrong_configs_are_refused():
 
 def test_missing_file_names_the_fix():
     try:
-        cfgmod.load("/nonexistent/config.json")
-    except cfgmod.ConfigError as e:
+        config.load("/nonexistent/config.json")
+    except config.ConfigError as e:
         assert "provision" in str(e)
         return
     raise AssertionError("no ConfigError")

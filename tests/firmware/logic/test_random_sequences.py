@@ -3,7 +3,7 @@
 # it runs under both interpreters with a fixed seed so a failure reproduces.
 import random
 
-from motorguard import controller as C
+from motorguard import controller
 
 from invariants import apply, check
 from support import Rig, make_config
@@ -30,7 +30,7 @@ def one_sequence(seed):
             rig = None  # power cycle: the old App is gone before the new one boots
             rig = Rig(cfg=cfg, temp_c=temp, current_a=current)
             rig.run(1)
-            assert rig.duty() == 0 and rig.state() != C.RUNNING, "reboot must come up not running"
+            assert rig.duty() == 0 and rig.state() != controller.RUNNING, "reboot must come up not running"
             continue
         value = None
         if action == "temp":
@@ -53,4 +53,4 @@ def test_random_sequences_hold_every_interlock():
     for seed in range(SEQUENCES):
         reached[one_sequence(seed)] += 1
     # The run is only meaningful if it visits every state.
-    assert reached[C.RUNNING] and reached[C.FAULT] and reached[C.STOPPED], reached
+    assert reached[controller.RUNNING] and reached[controller.FAULT] and reached[controller.STOPPED], reached

@@ -1,9 +1,9 @@
 # Sensor conversions and plausibility (runs under CPython and MicroPython).
-from motorguard import config as cfgmod
+from motorguard import config
 from motorguard.sensors import NTC, CurrentSensor
 
-ntc = NTC(cfgmod.DEFAULTS["ntc"])
-cs = CurrentSensor(cfgmod.DEFAULTS["current"])
+ntc = NTC(config.DEFAULTS["ntc"])
+cs = CurrentSensor(config.DEFAULTS["current"])
 
 
 def test_ntc_at_25c_is_half_supply():
@@ -18,7 +18,6 @@ def test_ntc_table_matches_exact_curve():
         uv = int(ntc.microvolts(c10 / 10))
         got = ntc.decicelsius(uv)
         assert got is not None and abs(got - c10) <= 1, (c10, got)
-        assert abs(ntc.celsius(uv) - c10 / 10) < 0.01
 
 
 def test_ntc_hotter_means_lower_voltage():
@@ -38,7 +37,7 @@ def test_ntc_out_of_physical_range_is_implausible():
 
 
 def test_current_zero_and_slope():
-    assert cs.milliamps(cfgmod.DEFAULTS["current"]["zero_uv"]) == 0
+    assert cs.milliamps(config.DEFAULTS["current"]["zero_uv"]) == 0
     assert abs(cs.milliamps(int(cs.microvolts(1.7))) - 1700) <= 1
     assert abs(cs.milliamps(int(cs.microvolts(-0.5))) + 500) <= 1
 

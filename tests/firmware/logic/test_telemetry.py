@@ -2,15 +2,15 @@
 # Runs under CPython and MicroPython; the schema itself is checked by tests/firmware/test_schemas.py.
 import json
 
-from motorguard import controller as C
-from motorguard import telemetry as T
+from motorguard import controller
+from motorguard import telemetry
 from motorguard.telemetry import Clock, Events, Samples
 
 HEAD = b'{"v":1,"device":"m1","boot":"0a0b0c0d","fw":"0.1.0","uptime_s":5,"heap_free":1000,"rssi":-50'
 
 
 def render(ring, k, c):
-    return json.loads(T.render(ring.pieces(k, HEAD, ring.box.dropped, c)))
+    return json.loads(b"".join(ring.pieces(k, HEAD, ring.box.dropped, c)))
 
 
 def clock():
@@ -31,7 +31,7 @@ def test_samples_message():
     c = clock()
     s = Samples(40, 4)
     for i in range(4):
-        s.record(c, 250 + 10 * i, None if i == 2 else 500, 900, 60, C.RUNNING)
+        s.record(c, 250 + 10 * i, None if i == 2 else 500, 900, 60, controller.RUNNING)
         c.advance(1000)
     msg = render(s, 0, c)
     assert msg["seq"] == 0 and msg["dropped"] == 0 and len(msg["samples"]) == 4
@@ -47,8 +47,8 @@ def test_samples_message():
 def test_events_message():
     c = clock()
     e = Events(8)
-    e.record(c, C.EV_BOOT, 0, C.STOPPED, None, None, b"power_on")
-    e.record(c, C.EV_FAULT, C.R_COMBINED, C.FAULT, 355, 2000)
+    e.record(c, controller.EV_BOOT, 0, controller.STOPPED, None, None, b"power_on")
+    e.record(c, controller.EV_FAULT, controller.R_COMBINED, controller.FAULT, 355, 2000)
     boot = render(e, 0, c)
     assert boot["event"] == "BOOT" and boot["detail"] == "power_on" and "reason" not in boot
     fault = render(e, 1, c)
@@ -60,7 +60,7 @@ def test_events_message():
 def test_negative_readings_format():
     c = clock()
     e = Events(4)
-    e.record(c, C.EV_STOPPED, 0, C.STOPPED, -55, -120)
+    e.record(c, controller.EV_STOPPED, 0, controller.STOPPED, -55, -120)
     msg = render(e, 0, c)
     assert msg["temperature_c"] == -5.5 and msg["current_a"] == -0.12
 
@@ -73,7 +73,7 @@ def widest_clock():
 
 
 def widest_head():
-    return T.head(b"x" * 128, b"ffffffff", b"9" * 32, 4294967295, 9999999, -127)
+    return telemetry.head(b"x" * 128, b"ffffffff", b"9" * 32, 4294967295, 9999999, -127)
 
 
 def test_every_piece_is_small():
@@ -81,8 +81,8 @@ def test_every_piece_is_small():
     c = clock()
     s = Samples(60, 30)
     for _ in range(30):
-        s.record(c, -200, -1000, 1800, 180, C.RUNNING)
-    head = T.head(b"x" * 128, b"ffffffff", b"9" * 32, 4294967295, 9999999, -127)
+        s.record(c, -200, -1000, 1800, 180, controller.RUNNING)
+    head = telemetry.head(b"x" * 128, b"ffffffff", b"9" * 32, 4294967295, 9999999, -127)
     pieces = list(s.pieces(0, head, 0, c))
     assert max(len(p) for p in pieces) == len(head) and len(head) < 400
     assert max(len(p) for p in pieces[1:]) < 160
@@ -93,19 +93,19 @@ def test_a_retransmission_renders_the_same_bytes():
     c = clock()
     s = Samples(8, 2)
     for _ in range(4):
-        s.record(c, 250, 500, 900, 60, C.STOPPED)
-    first = T.render(s.pieces(1, HEAD, 0, c))
-    s.record(c, 999, 999, 999, 9, C.FAULT)  # the ring moves on meanwhile
-    assert T.render(s.pieces(1, HEAD, 0, c)) == first
+        s.record(c, 250, 500, 900, 60, controller.STOPPED)
+    first = b"".join(s.pieces(1, HEAD, 0, c))
+    s.record(c, 999, 999, 999, 9, controller.FAULT)  # the ring moves on meanwhile
+    assert b"".join(s.pieces(1, HEAD, 0, c)) == first
 
 
 def test_an_overwritten_batch_is_never_rendered_under_its_old_number():
     c = clock()
     s = Samples(4, 2)  # two batches
     for _ in range(6):  # the third batch overwrites the first
-        s.record(c, 250, 500, 900, 60, C.STOPPED)
+        s.record(c, 250, 500, 900, 60, controller.STOPPED)
     try:
-        T.render(s.pieces(0, HEAD, 0, c))
-    except T.Overwritten:
+        b"".join(s.pieces(0, HEAD, 0, c))
+    except telemetry.Overwritten:
         return
     raise AssertionError("batch 0 rendered after it was overwritten")

@@ -12,13 +12,13 @@ import asyncio
 import machine
 import network
 
-from motorguard import config as cfgmod  # from VESP32_EXTRA_PATH (the repo's firmware dir)
+from motorguard import config  # from VESP32_EXTRA_PATH (the repo's firmware dir)
 
 try:
     with open("config.json") as f:
-        cfg = cfgmod.merge(cfgmod.DEFAULTS, json.loads(f.read()))
+        cfg = config.merge(config.DEFAULTS, json.loads(f.read()))
 except (OSError, ValueError):
-    cfg = cfgmod.DEFAULTS
+    cfg = config.DEFAULTS
 pins = cfg["pins"]
 
 gc.collect()

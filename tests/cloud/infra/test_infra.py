@@ -1,14 +1,16 @@
-"""The CDK stack, synthesized once, checked with aws_cdk.assertions against cloud/rules.py,
-cloud/resources.py and the device policy."""
+"""The CDK stack, synthesized once, checked with aws_cdk.assertions against what it must deploy: the
+contract's rules and device topics (contract/__init__.py), the resources of cloud/resources.py, and
+least privilege. (tests/contract/test_contract.py holds its IoT resources to the contract too.)"""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+import contract
 from cloud import resources, rules
-from provisioning import policy
 
 cdk = pytest.importorskip("aws_cdk", reason="aws-cdk-lib is a dev dependency (make setup installs it)")
 from aws_cdk.assertions import Match, Template  # noqa: E402
@@ -49,16 +51,107 @@ def test_the_lambda_asset_bundles_the_tested_versions_built_for_the_functions_pl
     assert not list(code.rglob("__pycache__"))
 
 
-def test_each_rule_from_the_single_definition(template):
+IMPORT_FROM_THE_ASSET = """
+import importlib, json, sys
+for handler in sys.argv[2:]:
+    importlib.import_module(handler.rsplit(".", 1)[0])
+from cloud.domain import messages
+try:
+    import cloud.local
+    reached = True
+except ImportError:
+    reached = False
+print(json.dumps({"cloud": sys.modules["cloud"].__file__, "schemas": str(messages.schema_dir()),
+                  "reached_local": reached, "modules": sorted(sys.modules)}))
+"""
+
+
+LOCAL_ONLY = ("provisioning", "vesp32", "flashing", "hil_tests", "tests")  # and cloud.local
+
+
+def test_the_handlers_import_from_the_asset_alone_and_never_local_only_code(code):
+    """Production Lambdas import nothing local: each handler module imports from the staged asset with
+    the repository out of reach (python -S: no editable install), cloud.local is not even there, and no
+    module of the local IoT Core, the provisioning tool or the simulator was loaded."""
+    import ast
+    import subprocess
+    import sys
+    import sysconfig
+
+    site = sysconfig.get_paths()["purelib"]  # boto3 and Powertools (the runtime and its layer in AWS)
+    boot = "import sys; sys.path[:0] = [%r, %r]; sys.argv[1:1] = []; exec(%r)" % (site, str(code), IMPORT_FROM_THE_ASSET)
+    r = subprocess.run([sys.executable, "-S", "-c", boot, "-", *resources.FUNCTIONS.values()], capture_output=True,
+                       text=True, timeout=120, cwd=str(code), env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"})
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["cloud"].startswith(str(code)) and got["schemas"] == str(code / "schemas" / "v1")
+    assert not got["reached_local"], "cloud/local is not in the asset"
+    local_only = [m for m in got["modules"] if m.split(".")[0] in LOCAL_ONLY or m.startswith("cloud.local")]
+    assert local_only == []
+    # And no import anywhere in the asset's code, not even one a function makes only in some runtime.
+    for path in code.glob("c*/**/*.py"):  # cloud/ and contract/
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert name.split(".")[0] not in LOCAL_ONLY and not name.startswith("cloud.local"), (path, name)
+
+
+def test_every_variable_a_handler_reads_is_set_on_every_function(template):
+    """What the handlers read (env("..."), table("...") in cloud/lambdas), against what the stack sets,
+    each naming the resource its name says."""
+    import ast
+    import pathlib
+
+    read = set()
+    for path in (pathlib.Path(resources.__file__).parent / "lambdas").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("env", "table") and node.args \
+                    and isinstance(node.args[0], ast.Constant):
+                read.add(node.args[0].value)
+    assert {"TELEMETRY_TABLE", "DEVICES_TABLE", "EVENTS_TABLE", "STATE_TABLE", "DEAD_LETTER_QUEUE_NAME"} <= read
+    tables = {t["Properties"]["TableName"]: lid for lid, t in template.find_resources("AWS::DynamoDB::Table").items()}
+    (bucket,) = template.find_resources("AWS::S3::Bucket")
+    functions = template.find_resources("AWS::Lambda::Function")
+    assert len(functions) == len(resources.FUNCTIONS)
+    for fn in functions.values():
+        variables = fn["Properties"]["Environment"]["Variables"]
+        assert read <= set(variables), sorted(read - set(variables))
+        for var, value in variables.items():
+            if var.endswith("_TABLE"):
+                assert value == {"Ref": tables["motorguard-" + var[:-len("_TABLE")].lower()]}, var
+        assert variables["ARCHIVE_BUCKET"] == {"Ref": bucket}
+        assert variables["DEAD_LETTER_QUEUE_NAME"] == resources.DEAD_LETTER_QUEUE
+        assert variables["ALERTS_TOPIC_NAME"] == resources.ALERTS_TOPIC
+        assert variables["POWERTOOLS_SERVICE_NAME"] == fn["Properties"]["FunctionName"]
+        assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "MotorGuard"
+
+
+# What each rule must be, written from docs/cloud.md: what it reads, whether it filters, where it sends.
+SELECT_ORIGINAL = "SELECT encode(*, 'base64') AS payload_b64, topic(2) AS thing, topic(3) AS kind, timestamp() AS received_ms"
+DEPLOYED_RULES = {
+    contract.RULE_ALERTS: (contract.EVENTS, " WHERE event = 'FAULT' OR event = 'ESTOP'", ("Lambda", "alert")),
+    contract.RULE_EVENTS: (contract.EVENTS, "", ("Lambda", "ingest")),
+    contract.RULE_TELEMETRY: (contract.TELEMETRY, "", ("Sqs", resources.TELEMETRY_QUEUE)),
+}
+
+
+def test_each_topic_rule_reads_the_contracts_topic_and_sends_the_payload_as_published(template):
     found = template.find_resources("AWS::IoT::TopicRule")
     by_name = {r["Properties"]["RuleName"]: r["Properties"]["TopicRulePayload"] for r in found.values()}
-    assert set(by_name) == {r["name"] for r in rules.RULES}
-    for spec in rules.RULES:
-        payload = by_name[spec["name"]]
-        assert payload["Sql"] == spec["sql"]
-        assert payload["AwsIotSqlVersion"] == "2016-03-23"
-        assert "Sqs" in payload["ErrorAction"]
-        assert len(payload["Actions"]) == len(spec["actions"])
+    assert sorted(by_name) == sorted(contract.RULE_NAMES) == sorted(DEPLOYED_RULES)
+    queues = {q["Properties"]["QueueName"]: lid for lid, q in template.find_resources("AWS::SQS::Queue").items()}
+    functions = {f["Properties"]["FunctionName"]: lid for lid, f in template.find_resources("AWS::Lambda::Function").items()}
+    for name, (kind, where, (action, target)) in DEPLOYED_RULES.items():
+        payload = by_name[name]
+        assert payload["Sql"] == "%s FROM '%s'%s" % (SELECT_ORIGINAL, contract.topic_filter(kind), where), name
+        assert payload["AwsIotSqlVersion"] == "2016-03-23" and payload["RuleDisabled"] is False
+        (sent,) = payload["Actions"]
+        if action == "Lambda":
+            assert sent == {"Lambda": {"FunctionArn": {"Fn::GetAtt": [functions[resources.function_name(target)], "Arn"]}}}
+        else:
+            assert sent["Sqs"]["QueueUrl"] == {"Ref": queues[target]} and sent["Sqs"]["UseBase64"] is False
+        assert payload["ErrorAction"]["Sqs"]["QueueUrl"] == {"Ref": queues[resources.DEAD_LETTER_QUEUE]}
 
 
 def test_lambda_invoke_permissions_for_iot(template):
@@ -121,12 +214,32 @@ def test_functions(template):
             "Layers": [Match.string_like_regexp("AWSLambdaPowertoolsPythonV3-python312-x86_64")]})
 
 
-def test_device_policy_statement_by_statement(template):
+def test_the_device_policy_lets_a_thing_use_only_its_own_topics(template):
+    """Least privilege, statement by statement: the connected thing's own client id while its
+    certificate is attached, publish to its own topics (and its Basic Ingest telemetry topic),
+    subscribe to and receive only its own command topic; no wildcard anywhere."""
     found = template.find_resources("AWS::IoT::Policy")
     (doc,) = [r["Properties"]["PolicyDocument"] for r in found.values()]
-    assert doc == policy.document("us-east-1", "123456789012")
-    actions = [s["Action"] for s in doc["Statement"]]
-    assert "iot:*" not in actions and sorted(actions) == ["iot:Connect", "iot:Publish", "iot:Receive", "iot:Subscribe"]
+    thing = "${iot:Connection.Thing.ThingName}"
+    arn = "arn:aws:iot:us-east-1:123456789012:"
+    own = "devices/%s/" % thing
+    want = {
+        ("ConnectAsItself", "iot:Connect"): [arn + "client/" + thing],
+        ("PublishOwnTopics", "iot:Publish"): [arn + "topic/" + own + k for k in ("telemetry", "events", "status", "ack")]
+        + [arn + "topic/$aws/rules/%s/%stelemetry" % (contract.RULE_TELEMETRY, own)],
+        ("SubscribeOwnCommands", "iot:Subscribe"): [arn + "topicfilter/" + own + "cmd"],
+        ("ReceiveOwnCommands", "iot:Receive"): [arn + "topic/" + own + "cmd"],
+    }
+    got = {(st["Sid"], st["Action"]): st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+           for st in doc["Statement"]}
+    assert doc["Version"] == "2012-10-17" and all(st["Effect"] == "Allow" for st in doc["Statement"])
+    assert {k: sorted(v) for k, v in got.items()} == {k: sorted(v) for k, v in want.items()}
+    (connect,) = [st for st in doc["Statement"] if st["Action"] == "iot:Connect"]
+    assert connect["Condition"] == {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
+    resources_named = [r for rs in got.values() for r in rs]
+    assert all(thing in r and not re.search(r"[*+#]", r.replace(thing, "")) for r in resources_named), resources_named
+    kinds = {r.rsplit("/", 1)[1] for r in resources_named if "/devices/" in r}
+    assert kinds == set(contract.TOPIC_KINDS), "the policy's topics are the contract's"
 
 
 def test_no_wildcard_iam_actions(template):

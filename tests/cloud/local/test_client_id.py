@@ -9,7 +9,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from provisioning import broker as broker_mod
+from cloud.local.broker_config import MESSAGE_SIZE_LIMIT
 
 pytestmark = pytest.mark.broker
 
@@ -99,17 +99,17 @@ def test_a_device_claiming_another_devices_client_id_cannot_take_its_session(mqt
 
 
 def test_a_payload_over_128_kb_is_not_delivered(mqtt_broker, device_creds, service):
-    assert broker_mod.MESSAGE_SIZE_LIMIT == 131072  # AWS IoT Core's payload limit
+    assert MESSAGE_SIZE_LIMIT == 131072  # AWS IoT Core's payload limit
     name = "cid-big-%d" % time.monotonic_ns()
     dev = Device(mqtt_broker, device_creds(name), name)
     topic = "devices/%s/telemetry" % name
     try:
-        dev.publish(topic, b"x" * (broker_mod.MESSAGE_SIZE_LIMIT + 1))
-        dev.publish(topic, b"y" * broker_mod.MESSAGE_SIZE_LIMIT)  # at the limit: delivered
+        dev.publish(topic, b"x" * (MESSAGE_SIZE_LIMIT + 1))
+        dev.publish(topic, b"y" * MESSAGE_SIZE_LIMIT)  # at the limit: delivered
         dev.publish(topic, b"after")
         msgs = service.wait_for(lambda m: any(t == topic and p == b"after" for t, p, *_ in m))
         sizes = [len(p) for t, p, *_ in msgs if t == topic]
-        assert sizes == [broker_mod.MESSAGE_SIZE_LIMIT, 5], sizes
+        assert sizes == [MESSAGE_SIZE_LIMIT, 5], sizes
         assert dev.client.is_connected()
     finally:
         dev.close()

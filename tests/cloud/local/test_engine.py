@@ -94,7 +94,7 @@ def test_every_action_type_lands(engine, broker, recorded):
 
 def test_an_action_that_cannot_run_goes_to_the_error_action_with_aws_payload(engine, broker):
     """A Lambda that cannot be invoked fails the action (a function that raises does not: see
-    tests/cloud/test_async_invoke.py)."""
+    tests/cloud/local/test_async_invoke.py)."""
     dev = Publisher(broker, "m2")
     try:
         payload = json.dumps(event(device="m2", kind="ESTOP"))
@@ -259,7 +259,7 @@ LOGGED_RULES = [{"name": "logged", "sql": "SELECT *, topic(2) AS thing FROM 'dev
 
 
 def test_an_oversized_or_unreadable_message_goes_to_the_error_action_and_the_engine_goes_on(aws):
-    from provisioning.broker import MESSAGE_SIZE_LIMIT
+    from cloud.local.broker_config import MESSAGE_SIZE_LIMIT
 
     got = []
     e = Engine(None, functions={"record": lambda ev, c: got.append(ev)}, rules=LOGGED_RULES, event_sources={})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import stat
 
 import pytest
@@ -11,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+import contract
 from provisioning import pki
 
 
@@ -60,9 +62,9 @@ def test_csr_signed_into_a_client_cert_for_the_thing(ca, kind):
     assert 30 <= days <= 31
 
 
-@pytest.mark.parametrize("bad", ["", "has space", "slash/name", "x" * 129, "dollar$"])
+@pytest.mark.parametrize("bad", ["", "has space", "slash/name", "x" * 129, "dollar$", "motor-1\n"])
 def test_thing_names_follow_aws_rules(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape(contract.THING_NAME_RULE)):
         pki.make_csr(pki.make_key(), bad)
 
 

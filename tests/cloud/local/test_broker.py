@@ -1,18 +1,26 @@
-"""provisioning.broker: the generated Mosquitto config, the process lifecycle and the CLI."""
+"""cloud.local.broker: the generated Mosquitto config and ACL (cloud/local/broker_config.py), the
+process lifecycle, the CLI, and provisioning's LocalBroker driving the same broker through that CLI."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from provisioning import broker as broker_mod
-from provisioning.broker import BrokerError, LocalBroker, acl_text, free_port
+import contract
+from cloud.local import broker as broker_mod
+from cloud.local import broker_config
+from cloud.local.broker import BrokerError, LocalBroker, free_port
+from cloud.local.broker_config import acl_text
+from contract import exit_codes
+from provisioning import broker_home
 
-from .conftest import ROOT
+ROOT = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.broker
 
@@ -32,11 +40,11 @@ def test_config_mirrors_the_aws_iot_setup(made):
         "listener 18883 127.0.0.1",
         "require_certificate true",
         "use_identity_as_username true",
-        "use_username_as_clientid true",  # client id = certificate name (tests/mqtt/test_client_id.py)
+        "use_username_as_clientid true",  # client id = certificate name (tests/cloud/local/test_client_id.py)
         "message_size_limit 131072",  # AWS IoT Core's 128 KB payload limit
         "tls_version tlsv1.2",
-        f"max_queued_messages {broker_mod.MAX_QUEUED_MESSAGES}",
-        f"max_inflight_messages {broker_mod.MAX_INFLIGHT_MESSAGES}",
+        f"max_queued_messages {broker_config.MAX_QUEUED_MESSAGES}",
+        f"max_inflight_messages {broker_config.MAX_INFLIGHT_MESSAGES}",
         f"cafile {made.ca_cert}",
         f"certfile {made.server_cert}",
         f"keyfile {made.server_key}",
@@ -44,7 +52,7 @@ def test_config_mirrors_the_aws_iot_setup(made):
         f"acl_file {made.acl_path}",
     ):
         assert needed in lines, needed
-    assert broker_mod.MAX_QUEUED_MESSAGES >= 100000  # the service must not lose a burst (see FACTS)
+    assert broker_config.MAX_QUEUED_MESSAGES >= 100000  # the service must not lose a burst (see FACTS)
 
 
 def test_acl_is_least_privilege():
@@ -72,22 +80,35 @@ def test_acl_is_least_privilege():
         "user motorguard-provision-rotation",  # waits for a new boot's status
         "topic read devices/+/status",
     ]
-    assert broker_mod.SERVICE_IDENTITIES == ("motorguard-service", "motorguard-rules-engine", "motorguard-api",
-                                             "motorguard-provision-check", "motorguard-provision-rotation")
-    assert set(broker_mod.RESERVED_THING_NAMES) == set(broker_mod.SERVICE_IDENTITIES) | {"motorguard-check-other"}
+    assert contract.SERVICE_IDENTITIES == ("motorguard-service", "motorguard-rules-engine", "motorguard-api",
+                                           "motorguard-provision-check", "motorguard-provision-rotation")
+    assert tuple(broker_config.SERVICE_GRANTS) == contract.SERVICE_IDENTITIES
+    assert set(contract.RESERVED_THING_NAMES) == set(contract.SERVICE_IDENTITIES) | {"motorguard-check-other"}
 
 
 def test_acl_mirrors_the_aws_policy():
+    """A device may write and read on the broker exactly the topics the AWS policy lets it publish to
+    and receive from (%u there, the policy variable for the thing here)."""
     from provisioning import policy
 
-    assert broker_mod.DEVICE_PUBLISH_TOPICS == policy.PUBLISH_TOPICS
+    statements = {s["Sid"]: s for s in policy.document()["Statement"]}
+
+    def as_acl(access, resource):
+        return "pattern %s %s" % (access, resource.split(":topic/", 1)[1].replace(policy.THING, "%u"))
+
+    acl = acl_text().splitlines()
+    assert [ln for ln in acl if ln.startswith("pattern write ")] == [
+        as_acl("write", r) for r in statements["PublishOwnTopics"]["Resource"]]
+    assert [ln for ln in acl if ln.startswith("pattern read ")] == [
+        as_acl("read", statements["ReceiveOwnCommands"]["Resource"])]
 
 
 def test_missing_mosquitto_names_the_install_command(monkeypatch, made):
     monkeypatch.setattr(broker_mod.shutil, "which", lambda name: None)
     monkeypatch.setattr(broker_mod.os, "access", lambda path, how: False)
-    with pytest.raises(BrokerError, match="sudo apt-get install -y mosquitto"):
+    with pytest.raises(BrokerError, match="sudo apt-get install -y mosquitto") as e:
         made.start()
+    assert e.value.code == exit_codes.BROKER_MISSING
 
 
 def test_start_failure_reports_the_log_tail(tmp_path):
@@ -118,7 +139,7 @@ def test_context_manager_starts_checks_and_stops(tmp_path):
 
 
 def test_key_files_stay_private(made):
-    keys = [made.service_credentials(identity)[1] for identity in broker_mod.SERVICE_IDENTITIES]
+    keys = [made.service_credentials(identity)[1] for identity in contract.SERVICE_IDENTITIES]
     for p in [made.ca_key, made.server_key] + keys:
         assert oct(p.stat().st_mode & 0o777) == "0o600", p
 
@@ -132,26 +153,26 @@ def test_each_service_client_has_an_identity_of_its_own(made, tmp_path):
     from provisioning import pki
 
     names = {}
-    for identity in broker_mod.SERVICE_IDENTITIES:
+    for identity in contract.SERVICE_IDENTITIES:
         cert, _ = made.service_credentials(identity)
         names[identity] = pki.load_cert(cert).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-    assert names == {i: i for i in broker_mod.SERVICE_IDENTITIES}
+    assert names == {i: i for i in contract.SERVICE_IDENTITIES}
     with pytest.raises(BrokerError, match="not a service identity"):
         made.service_credentials("motor-1")
-    for reserved in broker_mod.RESERVED_THING_NAMES:  # a device by that name would carry its grants
+    for reserved in contract.RESERVED_THING_NAMES:  # a device by that name would carry its grants
         with pytest.raises(BrokerError, match="service identity's name"):
             made.issue_device(reserved)
     # A state dir from before the engine had its own certificate gets one from the CA.
     old = LocalBroker.with_new_pki(tmp_path / "old", 18884)
-    engine_cert, _ = old.service_credentials(broker_mod.ENGINE_IDENTITY)
+    engine_cert, _ = old.service_credentials(contract.ENGINE_IDENTITY)
     engine_cert.unlink()
-    again = LocalBroker.from_state_dir(tmp_path / "old").service_credentials(broker_mod.ENGINE_IDENTITY)[0]
+    again = LocalBroker.from_state_dir(tmp_path / "old").service_credentials(contract.ENGINE_IDENTITY)[0]
     assert again.exists() and pki.load_cert(again).issuer == pki.load_cert(old.ca_cert).subject
 
 
 def cli(*args, state):
     return subprocess.run(
-        [sys.executable, "-m", "provisioning.broker", *args, "--state-dir", str(state)],
+        [sys.executable, "-m", "cloud.local.broker", *args, "--state-dir", str(state)],
         cwd=ROOT, capture_output=True, text=True, timeout=30,
     )
 
@@ -165,11 +186,58 @@ def test_cli_start_status_config_stop(tmp_path):
         assert f"mqtts://127.0.0.1:{port}" in r.stdout
         r = cli("status", state=state)
         assert r.returncode == 0 and "tls_ok: True" in r.stdout, r.stdout + r.stderr
+        r = cli("status", "--json", state=state)
+        assert r.returncode == 0 and json.loads(r.stdout)["port"] == port, r.stdout + r.stderr
         r = cli("config", state=state)
         assert r.returncode == 0 and f"listener {port} 127.0.0.1" in r.stdout
         assert "PRIVATE KEY" not in r.stdout
+        r = cli("reload", state=state)
+        assert r.returncode == 0 and "reloaded" in r.stdout, r.stdout + r.stderr
+        r = cli("update-acl", state=state)
+        assert r.returncode == 0 and r.stdout.strip() == "unchanged", r.stdout + r.stderr
     finally:
         r = cli("stop", state=state)
     assert r.returncode == 0 and "stopped" in r.stdout, r.stdout + r.stderr
     r = cli("status", state=state)
-    assert r.returncode == 3 and "running: False" in r.stdout
+    assert r.returncode == exit_codes.SERVICE_ERROR and "running: False" in r.stdout
+    r = cli("reload", state=state)
+    assert r.returncode == exit_codes.SERVICE_ERROR and "not running" in r.stderr
+
+
+def test_cli_help_names_every_command_and_its_exit_codes(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "cloud.local.broker", "--help"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0
+    for command in broker_mod.COMMANDS:
+        assert command in r.stdout, command
+    assert exit_codes.epilog(broker_mod.CODES) in r.stdout
+    r = cli("status", state=tmp_path / "nothing-here")
+    assert r.returncode == exit_codes.NOT_FOUND and "no PKI" in r.stderr
+    r = cli("no-such-command", state=tmp_path)
+    assert r.returncode == exit_codes.BAD_INPUT
+
+
+def test_provisionings_broker_drives_the_same_broker_through_the_cli(tmp_path):
+    """provisioning/broker_home.py's LocalBroker (what `provision` holds) imports nothing of this
+    module: its process operations run `python -m cloud.local.broker`, on the same state dir."""
+    b = broker_home.LocalBroker.with_new_pki(tmp_path / "home" / "broker", free_port())
+    assert b.write_config() == b.conf_path and (b.state_dir / "port").read_text() == str(b.port)
+    assert not b.running() and b.update_acl() is False
+    here = LocalBroker.from_state_dir(b.state_dir)  # the broker itself, on the same state dir
+    try:
+        b.start()
+        assert b.running() and b.pid() == here.pid()
+        st = b.status()
+        assert st["running"] and st["tls_ok"] and st["port"] == b.port
+        b.reload()
+        b.acl_path.write_text(acl_text({contract.SERVICE_IDENTITY: broker_config.SERVICE_GRANTS[
+            contract.SERVICE_IDENTITY]}))
+        assert b.update_acl() is True and b.acl_path.read_text() == acl_text()
+        with pytest.raises(broker_home.BrokerError, match="already running") as e:
+            b.start()
+        assert e.value.code == exit_codes.SERVICE_ERROR
+    finally:
+        b.stop()
+    assert not here.running() and not b.running()
+    with pytest.raises(broker_home.BrokerError, match="not running"):
+        b.reload()

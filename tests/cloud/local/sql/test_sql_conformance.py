@@ -1,6 +1,6 @@
 """The local rules engine's SQL against AWS IoT's documented behaviour
 (docs.aws.amazon.com/iot/latest/developerguide: iot-sql-select, -from, -where, -operators,
--functions, -data-types). Each case names the rule it checks."""
+-functions, -data-types). Each case names the rule it checks. The product's rules: tests/cloud/test_rules.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import re
 
 import pytest
 
-from cloud import rules as rule_defs
 from cloud.local.sql import UNDEFINED, Rule, SqlError, compile_template, Context, topic_matches
 
 MSG = {"device": "m1", "event": "FAULT", "state": "FAULT", "temperature_c": 41.5, "current_a": 2.2,
@@ -167,21 +166,6 @@ def test_templates():
         compile_template("${nope(}")
 
 
-def test_the_product_rules_all_load():
-    for r in rule_defs.RULES:
-        assert Rule(r["sql"]).topic_filter in (rule_defs.TELEMETRY_FILTER, rule_defs.EVENTS_FILTER)
-
-
-def test_the_alert_rule_fires_only_on_fault_and_estop():
-    rule = Rule(rule_defs.rule("motorguard_alerts")["sql"])
-    for event, fires in (("FAULT", True), ("ESTOP", True), ("STARTED", False), ("BOOT", False)):
-        out = rule.apply({"event": event, "device": "m1"}, topic="devices/m1/events")
-        assert (out is not None) is fires
-    assert rule.apply({"device": "m1"}, topic="devices/m1/events") is None  # no event: Undefined
-    on_text = rule.apply({}, topic="devices/m1/events", payload=b"FAULT")  # a payload that is not JSON
-    assert on_text is None, "WHERE on a JSON name: Undefined for a payload with no attributes"
-
-
 # --- Functions > encode(value, encodingScheme) ------------------------------------------------
 def test_encode_star_is_the_whole_payload_as_published_json_or_not():
     rule = Rule("SELECT encode(*, 'base64') AS b, topic(2) AS thing FROM 'devices/+/telemetry'")
@@ -224,11 +208,3 @@ def test_encode_misuse_is_refused_at_load(sql, why):
 def test_a_rule_reads_json_when_its_select_has_star_or_an_attribute(sql, reads_json):
     """Working with binary payloads: a SELECT of functions only takes any payload."""
     assert Rule(sql).reads_json is reads_json
-
-
-def test_the_product_rules_keep_the_payload_as_published():
-    for spec in rule_defs.RULES:
-        rule = Rule(spec["sql"])
-        out = rule.apply({"event": "FAULT"}, topic="devices/m1/events", now_ms=5, payload=b'{"event":"FAULT"}')
-        assert not rule.reads_json and out == {"payload_b64": "eyJldmVudCI6IkZBVUxUIn0=", "thing": "m1",
-                                               "kind": "events", "received_ms": 5}, spec["name"]

@@ -15,7 +15,7 @@ import requests
 from cloud.lambdas import api
 from cloud.local.apigw import ApiServer
 
-V2 = json.loads((pathlib.Path(__file__).resolve().parents[2] / "schemas" / "v1" / "command.schema.json").read_text())
+V2 = json.loads((pathlib.Path(__file__).resolve().parents[3] / "schemas" / "v1" / "command.schema.json").read_text())
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_what_a_device_would_refuse_never_leaves_the_api(api_url, sent, body):
 def test_the_device_and_the_schema_agree_on_every_bound():
     import sys
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "firmware"))
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "firmware"))
     from motorguard import commands
 
     props = V2["properties"]

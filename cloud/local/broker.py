@@ -1,0 +1,326 @@
+"""The local IoT Core's broker: one Mosquitto with mutual TLS and AWS IoT's least privilege.
+
+Python:
+    with LocalBroker.with_new_pki("/tmp/mg-broker", port=18883) as broker:
+        creds = broker.issue_device("motor-1")      # DER + PEM paths for the device
+        ...
+        broker.revoke(creds["cert_pem"])            # CRL updated, Mosquitto reloaded
+
+CLI (python -m cloud.local.broker --help):
+    python -m cloud.local.broker start|stop|status|config|reload|update-acl|write-config
+                                 [--state-dir DIR] [--port N]
+
+What it is told, and how that mirrors AWS IoT Core: cloud/local/broker_config.py. Its state dir
+(the fleet CA, its own and the service identities' certificates, the CRL) is laid out and made by
+provisioning/broker_home.py, whose LocalBroker this one is, with the Mosquitto process in hand:
+`provision ca init` makes that PKI, and `provision` drives this broker through the CLI below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from contract import CONFIG_FILE, DEVICE_CERT, DEVICE_KEY, ROOT_CA, RESERVED_THING_NAMES, exit_codes
+from cloud.local import broker_config
+from provisioning import broker_home, pki
+from provisioning.broker_home import BrokerError, find_mosquitto
+
+
+class LocalBroker(broker_home.LocalBroker):
+    """One Mosquitto process with a TLS listener, configured from files in state_dir."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self._proc: subprocess.Popen | None = None
+
+    # ------------------------------------------------------------ config
+
+    def config_text(self) -> str:
+        return broker_config.config_text(self)
+
+    def grants(self) -> dict:
+        """The ACL's grants (broker_config.SERVICE_GRANTS, with this broker's service identity's)."""
+        return broker_config.grants(self.service_identity)
+
+    def write_config(self) -> Path:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.acl_path.write_text(broker_config.acl_text(self.grants()))
+        self.conf_path.write_text(self.config_text())
+        (self.state_dir / "port").write_text(str(self.port))
+        return self.conf_path
+
+    def update_acl(self) -> bool:
+        """A running Mosquitto whose ACL file lacks a grant (started from a state dir before a
+        service identity existed) gets the current one and re-reads it; True if it changed."""
+        text = broker_config.acl_text(self.grants())
+        try:
+            current = self.acl_path.read_text()
+        except OSError:
+            current = None
+        if current == text or not self.running():
+            return False  # not running: start() writes it
+        self.acl_path.write_text(text)
+        self.reload()
+        return True
+
+    # ------------------------------------------------------------ process
+
+    def start(self, timeout: float = 10.0) -> "LocalBroker":
+        exe = find_mosquitto()
+        if self.running():
+            raise BrokerError(f"a broker from {self.state_dir} is already running (pid {self.pid()})")
+        self.write_config()
+        out = open(self.state_dir / "mosquitto.out", "wb")  # startup errors go to stderr
+        try:
+            self._proc = subprocess.Popen(
+                [exe, "-c", str(self.conf_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C in the caller's terminal does not reach it
+            )
+        finally:
+            out.close()
+        self.pid_path.write_text(str(self._proc.pid))
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                self.pid_path.unlink(missing_ok=True)
+                raise BrokerError(
+                    f"mosquitto exited with status {self._proc.returncode} at start; "
+                    f"log tail:\n{_tail(self.state_dir / 'mosquitto.out')}\n{_tail(self.log_path)}"
+                )
+            try:
+                self.check_tls(timeout=1.0)
+                return self
+            except (OSError, ssl.SSLError) as e:
+                last = e
+                time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"mosquitto did not accept TLS on {self.host}:{self.port} within {timeout} s ({last}); "
+                          f"log tail:\n{_tail(self.log_path)}")
+
+    def pid(self) -> int | None:
+        if self._proc is not None:
+            return self._proc.pid if self._proc.poll() is None else None
+        try:
+            pid = int(self.pid_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if _pid_alive(pid) and _is_mosquitto(pid) else None
+
+    def reload(self, timeout: float = 5.0) -> None:
+        """SIGHUP: Mosquitto re-reads its config, ACL file and CRL. Returns once its log says so."""
+        pid = self.pid()
+        if pid is None:
+            raise BrokerError("broker is not running")
+        before = self._log_count(b"Reloading config.")
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while self._log_count(b"Reloading config.") <= before:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"mosquitto did not log a reload within {timeout} s; log tail:\n{_tail(self.log_path)}")
+            time.sleep(0.02)
+
+    def _log_count(self, needle: bytes) -> int:
+        try:
+            return self.log_path.read_bytes().count(needle)
+        except OSError:
+            return 0
+
+    def stop(self, timeout: float = 5.0) -> None:
+        pid = self.pid()
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self._proc is not None:
+                    if self._proc.poll() is not None:
+                        break
+                elif not _pid_alive(pid):
+                    break
+                time.sleep(0.02)
+            else:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                if self._proc is not None:
+                    self._proc.wait(timeout)
+        self._proc = None
+        self.pid_path.unlink(missing_ok=True)
+
+    def status(self) -> dict:
+        pid = self.pid()
+        tls = False
+        if pid is not None:
+            try:
+                self.check_tls(timeout=1.0)
+                tls = True
+            except (OSError, ssl.SSLError):
+                pass
+        return {"running": pid is not None, "pid": pid, "host": self.host, "port": self.port,
+                "tls_ok": tls, "state_dir": str(self.state_dir)}
+
+    # ------------------------------------------------------------ clients and credentials
+
+    def check_tls(self, timeout: float = 2.0) -> None:
+        """Completes one TLS handshake with the listener (service identity) or raises."""
+        ctx = self.client_context()
+        with socket.create_connection((self.host, self.port), timeout=timeout) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.do_handshake()
+
+    def issue_device(self, thing: str, kind: str = "ec", days: int = 365) -> dict:
+        """Device credentials from this broker's CA: DER and PEM paths (see pki.write_der_bundle)."""
+        if not self.ca_key:
+            raise BrokerError("this broker has no CA key to issue certificates with")
+        if thing in RESERVED_THING_NAMES:
+            raise BrokerError(f"{thing!r} is a service identity's name: a device certificate by it would "
+                              "carry its grants")
+        return pki.issue_client(self.ca_cert, self.ca_key, thing, self.state_dir / "devices" / thing, kind, days)
+
+    def device_dir(self, thing: str, dest, config: dict) -> Path:
+        """A device's flash for the virtual ESP32: this CA's credentials in DER under the firmware's
+        default names, and config.json (config: the device's own settings, thing included)."""
+        creds = self.issue_device(thing)
+        d = Path(dest)
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(creds["cert_der"], d / DEVICE_CERT)
+        shutil.copy(creds["key_der"], d / DEVICE_KEY)
+        shutil.copy(creds["ca_der"], d / ROOT_CA)
+        (d / CONFIG_FILE).write_text(json.dumps(config))
+        return d
+
+    def revoke(self, cert, reload: bool = True) -> None:
+        """Adds cert (path, x509 object or serial) to the CRL, then reloads Mosquitto."""
+        if not (self.crl and self.ca_key):
+            raise BrokerError("broker has no CRL configured (use with_new_pki(crl=True))")
+        pki.revoke(self.ca_cert, self.ca_key, self.crl, cert)
+        if reload and self.running():
+            self.reload()
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still "exists": look at its state where /proc tells.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _is_mosquitto(pid: int) -> bool:
+    # A stale pid file must not make us signal an unrelated process.
+    try:
+        return b"mosquitto" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): trust the pid file
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (for tests)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------ command line
+
+CODES = (exit_codes.OK, exit_codes.BAD_INPUT, exit_codes.SERVICE_ERROR, exit_codes.NOT_FOUND,
+         exit_codes.BROKER_MISSING)
+COMMANDS = {
+    "start": "start Mosquitto (creating a test PKI in the state dir first if it has none)",
+    "stop": "stop it",
+    "status": "is it running and accepting TLS? (exit 0 if so, %d if not)" % exit_codes.SERVICE_ERROR,
+    "config": "print the generated mosquitto.conf",
+    "reload": "make a running broker re-read its config, ACL and CRL (SIGHUP), and wait until it has",
+    "update-acl": "rewrite a running broker's ACL if it lacks a grant, and reload it; prints updated or unchanged",
+    "write-config": "write mosquitto.conf, the ACL and the port file into the state dir",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", default=os.environ.get("MOTORGUARD_BROKER_DIR", "build/broker"),
+                        help="where the PKI, config, ACL and log live [env MOTORGUARD_BROKER_DIR; default: "
+                             "build/broker; provision uses <home>/broker]")
+    common.add_argument("--port", type=int, default=None, help="TLS port (default: the last one used, else 8883)")
+    p = argparse.ArgumentParser(prog="python -m cloud.local.broker", description=__doc__.split("\n")[0],
+                                epilog=exit_codes.epilog(CODES), formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in COMMANDS.items():
+        c = sub.add_parser(name, parents=[common], help=text, description=text)
+        if name in ("start", "stop", "reload"):
+            c.add_argument("--timeout", type=float, default=10.0 if name == "start" else 5.0,
+                           help="seconds to wait for Mosquitto (default: %(default)s)")
+        if name == "status":
+            c.add_argument("--json", action="store_true", help="one JSON object instead of key: value lines")
+    return p
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    state = Path(a.state_dir)
+    try:
+        if a.command == "start" and not (state / "pki").exists():
+            broker = LocalBroker.with_new_pki(state, a.port or broker_home.DEFAULT_PORT)
+            print(f"created a test PKI in {state / 'pki'}")
+        else:
+            broker = LocalBroker.from_state_dir(state, a.port)
+        if a.command == "start":
+            broker.start(a.timeout)
+            print(f"mosquitto running: pid {broker.pid()}, mqtts://{broker.host}:{broker.port}, log {broker.log_path}")
+            print(f"CA: {broker.ca_cert}  service identity: {broker.service_cert}")
+        elif a.command == "stop":
+            was = broker.pid()
+            broker.stop(a.timeout)
+            print("stopped" if was else "not running")
+        elif a.command == "status":
+            st = broker.status()
+            print(json.dumps(st) if a.json else "\n".join(f"{k}: {v}" for k, v in st.items()))
+            return exit_codes.OK if st["running"] and st["tls_ok"] else exit_codes.SERVICE_ERROR
+        elif a.command == "reload":
+            broker.reload(a.timeout)
+            print("reloaded")
+        elif a.command == "update-acl":
+            print("updated" if broker.update_acl() else "unchanged")
+        elif a.command == "write-config":
+            print(broker.write_config())
+        else:
+            sys.stdout.write(broker.config_text())
+    except BrokerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.code
+    return exit_codes.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
