@@ -37,7 +37,7 @@ bench-firmware: $(STAMP) ## Safety-latency and heap benchmark of the virtual ESP
 	$(PY) -m vesp32.bench
 
 soak-firmware: $(STAMP) compile-firmware ## Long random interleavings on board + broker: make soak-firmware STEPS=2000 SEED=1
-	MG_INTERLEAVING_STEPS=$(or $(STEPS),2000) MG_INTERLEAVING_SEED=$(or $(SEED),1) $(PY) -m pytest -q tests/mqtt/test_interleavings.py
+	MG_INTERLEAVING_STEPS=$(or $(STEPS),2000) MG_INTERLEAVING_SEED=$(or $(SEED),1) $(PY) -m pytest -q tests/firmware/mqtt/test_interleavings.py
 
 demo: $(STAMP) ## The whole system locally: broker, moto, rules, API, three virtual ESP32s (DURATION=s to end)
 	$(PY) -m cloud.demo $(if $(DURATION),--duration $(DURATION))

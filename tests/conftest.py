@@ -1,5 +1,5 @@
 """Fixtures shared by the tests of the local broker (tests/cloud/local) and of the firmware's MQTT
-client on it (tests/mqtt).
+client on it (tests/firmware/mqtt).
 
 mqtt_broker       (session) a running cloud.local.broker.LocalBroker on a free port with a fresh
                   test PKI (CA, server cert, service identities, empty CRL); stopped at the end.

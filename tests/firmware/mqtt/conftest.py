@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+ROOT = HERE.parents[2]
 FIRMWARE = ROOT / "firmware"
 for p in (FIRMWARE, ROOT):
     if str(p) not in sys.path:

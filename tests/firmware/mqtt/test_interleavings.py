@@ -4,7 +4,7 @@ replayed, stale, junk, floods), network cuts, overloads and power cycles.
 
 The invariants are judged only from what a person sees: PWM duty, LEDs and the state lines.
 
-    MG_INTERLEAVING_STEPS=2000 MG_INTERLEAVING_SEED=7 pytest tests/mqtt/test_interleavings.py
+    MG_INTERLEAVING_STEPS=2000 MG_INTERLEAVING_SEED=7 pytest tests/firmware/mqtt/test_interleavings.py
 
 (make soak-firmware runs a long one); make test runs 80 steps with a fixed seed.
 """

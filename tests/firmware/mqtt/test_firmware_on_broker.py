@@ -18,7 +18,7 @@ from cloud.domain import messages
 from cloud.local.broker import LocalBroker, free_port
 from vesp32.harness import VirtualESP32
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # The shipped telemetry settings (30 samples a message, a 600-sample buffer) at a fast
 # sample rate, so a few seconds of outage is several full-size messages.
 SAMPLE_MS = 100
