@@ -1,49 +1,16 @@
 """The Virtual ESP32 proven with the fixture firmware: every simulated feature, through
 the real MicroPython unix interpreter and the CPython harness."""
 
-import math
 import os
 import re
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
 from vesp32 import harness as H
-from vesp32.netproxy import NetProxy
 
-from vesp32_support import BASE_CONFIG, FIXTURE_FW, ROOT
-
-ADC_RE = re.compile(r"MG ADC temp_uv=(\d+) cur_uv=(\d+)")
-DEFAULTS = H.config_module().DEFAULTS
-
-
-def ntc_uv(celsius, ntc=DEFAULTS["ntc"]):
-    """The NTC divider, written out independently of the board code."""
-    r = ntc["r0_ohm"] * math.exp(ntc["beta"] * (1 / (celsius + 273.15) - 1 / (ntc["t0_c"] + 273.15)))
-    return ntc["supply_uv"] * r / (ntc["fixed_ohm"] + r)
-
-
-def current_uv(amps, cur=DEFAULTS["current"]):
-    return cur["zero_uv"] + cur["uv_per_a"] * amps
-
-
-def next_adc(vm, since):
-    line = vm.wait_for_line(ADC_RE, 3, since=since)
-    m = ADC_RE.search(line.text)
-    return int(m.group(1)), int(m.group(2))
-
-
-def settled_adc(vm):
-    """An ADC report taken wholly after the last command was applied."""
-    if vm.last_command is not None:
-        vm.wait_applied()
-    since = vm.mark()
-    next_adc(vm, since)  # may straddle the change
-    return next_adc(vm, vm.mark())
-
+from vesp32_support import DEFAULTS, ntc_uv, settled_adc, BASE_CONFIG, FIXTURE_FW, ROOT
 
 # --------------------------------------------------------------------------- boot
 
@@ -142,115 +109,6 @@ def test_hold_button_survives_as_level(make_vm):
     vm.wait_applied()
     with pytest.raises(ValueError):
         vm.press("nonexistent")
-
-
-# --------------------------------------------------------------------------- plant and sensors
-
-
-def test_adc_voltages_match_the_config_formulas(make_vm):
-    vm = make_vm()
-    vm.wait_for_state("STOPPED", 5)
-    # No PWM, no forced current: 0 A; temperature at the 25 C ambient -> mid-rail.
-    t_uv, c_uv = settled_adc(vm)
-    assert abs(t_uv - 1_650_000) < 1_000
-    assert abs(t_uv - ntc_uv(25.0)) < 500
-    assert abs(c_uv - current_uv(0.0)) <= 1
-    for celsius in (0.0, 34.0, 60.0, 100.0):
-        vm.force_temperature(celsius)
-        t_uv, _ = settled_adc(vm)
-        assert abs(t_uv - ntc_uv(celsius)) < 500, celsius
-    for amps in (0.5, 1.0, 2.2, 3.0):
-        vm.force_current(amps)
-        _, c_uv = settled_adc(vm)
-        assert abs(c_uv - current_uv(amps)) <= 1, amps
-    vm.force_current(None)
-    vm.force_temperature(None)
-
-
-def _adc_lines(vm, n):
-    first = vm.wait_for_line(ADC_RE, 5)
-    out = [first.text]
-    while len(out) < n:
-        line = vm.wait_for_line(ADC_RE, 5, since=vm.lines.index(first) + len(out))
-        out.append(line.text)
-    return out
-
-
-def test_sensor_noise_is_deterministic_with_a_seed(make_vm):
-    a = make_vm(name="a", plant={"noise_uv": 2000, "seed": 7})
-    b = make_vm(name="b", plant={"noise_uv": 2000, "seed": 7})
-    c = make_vm(name="c", plant={"noise_uv": 2000, "seed": 8})
-    la, lb, lc = _adc_lines(a, 3), _adc_lines(b, 3), _adc_lines(c, 3)
-    assert la == lb and la != lc
-    for text in la:
-        t_uv, c_uv = map(int, ADC_RE.search(text).groups())
-        assert abs(t_uv - ntc_uv(25.0)) <= 2001 and abs(c_uv - current_uv(0)) <= 2001
-
-
-def test_config_overrides_reach_the_plant(make_vm):
-    cfg = dict(BASE_CONFIG, current={"zero_uv": 1_500_000, "uv_per_a": 200_000})
-    vm = make_vm(config=cfg)
-    vm.wait_for_state("STOPPED", 5)
-    vm.force_current(1.0)
-    _, c_uv = settled_adc(vm)
-    assert c_uv == 1_700_000
-
-
-def test_sensor_open_and_short_rails(make_vm):
-    vm = make_vm()
-    vm.wait_for_state("STOPPED", 5)
-    vm.sensor("temp", "open")
-    assert settled_adc(vm)[0] == 3_300_000
-    vm.sensor("temp", "short")
-    assert settled_adc(vm)[0] == 0
-    vm.sensor("temp", "ok")
-    assert abs(settled_adc(vm)[0] - 1_650_000) < 1_000
-    vm.sensor("current", "open")
-    assert settled_adc(vm)[1] == 0
-    vm.sensor("current", "short")
-    assert settled_adc(vm)[1] == 3_300_000
-    vm.sensor("current", "ok")
-    assert abs(settled_adc(vm)[1] - current_uv(0)) <= 1
-
-
-def test_running_current_and_overload_heating(make_vm):
-    # time_scale 10: 10 s of motor heating per second of wall time.
-    vm = make_vm(time_scale=10)
-    vm.wait_for_state("STOPPED", 5)
-    vm.press("start")
-    vm.wait_for_state("RUNNING", 2)
-    time.sleep(0.5)
-    normal = vm.plant
-    assert 0.6 <= normal["amps"] <= 0.9, normal  # sweeping at normal load
-    # Normal running settles well below 34 C: T_inf = 25 + 0.11*60*0.75^2 = 28.7 C.
-    assert normal["temp_c"] < 30
-    t0 = time.time()
-    vm.set_load(3.4)  # ~2.2 A
-    vm.wait_until(lambda v: v.plant.get("amps", 0) > 2.0, 2, "overload current")
-    assert abs(vm.plant["amps"] - 2.19) < 0.15
-    vm.wait_until(lambda v: v.plant.get("temp_c", 0) > 34.0, 5, "motor past 34 C")
-    model_s = (time.time() - t0) * 10
-    assert 8 <= model_s <= 25, model_s  # "crosses 34 C within about 10-20 s"
-    # The NTC voltage the firmware reads tracks the plant temperature.
-    t_uv, c_uv = next_adc(vm, vm.mark())
-    assert t_uv < ntc_uv(34.0)
-    assert c_uv > current_uv(2.0)
-
-
-def test_no_pulses_no_current_position_holds(make_vm):
-    vm = make_vm()
-    vm.wait_for_state("STOPPED", 5)
-    vm.press("start")
-    vm.wait_for_state("RUNNING", 2)
-    time.sleep(0.3)
-    vm.press("stop")
-    vm.wait_for_state("STOPPED", 2)
-    time.sleep(0.5)
-    p1 = vm.plant
-    time.sleep(0.3)
-    p2 = vm.plant
-    assert p1["amps"] == 0 and p2["amps"] == 0
-    assert p1["pos_deg"] == p2["pos_deg"]
 
 
 # --------------------------------------------------------------------------- resets
@@ -355,99 +213,6 @@ def test_empty_ssid_never_connects(make_vm):
     vm.wait_for_line("MG WIFI 0", 5)
     time.sleep(0.5)
     assert not any("MG WIFI 1" in s for s in vm.text)
-
-
-# --------------------------------------------------------------------------- network path
-
-
-def _roundtrip(port, payload=b"hello\n", timeout=0.5):
-    s = socket.create_connection(("127.0.0.1", port), timeout=2)
-    s.settimeout(timeout)
-    try:
-        s.sendall(payload)
-        return s.recv(100)
-    finally:
-        s.close()
-
-
-def test_netproxy_modes(echo_server):
-    with NetProxy(("127.0.0.1", echo_server.port)) as proxy:
-        assert _roundtrip(proxy.port) == b"hello\n"
-        # blackhole: accepted and read, nothing comes back ...
-        c = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
-        c.sendall(b"one\n")
-        assert c.recv(100) == b"one\n"
-        proxy.set_mode("blackhole")
-        time.sleep(0.05)
-        c.sendall(b"held\n")
-        c.settimeout(0.3)
-        with pytest.raises(socket.timeout):
-            c.recv(100)
-        with pytest.raises(socket.timeout):
-            _roundtrip(proxy.port, timeout=0.3)
-        # ... and what was held is delivered when the path comes back, as TCP would.
-        proxy.set_mode("pass")
-        c.settimeout(2)
-        assert c.recv(100) == b"held\n"
-        # drop: existing connections are closed, new ones closed at once.
-        proxy.set_mode("drop")
-        c.settimeout(2)
-        try:
-            assert c.recv(100) == b""
-        except ConnectionResetError:
-            pass
-        c.close()
-        s = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
-        s.settimeout(2)
-        try:
-            assert s.recv(100) == b""
-        except ConnectionResetError:
-            pass
-        s.close()
-        assert proxy.stats["refused"] >= 1
-        proxy.set_mode("pass")
-        assert _roundtrip(proxy.port) == b"hello\n"
-        with pytest.raises(ValueError):
-            proxy.set_mode("flaky")
-
-
-def test_netproxy_unreachable_upstream():
-    dead = socket.create_server(("127.0.0.1", 0))
-    port = dead.getsockname()[1]
-    dead.close()
-    with NetProxy(("127.0.0.1", port)) as proxy:
-        s = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
-        s.settimeout(2)
-        try:
-            assert s.recv(10) == b""
-        except ConnectionResetError:
-            pass
-        s.close()
-        deadline = time.time() + 2
-        while proxy.stats["upstream_failed"] < 1 and time.time() < deadline:
-            time.sleep(0.01)
-        assert proxy.stats["upstream_failed"] >= 1
-
-
-def test_device_reaches_broker_through_proxy_and_faults(make_vm, echo_server):
-    cfg = dict(BASE_CONFIG, mqtt={"host": "broker.invalid", "port": 8883, "tls": False})
-    vm = make_vm(config=cfg, broker="127.0.0.1:%d" % echo_server.port)
-    # The configured host name resolves to the proxy, which forwards to the echo server.
-    vm.wait_for_line("MG ECHO ok", 5)
-    assert echo_server.accepted >= 1
-    assert vm.proxy.stats["accepted"] >= 1
-    mark = vm.mark()
-    vm.network("drop")
-    vm.wait_for_line("MG ECHO fail", 3, since=mark)
-    vm.network("pass")
-    vm.wait_for_line("MG ECHO ok", 3, since=vm.mark())
-    # Wi-Fi down: name resolution fails on the board.
-    mark = vm.mark()
-    vm.wifi(False)
-    line = vm.wait_for_line("MG ECHO fail", 3, since=mark)
-    assert "-202" in line.text or "OSError" in line.text
-    vm.wifi(True)
-    vm.wait_for_line("MG ECHO ok", 3, since=vm.mark())
 
 
 # --------------------------------------------------------------------------- the real firmware

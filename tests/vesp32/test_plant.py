@@ -1,0 +1,115 @@
+"""The virtual ESP32's plant: the ADC voltages its motor, NTC and current sensor produce, checked
+against the config's formulas written out here, with noise, rails, heating and a held shaft."""
+
+import time
+
+
+from vesp32_support import ADC_RE, current_uv, next_adc, ntc_uv, settled_adc, BASE_CONFIG
+
+# --------------------------------------------------------------------------- plant and sensors
+
+
+def test_adc_voltages_match_the_config_formulas(make_vm):
+    vm = make_vm()
+    vm.wait_for_state("STOPPED", 5)
+    # No PWM, no forced current: 0 A; temperature at the 25 C ambient -> mid-rail.
+    t_uv, c_uv = settled_adc(vm)
+    assert abs(t_uv - 1_650_000) < 1_000
+    assert abs(t_uv - ntc_uv(25.0)) < 500
+    assert abs(c_uv - current_uv(0.0)) <= 1
+    for celsius in (0.0, 34.0, 60.0, 100.0):
+        vm.force_temperature(celsius)
+        t_uv, _ = settled_adc(vm)
+        assert abs(t_uv - ntc_uv(celsius)) < 500, celsius
+    for amps in (0.5, 1.0, 2.2, 3.0):
+        vm.force_current(amps)
+        _, c_uv = settled_adc(vm)
+        assert abs(c_uv - current_uv(amps)) <= 1, amps
+    vm.force_current(None)
+    vm.force_temperature(None)
+
+
+def _adc_lines(vm, n):
+    first = vm.wait_for_line(ADC_RE, 5)
+    out = [first.text]
+    while len(out) < n:
+        line = vm.wait_for_line(ADC_RE, 5, since=vm.lines.index(first) + len(out))
+        out.append(line.text)
+    return out
+
+
+def test_sensor_noise_is_deterministic_with_a_seed(make_vm):
+    a = make_vm(name="a", plant={"noise_uv": 2000, "seed": 7})
+    b = make_vm(name="b", plant={"noise_uv": 2000, "seed": 7})
+    c = make_vm(name="c", plant={"noise_uv": 2000, "seed": 8})
+    la, lb, lc = _adc_lines(a, 3), _adc_lines(b, 3), _adc_lines(c, 3)
+    assert la == lb and la != lc
+    for text in la:
+        t_uv, c_uv = map(int, ADC_RE.search(text).groups())
+        assert abs(t_uv - ntc_uv(25.0)) <= 2001 and abs(c_uv - current_uv(0)) <= 2001
+
+
+def test_config_overrides_reach_the_plant(make_vm):
+    cfg = dict(BASE_CONFIG, current={"zero_uv": 1_500_000, "uv_per_a": 200_000})
+    vm = make_vm(config=cfg)
+    vm.wait_for_state("STOPPED", 5)
+    vm.force_current(1.0)
+    _, c_uv = settled_adc(vm)
+    assert c_uv == 1_700_000
+
+
+def test_sensor_open_and_short_rails(make_vm):
+    vm = make_vm()
+    vm.wait_for_state("STOPPED", 5)
+    vm.sensor("temp", "open")
+    assert settled_adc(vm)[0] == 3_300_000
+    vm.sensor("temp", "short")
+    assert settled_adc(vm)[0] == 0
+    vm.sensor("temp", "ok")
+    assert abs(settled_adc(vm)[0] - 1_650_000) < 1_000
+    vm.sensor("current", "open")
+    assert settled_adc(vm)[1] == 0
+    vm.sensor("current", "short")
+    assert settled_adc(vm)[1] == 3_300_000
+    vm.sensor("current", "ok")
+    assert abs(settled_adc(vm)[1] - current_uv(0)) <= 1
+
+
+def test_running_current_and_overload_heating(make_vm):
+    # time_scale 10: 10 s of motor heating per second of wall time.
+    vm = make_vm(time_scale=10)
+    vm.wait_for_state("STOPPED", 5)
+    vm.press("start")
+    vm.wait_for_state("RUNNING", 2)
+    time.sleep(0.5)
+    normal = vm.plant
+    assert 0.6 <= normal["amps"] <= 0.9, normal  # sweeping at normal load
+    # Normal running settles well below 34 C: T_inf = 25 + 0.11*60*0.75^2 = 28.7 C.
+    assert normal["temp_c"] < 30
+    t0 = time.time()
+    vm.set_load(3.4)  # ~2.2 A
+    vm.wait_until(lambda v: v.plant.get("amps", 0) > 2.0, 2, "overload current")
+    assert abs(vm.plant["amps"] - 2.19) < 0.15
+    vm.wait_until(lambda v: v.plant.get("temp_c", 0) > 34.0, 5, "motor past 34 C")
+    model_s = (time.time() - t0) * 10
+    assert 8 <= model_s <= 25, model_s  # "crosses 34 C within about 10-20 s"
+    # The NTC voltage the firmware reads tracks the plant temperature.
+    t_uv, c_uv = next_adc(vm, vm.mark())
+    assert t_uv < ntc_uv(34.0)
+    assert c_uv > current_uv(2.0)
+
+
+def test_no_pulses_no_current_position_holds(make_vm):
+    vm = make_vm()
+    vm.wait_for_state("STOPPED", 5)
+    vm.press("start")
+    vm.wait_for_state("RUNNING", 2)
+    time.sleep(0.3)
+    vm.press("stop")
+    vm.wait_for_state("STOPPED", 2)
+    time.sleep(0.5)
+    p1 = vm.plant
+    time.sleep(0.3)
+    p2 = vm.plant
+    assert p1["amps"] == 0 and p2["amps"] == 0
+    assert p1["pos_deg"] == p2["pos_deg"]
