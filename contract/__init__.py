@@ -54,6 +54,11 @@ def topic_filter(kind: str = "#") -> str:
     return "%s/+/%s" % (TOPIC_PREFIX, kind)
 
 
+def thing_filter(thing: str) -> str:
+    """Every topic of one thing: devices/<thing>/#."""
+    return "%s/%s/#" % (TOPIC_PREFIX, thing)
+
+
 def parse_topic(name: str):
     """(thing, kind) of devices/<thing>/<kind>, or None for any other topic."""
     parts = name.split("/") if isinstance(name, str) else ()
@@ -63,6 +68,7 @@ def parse_topic(name: str):
 
 
 # ------------------------------------------------------------------ messages
+MAX_PAYLOAD_BYTES = 128 * 1024  # AWS IoT Core's limit on one MQTT payload; the local broker enforces it too
 # The message each topic kind carries: schemas/v1/<name>.schema.json, and the version its "v" holds.
 MESSAGE_OF_TOPIC = {TELEMETRY: "telemetry", EVENTS: "event", STATUS: "status", ACK: "ack", CMD: "command"}
 MESSAGE_VERSIONS = {"telemetry": 1, "event": 1, "status": 1, "ack": 1, "command": 2}

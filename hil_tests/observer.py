@@ -25,7 +25,7 @@ class Observer:
             ca_filepath=site.ca, client_id="hil-observer-%d" % time.monotonic_ns(), clean_session=True,
             keep_alive_secs=30, enable_metrics_collection=False)
         self.conn.connect().result(10)
-        every_topic = "%s/%s/#" % (contract.TOPIC_PREFIX, site.thing)  # the thing's topics, every kind
+        every_topic = contract.thing_filter(site.thing)
         fut, _ = self.conn.subscribe(every_topic, mqtt.QoS.AT_LEAST_ONCE, callback=self._on)
         fut.result(10)
         self.qos1 = mqtt.QoS.AT_LEAST_ONCE

@@ -49,7 +49,7 @@ BOUNDED_ELSEWHERE = ("seq", "time")  # SEQ_LIMIT and the time check bound these
 class Bounds(NamedTuple):
     """What ingest accepts; the Lambda's environment may change each (ENV_BOUNDS)."""
 
-    max_bytes: int = 128 * 1024  # AWS IoT Core's payload limit
+    max_bytes: int = contract.MAX_PAYLOAD_BYTES
     max_depth: int = 8  # containers in containers; a valid message nests 3 deep (SCHEMA_DEPTH), so room to grow
     max_ahead_ms: int = 5 * 60 * 1000  # how far a device's clock may run ahead of IoT's receive time
     not_before_ms: int = 1577836800000  # 2020-01-01T00:00:00Z: older times come from an unset clock

@@ -46,7 +46,7 @@ MAX_QUEUED_MESSAGES = 100000
 # only ever receive a few commands, so the shared limit costs nothing there.
 MAX_INFLIGHT_MESSAGES = 1000
 # AWS IoT Core refuses a payload over 128 KB; Mosquitto then acknowledges and drops it.
-MESSAGE_SIZE_LIMIT = 128 * 1024
+MESSAGE_SIZE_LIMIT = contract.MAX_PAYLOAD_BYTES
 
 _EVERY_DEVICE = contract.topic_filter()  # devices/#
 _EVERY_RULE = contract.BASIC_INGEST_PREFIX + "#"  # $aws/rules/#
