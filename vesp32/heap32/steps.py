@@ -1,0 +1,23 @@
+# The firmware's boot, step by step, as the heap measurement of vesp32/heap32 runs it: each
+# chunk between "#STEP" lines runs, then the runner collects and reads gc.mem_alloc(). Built-in
+# modules and the stand-ins are loaded in the first chunk, before the counting starts.
+import gc, sys, os
+import json, asyncio, machine, network, socket, errno, array, math, time
+try:
+    os.urandom
+except AttributeError:  # the WebAssembly port has none; the App draws 4 bytes of boot id from it
+    os.urandom = lambda n: bytes(n)
+_name = "base"
+#STEP
+import motorguard.app as app
+_name = "code_to_app_main"
+#STEP
+from motorguard import config
+cfg = config.merge(config.DEFAULTS, {"thing": "heap-1", "mqtt": {"host": "broker.invalid"}})
+_name = "config"
+#STEP
+board = app.App(cfg)
+_name = "app_rings_objects"
+#STEP
+from motorguard import net
+_name = "network_code"
