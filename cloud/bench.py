@@ -26,7 +26,7 @@ and priced with cloud/costs.py's dated table; once with the queue's batches as t
 once with one message per batch (a fleet too small to fill the batching window).
 moto ceiling: how fast the moto server itself stores telemetry-sized items from one boto3 client, one
 put_item per call and 25 per batch_write_item, with no broker or engine in the way.
-targets (docs/cloud.md, Cost and Throughput): at least 2,000 messages/s with none lost, alerts out
+targets (docs/cloud-figures.md): at least 2,000 messages/s with none lost, alerts out
 well under a second (p99 below 1,000 ms, every one answered), at most $0.25 per device-month batched
 and for a small fleet. A figure that misses its target exits TARGET_MISSED (22), after every line;
 a local IoT Core or publishers that cannot start, SETUP_FAILED (23); --help lists every code.
@@ -48,7 +48,7 @@ from cloud.bench_fleet import (SAMPLES_PER_MESSAGE, Device, SetupFailed, count_i
 from contract import exit_codes
 
 CODES = (exit_codes.OK, exit_codes.BAD_INPUT, exit_codes.TARGET_MISSED, exit_codes.SETUP_FAILED)
-# figure -> (the comparison it must pass, its target): docs/cloud.md's targets.
+# figure -> (the comparison it must pass, its target): docs/cloud-figures.md's targets.
 TARGETS = {
     "pipeline_msgs_per_s": (">=", 2000),
     "lost": ("<=", 0),

@@ -30,7 +30,7 @@ TELEMETRY_QUEUE = PREFIX + "-telemetry-queue"  # SQS: the telemetry rule's messa
 # SQS queues that a Lambda consumes in batches (event source mappings). The telemetry rule sends to
 # its queue rather than invoking ingest once per message: the queue keeps what ingest cannot store
 # yet (4 days, retried; then the dead-letter queue), where IoT's asynchronous invoke would give up
-# after two retries; and ingest writes a whole batch with BatchWriteItem. docs/cloud.md has figures.
+# after two retries; and ingest writes a whole batch with BatchWriteItem. docs/cloud-figures.md has figures.
 EVENT_SOURCES = {
     "telemetry": {
         "queue": TELEMETRY_QUEUE,

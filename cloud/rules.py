@@ -51,7 +51,7 @@ RULES = [
         # ingest drains in batches (cloud/resources.py EVENT_SOURCES says why). The raw archive in S3
         # (raw/<device>/<YYYY>/<MM>/<DD>/<HH>.jsonl) is written by the hourly aggregate job, one
         # object per device-hour: an S3 action here would cost one PUT per message, which alone
-        # is ~$0.43 per device-month at one message every 30 s (docs/cloud.md).
+        # is ~$0.43 per device-month at one message every 30 s (docs/cloud-figures.md).
         "name": contract.RULE_TELEMETRY,
         "sql": "SELECT %s FROM '%s'" % (ORIGINAL_PAYLOAD, TELEMETRY_FILTER),
         "actions": [{"sqs": {"queue": "telemetry_queue"}}],

@@ -112,7 +112,7 @@ DEFAULTS = {
         "sample_period_ms": 1000,
         # 30 samples a message (one message per 30 s at 1 Hz): the messaging, rule and
         # write charges are per message, so this is what keeps the cloud side cheap
-        # (docs/cloud.md has the arithmetic); events still go out at once.
+        # (docs/cloud-figures.md has the arithmetic); events still go out at once.
         "samples_per_message": 30,
         # 10 minutes at 1 Hz: 9 KB of the heap (15 bytes a sample); docs/virtual-esp32.md
         # has the heap budget this has to fit in.
