@@ -5,6 +5,8 @@ with these numbers, so a script (or make) can tell a missing board from a refuse
 whichever tool it ran. docs/cli.md lists them; a test holds that page and every tool to this table.
 """
 
+import sys
+
 OK = 0
 UNEXPECTED = 1  # a bug: the message says how to get a traceback
 BAD_INPUT = 2  # invalid argument or usage (argparse exits 2 for a malformed command line too)
@@ -69,8 +71,6 @@ def epilog(codes) -> str:
 def fail(message: str, hint: str = "", code: int = UNEXPECTED) -> int:
     """How every tool ends on an error it can name: one `error:` line, one `hint:` line (what to do)
     on stderr, and the code to exit with, returned."""
-    import sys
-
     print("error: %s" % message, file=sys.stderr)
     if hint:
         print("hint: %s" % hint, file=sys.stderr)

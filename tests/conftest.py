@@ -3,6 +3,7 @@ client on it (tests/firmware/mqtt).
 
 mqtt_broker       (session) a running cloud.local.broker.LocalBroker on a free port with a fresh
                   test PKI (CA, server cert, service identities, empty CRL); stopped at the end.
+broker            (function) the same, a test's own: for the tests that stop and restart it.
 device_creds      (function) issue(thing, kind="ec") -> dict of str paths (cert_der, key_der,
                   cert_pem, key_pem, ca_der, ca_pem) signed by mqtt_broker's CA.
 service           (function) a paho-mqtt client connected as the service identity and subscribed
@@ -38,6 +39,18 @@ def mqtt_broker(tmp_path_factory):
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    from cloud.local.broker import LocalBroker, free_port
+
+    b = LocalBroker.with_new_pki(tmp_path / "broker", free_port())
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
 
 
 @pytest.fixture

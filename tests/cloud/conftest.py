@@ -29,11 +29,3 @@ def aws(moto_server, monkeypatch):
     return moto_server
 
 
-@pytest.fixture
-def broker(tmp_path):
-    from cloud.local.broker import LocalBroker, free_port
-
-    b = LocalBroker.with_new_pki(tmp_path / "broker", free_port())
-    b.start()
-    yield b
-    b.stop()

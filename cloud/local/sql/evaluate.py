@@ -132,23 +132,15 @@ def _binary(op, fa, fb):
 
 def _logic(kind, fa, fb):
     # Fast path for two Booleans; everything else through operators.op_and / op_or.
-    if kind == "and":
-        slow = operators.op_and
+    is_and = kind == "and"
+    slow = operators.op_and if is_and else operators.op_or
 
-        def and_(ctx):
-            a, b = fa(ctx), fb(ctx)
-            if (a is True or a is False) and (b is True or b is False):
-                return a and b
-            return slow(a, b)
-        return and_
-    slow = operators.op_or
-
-    def or_(ctx):
+    def logic(ctx):
         a, b = fa(ctx), fb(ctx)
         if (a is True or a is False) and (b is True or b is False):
-            return a or b
+            return (a and b) if is_and else (a or b)
         return slow(a, b)
-    return or_
+    return logic
 
 
 def _compile(node):

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from .test_firmware_on_broker import Cloud, ROOT, broker, cloud, device_dir, past_boot  # noqa: F401
+from .test_firmware_on_broker import Cloud, ROOT, cloud, device_dir, past_boot  # noqa: F401
 from vesp32.harness import VirtualESP32
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cloud.domain import messages
-from cloud.local.broker import LocalBroker, free_port
+from cloud.local.broker import LocalBroker
 from vesp32.harness import VirtualESP32
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -141,13 +141,6 @@ class Cloud:
         self.client.loop_stop()
 
 
-@pytest.fixture
-def broker(tmp_path):
-    """A broker of this test's own: these tests stop and restart it."""
-    b = LocalBroker.with_new_pki(tmp_path / "broker", free_port())
-    b.start()
-    yield b
-    b.stop()
 
 
 @pytest.fixture

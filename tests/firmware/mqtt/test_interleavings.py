@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from .test_firmware_on_broker import ROOT, broker, cloud, device_dir, past_boot  # noqa: F401
+from .test_firmware_on_broker import ROOT, cloud, device_dir, past_boot  # noqa: F401
 from vesp32.harness import VirtualESP32
 
 STEPS = int(os.environ.get("MG_INTERLEAVING_STEPS", "80"))
