@@ -17,8 +17,8 @@ import gc
 import machine
 import os
 
+from motorguard import VERSION
 from motorguard import commands as cmds
-from motorguard import config
 from motorguard import contract
 from motorguard import controller
 from motorguard.buttons import Button
@@ -26,9 +26,6 @@ from motorguard.sensors import NTC, CurrentSensor
 from motorguard.servo import Sweep
 from motorguard.telemetry import Clock, Events, Samples
 
-_EVENT_WORDS = tuple("event=" + n for n in controller.EVENT_NAMES)
-_REASON_WORDS = tuple("reason=" + n for n in controller.REASON_NAMES)
-_REFUSAL_WORDS = tuple("reason=" + n for n in controller.REFUSAL_NAMES)
 
 # Collect garbage after every this many bytes allocated (the network task's messages,
 # the TLS records), rather than only when an allocation fails: a heap left to fill up
@@ -38,9 +35,15 @@ GC_EVERY_BYTES = 1024
 
 
 def log(*parts):
-    # One console line per state change or network step (net.py logs through this too),
-    # prefixed so the test harness can parse it.
+    # One console line per network step or boot-time fact (net.py logs through this too),
+    # prefixed so the test harness can parse it. Allocates its tuple: not for the tick.
     print("MG", *parts)
+
+
+def say(what, word, key, value):
+    # The control tick's console line, "MG <what> <word> <key>=<value>": a call with fixed
+    # arguments and print's sep keyword allocate nothing, so no string is built per tick.
+    print("MG ", what, word, key, value, sep="")
 
 
 class App:
@@ -124,11 +127,10 @@ class App:
     def _event(self, code, detail=None):
         ctl = self.ctl
         self.events.record(self.clock, code, ctl.reason, ctl.state, ctl.temp, ctl.current, detail)
-        # The console words are prebuilt: a state change in the tick must not need the heap.
         if code == controller.EV_FAULT:
-            log("STATE", controller.STATE_NAMES[ctl.state], _REASON_WORDS[ctl.reason])
+            say("STATE ", controller.STATE_NAMES[ctl.state], " reason=", controller.REASON_NAMES[ctl.reason])
         else:
-            log("STATE", controller.STATE_NAMES[ctl.state], _EVENT_WORDS[code])
+            say("STATE ", controller.STATE_NAMES[ctl.state], " event=", controller.EVENT_NAMES[code])
 
     # --- the control tick ---------------------------------------------
     def tick(self, dt_ms):
@@ -169,13 +171,13 @@ class App:
             if ev:
                 self._event(ev)
             elif ctl.state == controller.FAULT:
-                log("RESET_REFUSED", _REFUSAL_WORDS[ctl.last_refusal])
+                say("RESET_REFUSED", "", " reason=", controller.REFUSAL_NAMES[ctl.last_refusal])
         if self.start_button.poll(dt_ms):
             ev = ctl.start_button()
             if ev:
                 self._event(ev)
             else:
-                log("START_REFUSED", _REFUSAL_WORDS[ctl.last_refusal])
+                say("START_REFUSED", "", " reason=", controller.REFUSAL_NAMES[ctl.last_refusal])
         if self.start_button.stuck():
             self._event(controller.EV_BUTTON_STUCK, b"start_button")
         # 4. One remote command from the mailbox.
@@ -251,7 +253,7 @@ class App:
         except Exception:  # noqa: BLE001 - a machine module without reset_cause()
             cause = contract.UNKNOWN_RESET_CAUSE
         self._event(controller.EV_BOOT, cause.encode())
-        log("BOOT", "version=" + config.VERSION, "thing=" + self.cfg["thing"], "boot=" + self.boot_id, "cause=" + cause)
+        log("BOOT", "version=" + VERSION, "thing=" + self.cfg["thing"], "boot=" + self.boot_id, "cause=" + cause)
 
 
 def run(cfg):
@@ -279,14 +281,14 @@ def run(cfg):
     asyncio.run(main())
 
 
-def safe_mode(reason):
+def safe_mode(reason, defaults):
     """Config missing or corrupt: motor off, red LED blinking, the reason on the console, forever."""
-    pins = config.DEFAULTS["pins"]
+    pins = defaults["pins"]
     pwm = machine.PWM(machine.Pin(pins["servo"]), freq=50, duty_ns=0)
     pwm.duty_ns(0)
     red = machine.Pin(pins["led_red"], machine.Pin.OUT, value=0)
     machine.Pin(pins["led_green"], machine.Pin.OUT, value=0)
-    wdt = machine.WDT(timeout=config.DEFAULTS["control"]["wdt_timeout_ms"])
+    wdt = machine.WDT(timeout=defaults["control"]["wdt_timeout_ms"])
     n = 0
     while True:
         if n % 10 == 0:
@@ -297,12 +299,33 @@ def safe_mode(reason):
         n += 1
 
 
-def main():
+def forget(name):
+    """Drops a module that has done its work, so the collector can free its code.
+
+    Boot-only code (the config loader with its defaults) would otherwise hold heap
+    for as long as the board runs; docs/virtual-esp32.md has the heap budget."""
+    sys.modules.pop(name, None)
+    package, _, leaf = name.rpartition(".")
+    try:
+        delattr(sys.modules[package], leaf)  # the package keeps its submodules as attributes
+    except (KeyError, AttributeError):
+        pass
+
+
+def load_config():
+    """The validated config, or safe mode (which never returns) when it is missing or bad."""
+    from motorguard import config
+
     try:
         cfg = config.load()
     except config.ConfigError as e:
-        safe_mode(str(e))
-        return
+        safe_mode(str(e), config.DEFAULTS)
+    forget("motorguard.config")  # the sections the config did not override stay, cfg holds them
+    return cfg
+
+
+def main():
+    cfg = load_config()
     try:
         run(cfg)
     except Exception as e:  # noqa: BLE001 - any crash must end with the motor off and a clean reboot

@@ -18,7 +18,6 @@
 
 import json
 
-from motorguard.config import MAX_SPEED_DEG_S
 from motorguard.contract import COMMAND_VERSION, const
 
 CMD_NONE = const(0)
@@ -32,15 +31,12 @@ VERSION = COMMAND_VERSION
 MAX_BYTES = const(512)  # a command is ~120 bytes; bigger ones are read past, never parsed
 MAX_ID = const(64)
 MIN_SPEED = const(1)
-MAX_SPEED = MAX_SPEED_DEG_S
+# The fastest sweep a command or a config may ask for (servo.max_speed_deg_s is held to it).
+MAX_SPEED = const(180)
 MIN_ISSUED_MS = 1577836800000  # 2020-01-01: no real command is older than the product
 MAX_ISSUED_MS = 4102444800000  # 2100-01-01
 FIELDS = ("v", "id", "issued_at", "cmd", "speed")
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:"
-
-
-class Refused(Exception):
-    """args[0] is the reason acked to the cloud."""
 
 
 def _check_id(cid):

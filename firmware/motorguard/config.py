@@ -4,16 +4,13 @@
 # overlays it on DEFAULTS; the host tools and tests load this same module under
 # CPython (vesp32/settings.py reads the pins and merges a device's config.json as
 # the board would). A missing or corrupt config.json raises ConfigError, and
-# main.py then boots into safe mode with the motor off.
+# main.py then boots into safe mode with the motor off. The board needs this module
+# only at boot: app.load_config() drops it once the config is loaded.
 
 import json
 
 from motorguard import contract
-
-VERSION = "0.1.0"
-# The fastest sweep a command or a config may ask for (the speed maximum of
-# schemas/v1/command.schema.json; a test holds the two together).
-MAX_SPEED_DEG_S = 180
+from motorguard.commands import MAX_SPEED
 
 DEFAULTS = {
     # Device identity and broker (written by the provisioning CLI).
@@ -114,7 +111,7 @@ DEFAULTS = {
         # write charges are per message, so this is what keeps the cloud side cheap
         # (docs/cloud-figures.md has the arithmetic); events still go out at once.
         "samples_per_message": 30,
-        # 10 minutes at 1 Hz: 9 KB of the heap (15 bytes a sample); docs/virtual-esp32.md
+        # 10 minutes at 1 Hz: 7.8 KB of the heap (13 bytes a sample); docs/virtual-esp32.md
         # has the heap budget this has to fit in.
         "buffer_samples": 600,
         "event_queue": 32,
@@ -125,6 +122,9 @@ DEFAULTS = {
     # Samples still go into the ring and are overwritten, counted, when it is full.
     "offline": False,
 }
+
+# The oldest sample the ring may hold, in ms: its timestamps are uptime seconds modulo 65536.
+SAMPLE_AGE_LIMIT_MS = 65536 * 1000
 
 # Keys a deployed device cannot run without.
 REQUIRED = (("thing",), ("mqtt", "host"))
@@ -179,11 +179,15 @@ def check(cfg):
     servo = cfg["servo"]
     if not 0 <= servo["sweep_min_deg"] < servo["sweep_max_deg"] <= 180:
         raise ConfigError("servo sweep limits must satisfy 0 <= sweep_min_deg < sweep_max_deg <= 180")
-    if not 0 < servo["speed_deg_s"] <= servo["max_speed_deg_s"] <= MAX_SPEED_DEG_S:
-        raise ConfigError("servo speeds must satisfy 0 < speed_deg_s <= max_speed_deg_s <= %d" % MAX_SPEED_DEG_S)
+    if not 0 < servo["speed_deg_s"] <= servo["max_speed_deg_s"] <= MAX_SPEED:
+        raise ConfigError("servo speeds must satisfy 0 < speed_deg_s <= max_speed_deg_s <= %d" % MAX_SPEED)
     tel = cfg["telemetry"]
     if tel["samples_per_message"] < 1 or tel["buffer_samples"] < tel["samples_per_message"] * 2:
         raise ConfigError("telemetry.buffer_samples must hold at least two messages")
+    if (tel["buffer_samples"] + tel["samples_per_message"]) * tel["sample_period_ms"] >= SAMPLE_AGE_LIMIT_MS:
+        # The ring keeps uptime seconds modulo 65536 (telemetry.Samples); it rounds its
+        # capacity up to whole messages, hence the extra message.
+        raise ConfigError("telemetry.buffer_samples x sample_period_ms must be under 65,536 s (18 h)")
     ctl = cfg["control"]
     if ctl["wdt_timeout_ms"] < 1000:
         raise ConfigError("control.wdt_timeout_ms must be >= 1000 (the ESP32 minimum)")

@@ -73,7 +73,6 @@ class MQTTClient(Reader):
         self._unacked = {}
         self._sub_pid = 0
         self._sub_rc = -1
-        self._sub_evt = asyncio.Event()
         self._connack = None
         self._ping_at = None  # ticks of the unanswered PINGREQ, or None
         self._last_tx = 0
@@ -203,7 +202,6 @@ class MQTTClient(Reader):
         self._connected = False
         w = self._writer
         self._writer = None
-        self._sub_evt.set()
         t = self._run_task
         if t is not None:
             try:
@@ -312,7 +310,6 @@ class MQTTClient(Reader):
         pid = self._next_pid()
         self._sub_pid = pid
         self._sub_rc = -1
-        self._sub_evt.clear()
         try:
             await self._send(pk.subscribe_packet(pid, pk.as_bytes(topic), qos))
             t0 = ticks_ms()
@@ -321,7 +318,9 @@ class MQTTClient(Reader):
                 if left <= 0:
                     raise asyncio.TimeoutError
                 if self._run_task is not None:
-                    await asyncio.wait_for(self._sub_evt.wait(), left / 1000)
+                    # run() reads the SUBACK and sets _sub_rc; a poll, not an asyncio.Event,
+                    # which would load asyncio's event module (~1 KB of heap) for this alone.
+                    await asyncio.sleep(0.02)
                 else:
                     await asyncio.wait_for(self._read_packet(), left / 1000)
         except asyncio.TimeoutError:

@@ -54,7 +54,6 @@ class Reader:
         elif kind == pk.SUBACK and n == 3:
             if (body[0] << 8 | body[1]) == self._sub_pid:
                 self._sub_rc = body[2]
-                self._sub_evt.set()
         elif kind == pk.PINGRESP:
             self._ping_at = None
         elif kind == pk.CONNACK and n == 2 and self._connack is None:

@@ -20,8 +20,8 @@ import gc
 import network
 import os
 
+from motorguard import VERSION
 from motorguard import commands as cmds
-from motorguard import config
 from motorguard import contract
 from motorguard import controller
 from motorguard import telemetry
@@ -33,7 +33,7 @@ _MAX_PENDING = 4  # start/set_speed commands waiting for the control task
 _MAX_ACKS = 4  # acks waiting to be published; past this, refusals are only counted
 _RECENT_IDS = 16  # command ids remembered this boot, to refuse redeliveries and replays
 _ACK_INFLIGHT = 2  # unacknowledged acks on the wire before the next one waits
-_FW = config.VERSION.encode()
+_FW = VERSION.encode()
 
 
 def jitter(backoff_ms):
@@ -271,7 +271,7 @@ class Session:
             return 0
 
     def status(self, online):
-        return telemetry.status_message(self.thing, self.app.boot_id, config.VERSION, online)
+        return telemetry.status_message(self.thing, self.app.boot_id, VERSION, online)
 
     def on_puback(self, pid):
         entry = self.inflight.pop(pid, None)
@@ -290,7 +290,7 @@ class Session:
             await asyncio.sleep_ms(10)
         cid, name, ok, result = ack
         msg = telemetry.ack_message(
-            self.thing, app.boot_id, config.VERSION, cid, name, ok, result, app.ctl.state, app.sweep.speed
+            self.thing, app.boot_id, VERSION, cid, name, ok, result, app.ctl.state, app.sweep.speed
         )
         await client.publish(self.t_ack, msg, qos=1)
 

@@ -107,18 +107,21 @@ class Samples:
     def __init__(self, capacity, batch):
         self.box = Outbox(capacity, batch)
         n = self.box.capacity
-        self.up_s = array("I", bytes(4 * n))
+        # Uptime seconds modulo 65536: a sample in the ring is younger than that (config.check
+        # bounds buffer_samples x sample_period_ms), so the clock restores the rest; 2 bytes a
+        # sample kept, 1.2 KB of the default ring.
+        self.up_s = array("H", bytes(2 * n))
         self.up_ms = array("H", bytes(2 * n))
         self.temp = array("h", bytes(2 * n))  # tenths of a degree C
         self.current = array("h", bytes(2 * n))  # milliamps
         self.position = array("H", bytes(2 * n))  # tenths of a degree
-        self.speed = bytearray(n)  # deg/s: at most config.MAX_SPEED_DEG_S (180), so a byte
+        self.speed = bytearray(n)  # deg/s: at most commands.MAX_SPEED (180), so a byte
         self.state = bytearray(n)
 
     def record(self, clock, temp, current, position, speed, state):
         """temp in 0.1 C, current in mA (None = implausible), position in 0.1 degree."""
         i = self.box.push()
-        self.up_s[i] = clock.up_s
+        self.up_s[i] = clock.up_s & 0xFFFF
         self.up_ms[i] = clock.up_ms
         self.temp[i] = _NONE if temp is None else temp
         self.current[i] = _NONE if current is None else current
@@ -136,11 +139,12 @@ class Samples:
         yield b',"seq":%d,"dropped":%d,"samples":[' % (k, dropped)
         first = k * box.batch
         at_boot = clock.epoch_at_boot
+        now_s = clock.up_s
         for n in range(box.batch):
             i = box.slot(first + n)
             yield b'%s{"time":%d%03d,"temperature_c":%s,"current_a":%s,"position":%d.%d,"speed":%d,"state":"%s"}' % (
                 b"," if n else b"",
-                at_boot + self.up_s[i],
+                at_boot + now_s - ((now_s - self.up_s[i]) & 0xFFFF),
                 self.up_ms[i],
                 _fixed(self.temp[i], 1),
                 _fixed(self.current[i], 3),

@@ -6,11 +6,11 @@ import pytest
 
 import contract
 from cloud.domain import messages
-from motorguard import config
+from motorguard import VERSION
 from motorguard import controller
 from motorguard import telemetry
 
-HEAD = telemetry.head(b"motor-1", b"0a0b0c0d", config.VERSION.encode(), 42, 51234, -61)
+HEAD = telemetry.head(b"motor-1", b"0a0b0c0d", VERSION.encode(), 42, 51234, -61)
 
 
 def render(ring, k, clock):

@@ -14,6 +14,8 @@ _name = "code_to_app_main"
 #STEP
 from motorguard import config
 cfg = config.merge(config.DEFAULTS, {"thing": "heap-1", "mqtt": {"host": "broker.invalid"}})
+del config
+app.forget("motorguard.config")  # as app.load_config() does once the config is loaded
 _name = "config"
 #STEP
 board = app.App(cfg)

@@ -225,3 +225,106 @@ def test_tick_allocates_nothing_while_running():
     gc.enable()
     assert app.samples.box.head >= 2
     assert used == 0, used
+
+
+def test_tick_allocates_nothing_on_state_changes():
+    # Every state change happens inside the tick and prints a console line and records an
+    # event there: start, stop, e-stop, fault, refused start and reset, remote start and
+    # stop. None of it may allocate, or a collection could land between a stop and PWM 0.
+    try:
+        import micropython  # noqa: F401
+    except ImportError:
+        return  # CPython allocates for every int; the MicroPython run of this module is the real check
+    import gc
+
+    cfg = make_config(control__remote_start_enabled=True)
+    rig = Rig(cfg, current_a=0.5)
+    app = rig.app
+    seen = []  # the state after each step, judged after the measured ticks
+
+    def ticks(n):
+        # Only the ticks are measured: the rig's own calls (pins, sensors) may allocate.
+        used = 0
+        for _ in range(n):
+            free = gc.mem_free()
+            app.tick(5)
+            used += free - gc.mem_free()
+        return used
+
+    gc.collect()
+    gc.disable()
+    try:
+        steps = []
+        rig.button("start_button", True)
+        steps.append(ticks(10))  # STARTED
+        rig.button("start_button", False)
+        steps.append(ticks(10))
+        seen.append(rig.state())
+        rig.button("stop_button", True)  # the IRQ cuts the PWM, the tick records the e-stop
+        steps.append(ticks(10))
+        rig.button("stop_button", False)
+        steps.append(ticks(10))
+        seen.append(rig.state())
+        rig.button("stop_button", True)  # held: a start is refused with a reason
+        rig.button("start_button", True)
+        steps.append(ticks(10))
+        rig.button("start_button", False)
+        rig.button("stop_button", False)
+        steps.append(ticks(10))
+        app.mailbox.post(cmds.CMD_START, 0, app.stop_gen)  # a remote start, then a remote stop
+        steps.append(ticks(2))
+        seen.append(rig.state())
+        app.request_stop()
+        steps.append(ticks(2))
+        seen.append(rig.state())
+        rig.button("start_button", True)
+        steps.append(ticks(10))
+        rig.button("start_button", False)
+        steps.append(ticks(10))
+        rig.set_temp("open")  # FAULT: an implausible sensor while running
+        steps.append(ticks(10))
+        seen.append(rig.state())
+        rig.button("start_button", True)  # refused: latched
+        steps.append(ticks(10))
+        rig.button("start_button", False)
+        rig.button("stop_button", True)  # reset refused: the condition is still there
+        steps.append(ticks(10))
+        rig.button("stop_button", False)
+        steps.append(ticks(10))
+    finally:
+        gc.enable()
+    assert seen == [controller.RUNNING, controller.STOPPED, controller.RUNNING, controller.STOPPED,
+                    controller.FAULT], seen
+    assert rig.duty() == 0
+    assert steps == [0] * len(steps), steps
+
+
+def test_the_config_loader_leaves_the_heap_once_the_config_is_loaded():
+    # config.py (validation and defaults) is boot-only: load_config() hands back the config and
+    # drops the module, so its code is garbage; sections of the defaults the config uses stay.
+    import os
+    import sys
+
+    import motorguard
+    from motorguard import app as app_module
+
+    saved = sys.modules["motorguard.config"]
+    here = os.getcwd()
+    folder = "/tmp/mg-load-config-test"
+    try:
+        os.mkdir(folder)
+    except OSError:
+        pass
+    with open(folder + "/config.json", "w") as f:
+        f.write('{"thing": "motor-7", "mqtt": {"host": "broker.example"}}')
+    os.chdir(folder)
+    try:
+        cfg = app_module.load_config()
+        assert cfg["thing"] == "motor-7" and cfg["mqtt"]["host"] == "broker.example"
+        assert cfg["pins"] == saved.DEFAULTS["pins"]
+        assert "motorguard.config" not in sys.modules
+        assert not hasattr(motorguard, "config")
+    finally:
+        os.chdir(here)
+        sys.modules["motorguard.config"] = saved
+        motorguard.config = saved

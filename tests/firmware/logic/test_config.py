@@ -55,3 +55,13 @@ def test_missing_file_names_the_fix():
         assert "provision" in str(e)
         return
     raise AssertionError("no ConfigError")
+
+
+def test_a_ring_older_than_its_timestamps_can_tell_is_refused():
+    # The ring keeps uptime seconds modulo 65536 (18 h): a buffer that could hold older
+    # samples would give them wrong times, so it is refused with the rule.
+    raises('{"thing": "m", "mqtt": {"host": "h"}, "telemetry": {"buffer_samples": 65536}}', "under 65,536 s")
+    raises('{"thing": "m", "mqtt": {"host": "h"}, "telemetry": {"buffer_samples": 600, "sample_period_ms": 120000}}',
+           "buffer_samples x sample_period_ms")
+    ok = config.parse('{"thing": "m", "mqtt": {"host": "h"}, "telemetry": {"buffer_samples": 600, "sample_period_ms": 100000}}')
+    assert ok["telemetry"]["sample_period_ms"] == 100000

@@ -44,6 +44,26 @@ def test_samples_message():
     assert msg["samples"][3]["time"] - first["time"] == 3000
 
 
+def test_sample_times_survive_the_uptime_wrap_of_the_ring():
+    # The ring keeps uptime seconds modulo 65536: samples recorded on both sides of that
+    # wrap, and rendered up to the oldest age config allows, keep their exact epoch times.
+    for start_s in (65530, 100 * 86400 - 3, 3 * 65536 - 1):
+        c = Clock()
+        c.sync(1795370000)
+        c.advance(start_s * 1000 + 250)
+        epoch_of_first = (1795370000 + start_s) * 1000 + 250
+        s = Samples(8, 4)
+        for i in range(8):
+            s.record(c, 250, 500, 900, 60, controller.RUNNING)
+            c.advance(1000)
+        for wait_s in (0, 600, 65535 - 8):  # rendered later: right after, 10 min, the oldest allowed
+            later = Clock()
+            later.sync(1795370000)
+            later.advance((start_s + 8 + wait_s) * 1000 + 250)
+            times = [x["time"] for k in (0, 1) for x in render(s, k, later)["samples"]]
+            assert times == [epoch_of_first + 1000 * i for i in range(8)], (start_s, wait_s, times)
+
+
 def test_events_message():
     c = clock()
     e = Events(8)
