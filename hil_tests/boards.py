@@ -61,7 +61,7 @@ class Board:
         tail = "\n".join(t for _, t in self.lines[-25:])
         raise AssertionError("state %s not reached (now %s); last lines:\n%s" % (state, self.state(), tail))
 
-    def hook(self, command, reply=r"MG HOOK (ok|error|stalling|state=|stop_latency)", timeout=5.0) -> str:
+    def hook(self, command, reply=r"MG HOOK (ok|error|stalling|state=|modules=|stop_latency)", timeout=5.0) -> str:
         since = self.mark()
         self.write("HOOK %s\n" % command)
         return self.wait_for(reply, timeout, since)

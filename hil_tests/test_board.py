@@ -99,3 +99,14 @@ def test_commands_and_acks(board, observer):
     observer.command(id="hil-2", cmd="stop")
     observer.wait(lambda k, b: k == "ack" and b["id"] == "hil-2", what="ack")
     board.wait_for_state("STOPPED")
+
+
+def test_connect_time_code_is_out_of_the_heap_while_online(board):
+    # The config loader (boot only) and the connect steps (link, mqtt_connect) are dropped once
+    # done, so a session runs without their code in the heap; what it needs stays loaded.
+    board.wait_for("MG NET online", 30)
+    reply = board.hook("modules", r"MG HOOK modules=")
+    loaded = set(reply.split("modules=")[1].split()[0].split(","))
+    assert {"app", "net", "mqtt", "mqtt_reader", "telemetry", "commands", "controller"} <= loaded, reply
+    assert not loaded & {"config", "link", "mqtt_connect"}, reply
+    assert int(reply.split("mem_free=")[1].split()[0]) > 0

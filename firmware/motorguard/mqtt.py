@@ -10,9 +10,10 @@
 # Method names follow umqtt.simple where the meaning is the same. QoS 2 is
 # not supported (AWS IoT Core has none): asking for it raises ValueError.
 #
-# This file is the link and the writing side: connect, publish, subscribe, ping,
-# retransmissions, close. The reader loop, run(), and the handling of incoming
-# packets are in motorguard/mqtt_reader.py; the packet encoders in mqtt_packets.py.
+# This file is the link and the writing side: publish, subscribe, ping, retransmissions,
+# close. The connect steps are in motorguard/mqtt_connect.py (needed only while
+# connecting); the reader loop, run(), and the handling of incoming packets in
+# motorguard/mqtt_reader.py; the packet encoders in mqtt_packets.py.
 #
 # Memory: the payload is never copied on the way out (the socket gets the
 # caller's bytes); each packet's small head is its own exact-size bytearray,
@@ -23,7 +24,6 @@
 import asyncio
 import errno
 
-from motorguard import dnscache
 from motorguard import mqtt_packets as pk
 from motorguard.mqtt_packets import MQTTException
 from motorguard.mqtt_reader import Reader, ticks_diff, ticks_ms
@@ -108,71 +108,13 @@ class MQTTClient(Reader):
     # ------------------------------------------------------------ link
 
     async def connect(self, clean_session=True, timeout_ms=10000):
-        """TCP + TLS + CONNECT/CONNACK within timeout_ms. Returns session_present."""
-        if self._writer is not None:
-            self.close()
-        self._err = None
-        self._closing = False
-        try:
-            return await asyncio.wait_for(self._connect(clean_session, timeout_ms), timeout_ms / 1000)
-        except asyncio.TimeoutError:
-            self._abort(None)
-            raise OSError(errno.ETIMEDOUT)
-        except Exception as e:
-            self._abort(None)
-            if isinstance(e, MQTTException):
-                raise
-            dnscache.failed(self.server)  # a transport failure: count it against the cached address
-            if isinstance(e, EOFError):
-                # Closed before CONNACK: e.g. TLS 1.3 refuses a client cert only after the handshake.
-                raise OSError(errno.ECONNRESET)
-            raise
+        """TCP + TLS + CONNECT/CONNACK within timeout_ms. Returns session_present.
 
-    async def _connect(self, clean_session, timeout_ms):
-        guard = self.guard
-        if guard and not dnscache.cached(self.server):
-            guard(True)  # the lookup blocks the VM
-            try:
-                dnscache.resolve(self.server, self.port)
-            finally:
-                guard(False)
-        ip, port = dnscache.resolve(self.server, self.port)
-        if self.ssl:
-            r, w = await asyncio.open_connection(ip, port, ssl=self.ssl, server_hostname=self.server_hostname)
-        else:
-            r, w = await asyncio.open_connection(ip, port)
-        self._reader, self._writer = r, w
-        self._ping_at = None
-        self._connack = None
-        self._last_rx = ticks_ms()
-        pkt = pk.connect_packet(self.client_id, self.keepalive, clean_session, self.user, self.password, self.will)
-        # MicroPython runs the TLS handshake inside this first write's drain (the TCP
-        # connect before it waits without blocking), so the guarded step starts here
-        # and ends with the CONNACK. It gets the connect budget, not the ack timeout.
-        if guard:
-            guard(True)
-        try:
-            await self._send(pkt, None, timeout_ms / 1000)
-            if await self._read_packet() != pk.CONNACK:
-                raise MQTTException("no CONNACK")
-        finally:
-            if guard:
-                guard(False)
-        rc = self._connack[1]
-        if rc:
-            raise MQTTException(rc)
-        self._connected = True
-        dnscache.connected(self.server)
-        present = bool(self._connack[0] & 1)
-        if clean_session:
-            self._unacked.clear()
-        else:
-            # The broker kept our session: 3.1.1 says resend unacked PUBLISHes.
-            for pid in list(self._unacked):
-                e = self._unacked[pid]
-                e[3] = ticks_ms()
-                await self._send(pk.publish_head(e[0], pk.payload_size(e[1]), 1, e[2], True, pid), e[1])
-        return present
+        The steps are in motorguard/mqtt_connect.py, imported here when needed: a board can
+        drop that module while the link is up (net.py does), so its code leaves the heap."""
+        from motorguard import mqtt_connect
+
+        return await mqtt_connect.connect(self, clean_session, timeout_ms)
 
     async def disconnect(self):
         """Clean DISCONNECT: the broker discards the last will."""

@@ -1,5 +1,6 @@
 # The network task: Wi-Fi, NTP, MQTT over mutual TLS, the publisher that drains
-# the offline rings in order, and remote commands.
+# the offline rings in order, and remote commands. Bringing the link up (Wi-Fi, NTP,
+# the TLS context) is in link.py, imported for each attempt and dropped once online.
 #
 # Steps that block the whole VM (a DNS lookup, the NTP exchange, the TLS handshake)
 # never run while the motor does (unless mqtt.connect_while_running): just before
@@ -25,10 +26,9 @@ from motorguard import commands as cmds
 from motorguard import contract
 from motorguard import controller
 from motorguard import telemetry
-from motorguard.app import log
+from motorguard.app import forget, log
 from motorguard.mqtt import MQTTClient, MQTTException
 
-_EPOCH_2000 = 946684800
 _MAX_PENDING = 4  # start/set_speed commands waiting for the control task
 _MAX_ACKS = 4  # acks waiting to be published; past this, refusals are only counted
 _RECENT_IDS = 16  # command ids remembered this boot, to refuse redeliveries and replays
@@ -40,36 +40,6 @@ def jitter(backoff_ms):
     """Full backoff at most, half at least: spreads a fleet's reconnects."""
     half = backoff_ms // 2
     return half + int.from_bytes(os.urandom(2), "big") % (half + 1)
-
-
-def read_file(name):
-    with open(name, "rb") as f:
-        return f.read()
-
-
-def make_ssl(mq):
-    import ssl
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    # DER files: what the ESP32's mbedTLS loads without PEM parsing costs.
-    ctx.load_cert_chain(read_file(mq["cert"]), read_file(mq["key"]))
-    ctx.load_verify_locations(cadata=read_file(mq["ca"]))
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
-
-
-async def wifi_up(wlan, cfg, timeout_ms=15000):
-    if wlan.isconnected():
-        return
-    wifi = cfg["wifi"]
-    wlan.active(True)
-    wlan.connect(wifi["ssid"], wifi["password"])
-    t0 = time.ticks_ms()
-    while not wlan.isconnected():
-        if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
-            raise OSError("wifi: no connection to '%s' within %d ms" % (wifi["ssid"], timeout_ms))
-        await asyncio.sleep_ms(100)
-    log("NET", "wifi_up")
 
 
 def blocking_guard(app):
@@ -87,34 +57,6 @@ def blocking_guard(app):
             ctl.net_busy = True  # no await since the check: no start can slip in between
 
     return guard
-
-
-def guarded(app, step, *args):
-    """Runs a VM-blocking step under the guard: refused while the motor runs."""
-    guard = blocking_guard(app)
-    if guard:
-        guard(True)
-    try:
-        return step(*args)
-    finally:
-        if guard:
-            guard(False)
-
-
-def sync_time(app):
-    if app.clock.synced():
-        return
-    import ntptime
-
-    ntptime.host = app.cfg["ntp_host"]
-    # Bounded by ntptime's 1 s socket timeout; the stop-button IRQ still runs inside it.
-    guarded(app, ntptime.settime)
-    t = time.time()
-    # Ports whose epoch is 2000 report seconds since 2000; telemetry uses Unix time.
-    if time.gmtime(0)[0] == 2000:
-        t += _EPOCH_2000
-    app.clock.sync(int(t))
-    log("NET", "time_synced")
 
 
 class Commands:
@@ -347,6 +289,10 @@ class Session:
             await client.connect(clean_session=True, timeout_ms=self.mq["connect_timeout_ms"])
             await client.subscribe(self.t_cmd, qos=1)
             await client.publish(self.t_status, self.status(True), retain=True, qos=1)
+            # Online: the connect-time code leaves the heap until the next reconnect needs it.
+            forget("motorguard.link")
+            forget("motorguard.mqtt_connect")
+            gc.collect()
             app.samples.box.rewind()
             app.events.box.rewind()
             app.online = True
@@ -368,6 +314,7 @@ async def network_task(app):
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
     commands = Commands(app)
+    guard = blocking_guard(app)
     ssl_ctx = None
     backoff = mq["backoff_min_ms"]
     ctl = app.ctl
@@ -379,10 +326,13 @@ async def network_task(app):
                 await asyncio.sleep_ms(100)
         started = time.ticks_ms()
         try:
-            await wifi_up(wlan, cfg)
-            sync_time(app)
+            from motorguard import link  # connect-time code: dropped again once online
+
+            await link.wifi_up(wlan, cfg)
+            link.sync_time(app, guard)
             if ssl_ctx is None and mq["tls"]:
-                ssl_ctx = guarded(app, make_ssl, mq)  # parsing the key costs a point multiplication
+                ssl_ctx = link.guarded(guard, link.make_ssl, mq)  # parsing the key costs a point multiplication
+            link = None  # no reference left once Session.run() forgets the module
             await Session(app, wlan, ssl_ctx, commands).run()
         except (Exception, asyncio.CancelledError) as e:  # noqa: BLE001 - any failure: back off and retry
             # CancelledError too: a cancel aimed at the dead session's reader can land here,

@@ -14,11 +14,14 @@
 #                                  measured with the board's own ticks_us
 #   HOOK state                     state, PWM duty and forced inputs
 #   HOOK stall MS                  block the whole VM for MS ms (a hung loop: the watchdog must reset)
+#   HOOK modules                   the firmware modules loaded now (their code is in the heap) and
+#                                  the free heap
 
 import sys
 import time
 
 import asyncio
+import gc
 import select
 
 from motorguard import controller
@@ -122,6 +125,12 @@ class Hook:
             elif cmd == "stall":
                 reply("stalling", parts[2])
                 time.sleep_ms(int(parts[2]))
+            elif cmd == "modules":
+                gc.collect()
+                names = [m[11:] for m in sys.modules if m.startswith("motorguard.")]
+                names.sort()
+                reply("modules=" + ",".join(names), "mem_free=%d" % gc.mem_free())
+                return
             elif cmd == "state":
                 reply("state=" + controller.STATE_NAMES[self.app.ctl.state], "duty_ns=%d" % self.app.duty,
                       "temp_uv=%s" % self.temp.uv, "current_uv=%s" % self.current.uv)
