@@ -174,11 +174,13 @@ class Session:
         self.thing = thing
         self.thing_b = thing.encode()
         self.boot_b = app.boot_id.encode()
-        self.t_telemetry = contract.topic(thing, contract.TELEMETRY)
-        self.t_events = contract.topic(thing, contract.EVENTS)
-        self.t_status = contract.topic(thing, contract.STATUS)
-        self.t_cmd = contract.topic(thing, contract.CMD)
-        self.t_ack = contract.topic(thing, contract.ACK)
+        # As bytes once: the client would otherwise encode a topic again for every publish
+        # and keep that copy with each unacknowledged message.
+        self.t_telemetry = contract.topic(thing, contract.TELEMETRY).encode()
+        self.t_events = contract.topic(thing, contract.EVENTS).encode()
+        self.t_status = contract.topic(thing, contract.STATUS).encode()
+        self.t_cmd = contract.topic(thing, contract.CMD).encode()
+        self.t_ack = contract.topic(thing, contract.ACK).encode()
         self.inflight = {}  # packet id -> (ring, batch)
         self.commands = commands
         self.dead = False
