@@ -302,14 +302,15 @@ def safe_mode(reason, defaults):
 def forget(name):
     """Drops a module that has done its work, so the collector can free its code.
 
-    Boot-only code (the config loader with its defaults) would otherwise hold heap
-    for as long as the board runs; docs/virtual-esp32.md has the heap budget."""
+    Boot-only code (the config loader with its defaults) and the connect-time code
+    (link, mqtt_connect, while a session is up) would otherwise hold heap for as long
+    as the board runs; docs/virtual-esp32.md has the heap budget."""
     sys.modules.pop(name, None)
     package, _, leaf = name.rpartition(".")
     try:
         delattr(sys.modules[package], leaf)  # the package keeps its submodules as attributes
-    except (KeyError, AttributeError):
-        pass
+    except (KeyError, AttributeError, TypeError):
+        pass  # not there, or a port that cannot delete it: the module then just stays loaded
 
 
 def load_config():
