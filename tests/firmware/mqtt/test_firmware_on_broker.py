@@ -303,3 +303,30 @@ def test_overflowing_buffer_counts_what_it_dropped(board, cloud, broker):
     assert max(m["dropped"] for m in late) >= BATCH * len(missing)
     assert all(k < first_late for k in missing), "only the oldest batches may be overwritten"
     assert not cloud.invalid, cloud.invalid
+
+
+def test_reconnects_leave_the_heap_where_it_was(board, cloud):
+    # Every reconnect imports the connect-time code again (link.py, mqtt_connect.py) and drops it
+    # once online. Cycle after cycle the board must come back, with no reset and no heap kept
+    # back: judged from the lowest free heap the board reports each 200 ms, at its best over a
+    # few seconds online (after the publisher's idle collection), first cycle against last.
+    vm = board()
+    vm.wait_for_line("MG NET online", 15)
+
+    def best_free_online(seconds=3.0):
+        n = len(vm.heap_free_log)
+        time.sleep(seconds)
+        return max(free for _, free in vm.heap_free_log[n:])
+
+    first = best_free_online()
+    for _ in range(6):
+        mark = vm.mark()
+        vm.network("drop")
+        vm.wait_for_line("MG NET offline", 10, since=mark)
+        vm.network("pass")
+        vm.wait_for_line("MG NET online", 15, since=mark)
+    last = best_free_online()
+    assert vm.boot_count == 1 and vm.state == "STOPPED" and vm.pwm_duty == 0
+    assert len([l for l in vm.lines if l.text == "MG NET online"]) == 7
+    assert last >= first - 512, (first, last)
+    assert not cloud.invalid, cloud.invalid
