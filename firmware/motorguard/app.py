@@ -41,9 +41,12 @@ def log(*parts):
 
 
 def say(what, word, key, value):
-    # The control tick's console line, "MG <what> <word> <key>=<value>": a call with fixed
-    # arguments and print's sep keyword allocate nothing, so no string is built per tick.
-    print("MG ", what, word, key, value, sep="")
+    # The control tick's console line, "MG <what> [<word> ]<key>=<value>" (word "" for none):
+    # a call with fixed arguments and print's sep keyword allocate nothing, unlike log().
+    if word:
+        print("MG ", what, " ", word, " ", key, "=", value, sep="")
+    else:
+        print("MG ", what, " ", key, "=", value, sep="")
 
 
 class App:
@@ -128,9 +131,9 @@ class App:
         ctl = self.ctl
         self.events.record(self.clock, code, ctl.reason, ctl.state, ctl.temp, ctl.current, detail)
         if code == controller.EV_FAULT:
-            say("STATE ", controller.STATE_NAMES[ctl.state], " reason=", controller.REASON_NAMES[ctl.reason])
+            say("STATE", controller.STATE_NAMES[ctl.state], "reason", controller.REASON_NAMES[ctl.reason])
         else:
-            say("STATE ", controller.STATE_NAMES[ctl.state], " event=", controller.EVENT_NAMES[code])
+            say("STATE", controller.STATE_NAMES[ctl.state], "event", controller.EVENT_NAMES[code])
 
     # --- the control tick ---------------------------------------------
     def tick(self, dt_ms):
@@ -171,13 +174,13 @@ class App:
             if ev:
                 self._event(ev)
             elif ctl.state == controller.FAULT:
-                say("RESET_REFUSED", "", " reason=", controller.REFUSAL_NAMES[ctl.last_refusal])
+                say("RESET_REFUSED", "", "reason", controller.REFUSAL_NAMES[ctl.last_refusal])
         if self.start_button.poll(dt_ms):
             ev = ctl.start_button()
             if ev:
                 self._event(ev)
             else:
-                say("START_REFUSED", "", " reason=", controller.REFUSAL_NAMES[ctl.last_refusal])
+                say("START_REFUSED", "", "reason", controller.REFUSAL_NAMES[ctl.last_refusal])
         if self.start_button.stuck():
             self._event(controller.EV_BUTTON_STUCK, b"start_button")
         # 4. One remote command from the mailbox.

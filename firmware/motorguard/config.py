@@ -123,9 +123,6 @@ DEFAULTS = {
     "offline": False,
 }
 
-# The oldest sample the ring may hold, in ms: its timestamps are uptime seconds modulo 65536.
-SAMPLE_AGE_LIMIT_MS = 65536 * 1000
-
 # Keys a deployed device cannot run without.
 REQUIRED = (("thing",), ("mqtt", "host"))
 
@@ -166,6 +163,10 @@ def merge(base, override, path=""):
 
 
 def check(cfg):
+    # Here, not at the top: merge() alone (host tools, test firmware) need not load the rings'
+    # module; on the board app.py has loaded it already.
+    from motorguard.telemetry import UPTIME_WRAP_S
+
     for path in REQUIRED:
         if cfg.get("offline") and path[0] == "mqtt":
             continue
@@ -184,9 +185,9 @@ def check(cfg):
     tel = cfg["telemetry"]
     if tel["samples_per_message"] < 1 or tel["buffer_samples"] < tel["samples_per_message"] * 2:
         raise ConfigError("telemetry.buffer_samples must hold at least two messages")
-    if (tel["buffer_samples"] + tel["samples_per_message"]) * tel["sample_period_ms"] >= SAMPLE_AGE_LIMIT_MS:
-        # The ring keeps uptime seconds modulo 65536 (telemetry.Samples); it rounds its
-        # capacity up to whole messages, hence the extra message.
+    if (tel["buffer_samples"] + tel["samples_per_message"]) * tel["sample_period_ms"] >= UPTIME_WRAP_S * 1000:
+        # The ring keeps uptime seconds modulo UPTIME_WRAP_S (telemetry.Samples); it rounds
+        # its capacity up to whole messages, hence the extra message.
         raise ConfigError("telemetry.buffer_samples x sample_period_ms must be under 65,536 s (18 h)")
     ctl = cfg["control"]
     if ctl["wdt_timeout_ms"] < 1000:

@@ -165,7 +165,7 @@ class Commands:
 class Session:
     """One MQTT connection: publishes what the rings hold, serves commands."""
 
-    def __init__(self, app, wlan, ssl_ctx, commands):
+    def __init__(self, app, wlan, ssl_ctx, commands, guard):
         cfg = app.cfg
         self.app = app
         self.wlan = wlan
@@ -197,7 +197,7 @@ class Session:
         self.client.max_packet = cmds.MAX_BYTES + len(self.t_cmd)
         self.client.set_callback(commands.receive)
         self.client.set_puback_callback(self.on_puback)
-        self.client.set_guard(blocking_guard(app))
+        self.client.set_guard(guard)
         self.client.set_last_will(self.t_status, self.status(False), retain=True, qos=1)
 
     def renderer(self, ring, k):
@@ -316,7 +316,7 @@ async def network_task(app):
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
     commands = Commands(app)
-    guard = blocking_guard(app)
+    guard = blocking_guard(app)  # one for the whole task: NTP, the TLS context, every session
     ssl_ctx = None
     backoff = mq["backoff_min_ms"]
     ctl = app.ctl
@@ -335,7 +335,7 @@ async def network_task(app):
             if ssl_ctx is None and mq["tls"]:
                 ssl_ctx = link.guarded(guard, link.make_ssl, mq)  # parsing the key costs a point multiplication
             link = None  # no reference left once Session.run() forgets the module
-            await Session(app, wlan, ssl_ctx, commands).run()
+            await Session(app, wlan, ssl_ctx, commands, guard).run()
         except (Exception, asyncio.CancelledError) as e:  # noqa: BLE001 - any failure: back off and retry
             # CancelledError too: a cancel aimed at the dead session's reader can land here,
             # and nothing else ever cancels this task.

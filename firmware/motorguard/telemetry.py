@@ -12,10 +12,13 @@ import json
 from array import array
 
 from motorguard import controller
-from motorguard.contract import MESSAGE_VERSION
+from motorguard.contract import MESSAGE_VERSION, const
 from motorguard.outbox import Outbox
 
 _NONE = -32768  # stored for an implausible reading; published as null
+# The sample ring stores uptime seconds modulo this (2 bytes a sample); config.check keeps
+# every sample the ring can hold younger than that, so the clock restores the rest.
+UPTIME_WRAP_S = const(65536)
 
 
 class Overwritten(Exception):
@@ -107,10 +110,7 @@ class Samples:
     def __init__(self, capacity, batch):
         self.box = Outbox(capacity, batch)
         n = self.box.capacity
-        # Uptime seconds modulo 65536: a sample in the ring is younger than that (config.check
-        # bounds buffer_samples x sample_period_ms), so the clock restores the rest; 2 bytes a
-        # sample kept, 1.2 KB of the default ring.
-        self.up_s = array("H", bytes(2 * n))
+        self.up_s = array("H", bytes(2 * n))  # modulo UPTIME_WRAP_S: 1.2 KB of the default ring kept
         self.up_ms = array("H", bytes(2 * n))
         self.temp = array("h", bytes(2 * n))  # tenths of a degree C
         self.current = array("h", bytes(2 * n))  # milliamps
@@ -121,7 +121,7 @@ class Samples:
     def record(self, clock, temp, current, position, speed, state):
         """temp in 0.1 C, current in mA (None = implausible), position in 0.1 degree."""
         i = self.box.push()
-        self.up_s[i] = clock.up_s & 0xFFFF
+        self.up_s[i] = clock.up_s % UPTIME_WRAP_S
         self.up_ms[i] = clock.up_ms
         self.temp[i] = _NONE if temp is None else temp
         self.current[i] = _NONE if current is None else current
@@ -144,7 +144,7 @@ class Samples:
             i = box.slot(first + n)
             yield b'%s{"time":%d%03d,"temperature_c":%s,"current_a":%s,"position":%d.%d,"speed":%d,"state":"%s"}' % (
                 b"," if n else b"",
-                at_boot + now_s - ((now_s - self.up_s[i]) & 0xFFFF),
+                at_boot + now_s - (now_s - self.up_s[i]) % UPTIME_WRAP_S,
                 self.up_ms[i],
                 _fixed(self.temp[i], 1),
                 _fixed(self.current[i], 3),

@@ -24,6 +24,16 @@ def _roundtrip(port, payload=b"hello\n", timeout=0.5):
         s.close()
 
 
+def _assert_closed_by_peer(s):
+    # The far side closed the connection: EOF, or a reset if it had unread data. Closes s.
+    s.settimeout(2)
+    try:
+        assert s.recv(100) == b""
+    except ConnectionResetError:
+        pass
+    s.close()
+
+
 def test_netproxy_modes(echo_server):
     with NetProxy(("127.0.0.1", echo_server.port)) as proxy:
         assert _roundtrip(proxy.port) == b"hello\n"
@@ -45,19 +55,8 @@ def test_netproxy_modes(echo_server):
         assert c.recv(100) == b"held\n"
         # drop: existing connections are closed, new ones closed at once.
         proxy.set_mode("drop")
-        c.settimeout(2)
-        try:
-            assert c.recv(100) == b""
-        except ConnectionResetError:
-            pass
-        c.close()
-        s = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
-        s.settimeout(2)
-        try:
-            assert s.recv(100) == b""
-        except ConnectionResetError:
-            pass
-        s.close()
+        _assert_closed_by_peer(c)
+        _assert_closed_by_peer(socket.create_connection(("127.0.0.1", proxy.port), timeout=2))
         assert proxy.stats["refused"] >= 1
         proxy.set_mode("pass")
         assert _roundtrip(proxy.port) == b"hello\n"
@@ -70,13 +69,7 @@ def test_netproxy_unreachable_upstream():
     port = dead.getsockname()[1]
     dead.close()
     with NetProxy(("127.0.0.1", port)) as proxy:
-        s = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
-        s.settimeout(2)
-        try:
-            assert s.recv(10) == b""
-        except ConnectionResetError:
-            pass
-        s.close()
+        _assert_closed_by_peer(socket.create_connection(("127.0.0.1", proxy.port), timeout=2))
         deadline = time.time() + 2
         while proxy.stats["upstream_failed"] < 1 and time.time() < deadline:
             time.sleep(0.01)

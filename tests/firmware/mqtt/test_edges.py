@@ -212,6 +212,46 @@ def test_refused_subscription_raises_and_session_continues(runtime, fake_broker,
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
+def test_subscribe_while_the_reader_runs_gets_a_late_suback(runtime, fake_broker, run_device):
+    # With run() reading, subscribe() waits for the reader to hand it the SUBACK (it polls the
+    # granted code): a SUBACK that comes late, behind a PUBLISH, still ends the wait with its code.
+    def on_packet(fake, conn, first, body):
+        if first == 0x82:
+            time.sleep(0.4)
+            conn.sendall(b"\x30\x05\x00\x01xhi")  # QoS 0 PUBLISH on "x" first
+            conn.sendall(b"\x90\x03" + body[:2] + b"\x01")
+
+    fake = fake_broker(session(on_packet))
+    d = run_device(runtime, cfg(fake.port, [["connect"], ["start_run"], ["sub", "devices/edge/cmd", 1],
+                                            ["stats"], ["disconnect"], ["wait_run", 2000]]))
+    d.finish()
+    suback = d.of("suback")[0]
+    assert suback["rc"] == 1 and suback["t"] >= 350, suback
+    assert d.of("stats")[0]["connected"]
+    assert d.of("run_end")[0]["exc"] is None
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_link_lost_during_subscribe_ends_the_wait_at_once(runtime, fake_broker, run_device):
+    # The broker closes the link instead of answering the SUBSCRIBE: the waiting subscribe() sees
+    # the link gone and raises within a poll or two, not after the 5 s ack timeout.
+    def on_packet(fake, conn, first, body):
+        if first == 0x82:
+            time.sleep(0.3)
+            conn.close()
+
+    fake = fake_broker(session(on_packet))
+    d = run_device(runtime, cfg(fake.port, [["connect"], ["start_run"], ["ready", "subscribing"],
+                                            ["sub", "devices/edge/cmd", 1]], ack_timeout_ms=5000))
+    d.finish()
+    started = d.of("ready")[0]["t"]
+    err = d.of("error")[0]
+    assert err["step"] == "sub" and err["type"] in ("OSError", "ConnectionResetError"), err
+    assert 250 <= err["t"] - started < 2000, (started, err)
+    assert not d.of("suback")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
 def test_refused_connack_code(runtime, fake_broker, run_device):
     fake = fake_broker(session(connack=b"\x20\x02\x00\x05"))  # 5: not authorized
     d = run_device(runtime, cfg(fake.port, [["connect"]]))
