@@ -102,11 +102,12 @@ def test_commands_and_acks(board, observer):
 
 
 def test_connect_time_code_is_out_of_the_heap_while_online(board):
-    # The config loader (boot only) and the connect steps (link, mqtt_connect) are dropped once
-    # done, so a session runs without their code in the heap; what it needs stays loaded.
+    # The config loader (boot only), the fleet contract (once the topics are made) and the connect
+    # steps (link, mqtt_connect, dnscache) are dropped once done, so a session runs without their
+    # code in the heap; what it needs stays loaded.
     board.wait_for("MG NET online", 30)
     reply = board.hook("modules", r"MG HOOK modules=")
     loaded = set(reply.split("modules=")[1].split()[0].split(","))
     assert {"app", "net", "mqtt", "mqtt_reader", "telemetry", "commands", "controller"} <= loaded, reply
-    assert not loaded & {"config", "link", "mqtt_connect"}, reply
+    assert not loaded & {"config", "link", "mqtt_connect", "dnscache", "contract"}, reply
     assert int(reply.split("mem_free=")[1].split()[0]) > 0

@@ -146,6 +146,8 @@ class ControlChannel:
                     self.leds[name] = v
             elif e == "feed":
                 self.last_feed_ns = t
+            elif e == "dns":
+                self.dns_lookups.append((t, msg["host"]))
             elif e == "wdt":
                 self.wdt_timeout_ms = int(msg["ms"])
                 self.last_feed_ns = t

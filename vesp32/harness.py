@@ -168,6 +168,7 @@ class VirtualESP32(BoardControls, BoardObservations, ProcessSupervision, Control
         self.heap_free_log: list[tuple[int, int]] = []  # (t, lowest free heap in each snapshot period)
         self.halted: str | None = None  # why main.py ended (board at the REPL), if it did
         self.acks: dict[int, int] = {}  # command id -> t_ns the board applied it
+        self.dns_lookups: list[tuple[int, str]] = []  # (t, host) of every name the firmware looked up
         self._pending: set[int] = set()
         self.wdt_timeout_ms = 0
         self.last_feed_ns = 0

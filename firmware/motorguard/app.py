@@ -19,7 +19,6 @@ import os
 
 from motorguard import VERSION
 from motorguard import commands as cmds
-from motorguard import contract
 from motorguard import controller
 from motorguard.buttons import Button
 from motorguard.sensors import NTC, CurrentSensor
@@ -32,6 +31,8 @@ from motorguard.telemetry import Clock, Events, Samples
 # fragments, and a message buffer or a TLS record then finds no room although the
 # live data is small. The control tick allocates nothing, so it never triggers one.
 GC_EVERY_BYTES = 1024
+# The config sections App() turns into objects (sensors, sweep, limits, rings) and then drops.
+_BUILT_FROM = ("ntc", "current", "servo", "limits", "telemetry")
 
 
 def log(*parts):
@@ -96,6 +97,9 @@ class App:
         self.wdt = None
         self._estop_irq_ref = self._estop_irq  # bound once: an IRQ must not allocate
         self.stop_pin.irq(handler=self._estop_irq_ref, trigger=machine.Pin.IRQ_FALLING)
+        # These sections now live on as the objects' own numbers: their dicts leave the heap.
+        for key in _BUILT_FROM:
+            cfg.pop(key)
 
     # --- outputs -------------------------------------------------------
     def motor_off(self):
@@ -250,6 +254,8 @@ class App:
             await asyncio.sleep_ms(period - spent if spent < period else 0)
 
     def boot(self):
+        from motorguard import contract  # dropped by the network task once it has the topics
+
         self._leds()
         try:
             cause = contract.RESET_CAUSES.get(machine.reset_cause(), contract.UNKNOWN_RESET_CAUSE)
@@ -284,29 +290,11 @@ def run(cfg):
     asyncio.run(main())
 
 
-def safe_mode(reason, defaults):
-    """Config missing or corrupt: motor off, red LED blinking, the reason on the console, forever."""
-    pins = defaults["pins"]
-    pwm = machine.PWM(machine.Pin(pins["servo"]), freq=50, duty_ns=0)
-    pwm.duty_ns(0)
-    red = machine.Pin(pins["led_red"], machine.Pin.OUT, value=0)
-    machine.Pin(pins["led_green"], machine.Pin.OUT, value=0)
-    wdt = machine.WDT(timeout=defaults["control"]["wdt_timeout_ms"])
-    n = 0
-    while True:
-        if n % 10 == 0:
-            log("SAFE_MODE", "reason=" + reason.replace(" ", "_"), "msg=" + repr(reason))
-        red.value(n & 1)
-        wdt.feed()
-        time.sleep_ms(500)
-        n += 1
-
-
 def forget(name):
     """Drops a module that has done its work, so the collector can free its code.
 
     Boot-only code (the config loader with its defaults) and the connect-time code
-    (link, mqtt_connect, while a session is up) would otherwise hold heap for as long
+    (link, mqtt_connect, dnscache, while a session is up) would otherwise hold heap for as long
     as the board runs; docs/virtual-esp32.md has the heap budget."""
     sys.modules.pop(name, None)
     package, _, leaf = name.rpartition(".")
@@ -323,7 +311,9 @@ def load_config():
     try:
         cfg = config.load()
     except config.ConfigError as e:
-        safe_mode(str(e), config.DEFAULTS)
+        from motorguard import safe_mode  # never returns
+
+        safe_mode.run(str(e), config.DEFAULTS)
     forget("motorguard.config")  # the sections the config did not override stay, cfg holds them
     return cfg
 

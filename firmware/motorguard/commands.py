@@ -16,7 +16,9 @@
 # parse() runs in the network task and may allocate; the mailbox fields are plain
 # ints so the control tick reads them without allocating.
 
+import hashlib
 import json
+from array import array
 
 from motorguard.contract import COMMAND_VERSION, const
 
@@ -25,6 +27,7 @@ CMD_START = const(1)
 CMD_STOP = const(2)
 CMD_SPEED = const(3)
 CODES = {"start": CMD_START, "stop": CMD_STOP, "set_speed": CMD_SPEED}
+NAMES = ("invalid", "start", "stop", "set_speed")  # by code
 
 # Bounds of schemas/v1/command.schema.json (a test holds the two together).
 VERSION = COMMAND_VERSION
@@ -36,6 +39,7 @@ MAX_SPEED = const(180)
 MIN_ISSUED_MS = 1577836800000  # 2020-01-01: no real command is older than the product
 MAX_ISSUED_MS = 4102444800000  # 2100-01-01
 FIELDS = ("v", "id", "issued_at", "cmd", "speed")
+_MASK30 = const(0x3FFFFFFF)
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:"
 
 
@@ -76,8 +80,7 @@ def parse(msg, retained):
         cid = ""
     name = cmd.get("cmd")
     code = CODES.get(name, CMD_NONE) if type(name) is str else CMD_NONE
-    if code == CMD_NONE:
-        name = "invalid"
+    name = NAMES[code]  # this module's string, not the parsed copy a queued command would hold
     problem = _problem(cmd, cid, code, retained)
     speed = cmd.get("speed", 0) if code == CMD_SPEED and problem is None else 0
     issued = cmd.get("issued_at") if problem is None else 0
@@ -116,18 +119,31 @@ def freshness(issued_ms, now_ms, max_age_ms, tolerance_ms):
 
 
 class RecentIds:
-    """The last n command ids this boot: a redelivery or a replay is seen as such."""
+    """The last n command ids this boot: a redelivery or a replay is seen as such.
+
+    Each id is kept as a 60-bit fingerprint (two 30-bit halves of its SHA-256, small ints
+    on every port) in one preallocated array, not as the string: a flood of 64-character
+    ids then holds 8 bytes each, not a heap block each. Two ids share a fingerprint with a
+    chance of about n in 2**60; the newer would be refused as a duplicate (safe)."""
 
     def __init__(self, n):
-        self.ids = [None] * n
+        self.n = n
+        self.prints = array("I", bytes(8 * n))  # 0, 0: an empty slot (no id fingerprints to 0, 0)
         self.next = 0
 
     def seen(self, cid):
         """True when cid was seen before; otherwise remembers it and returns False."""
-        if cid in self.ids:
-            return True
-        self.ids[self.next] = cid
-        self.next = (self.next + 1) % len(self.ids)
+        d = hashlib.sha256(cid.encode()).digest()
+        hi = (int.from_bytes(d[0:4], "big") & _MASK30) | 1  # never 0: 0 marks a free slot
+        lo = int.from_bytes(d[4:8], "big") & _MASK30
+        p = self.prints
+        for i in range(0, 2 * self.n, 2):
+            if p[i] == hi and p[i + 1] == lo:
+                return True
+        i = 2 * self.next
+        p[i] = hi
+        p[i + 1] = lo
+        self.next = (self.next + 1) % self.n
         return False
 
 

@@ -111,7 +111,7 @@ DEFAULTS = {
         # write charges are per message, so this is what keeps the cloud side cheap
         # (docs/cloud-figures.md has the arithmetic); events still go out at once.
         "samples_per_message": 30,
-        # 10 minutes at 1 Hz: 7.8 KB of the heap (13 bytes a sample); docs/virtual-esp32.md
+        # 10 minutes at 1 Hz: 7.2 KB of the heap (12 bytes a sample); docs/virtual-esp32.md
         # has the heap budget this has to fit in.
         "buffer_samples": 600,
         "event_queue": 32,

@@ -1,9 +1,9 @@
 # Bringing the network up before a session: Wi-Fi, the clock (NTP) and the TLS context.
 #
 # Needed only while (re)connecting, so net.py imports it for each attempt and drops it
-# once the session is online (app.forget); on the board its code is then not in the heap
-# while the session publishes and takes commands. The MQTT connect itself is in
-# mqtt_connect.py, dropped at the same moment.
+# (app.forget) as soon as these steps are done, before the TLS handshake: on the board its
+# code is then not in the heap while the session connects, publishes and takes commands.
+# The MQTT connect itself is in mqtt_connect.py, dropped once the session is online.
 #
 # Every step that blocks the whole VM (NTP, parsing the private key) runs under the guard
 # net.blocking_guard() makes: refused while the motor runs.

@@ -11,8 +11,8 @@
 # not supported (AWS IoT Core has none): asking for it raises ValueError.
 #
 # This file is the link and the writing side: publish, subscribe, ping, retransmissions,
-# close. The connect steps are in motorguard/mqtt_connect.py (needed only while
-# connecting); the reader loop, run(), and the handling of incoming packets in
+# close. The connect and subscribe steps are in motorguard/mqtt_connect.py (needed only
+# while a session starts); the reader loop, run(), and the handling of incoming packets in
 # motorguard/mqtt_reader.py; the packet encoders in mqtt_packets.py.
 #
 # Memory: the payload is never copied on the way out (the socket gets the
@@ -52,6 +52,9 @@ class MQTTClient(Reader):
         self.ssl = ssl
         self.server_hostname = server_hostname or server
         self.ack_timeout_ms = ack_timeout_ms
+        # The broker's address once looked up (motorguard/dnscache.py): a caller that makes a
+        # client per connection hands each the same dict, so a reconnect need not look it up.
+        self.dns = {}
         self.max_retries = max_retries
         # Largest incoming packet kept; bigger PUBLISHes are read past and
         # acknowledged, and reach the callback as msg None (a 128 KB AWS payload
@@ -67,7 +70,7 @@ class MQTTClient(Reader):
         self._reader = None
         self._writer = None
         self._connected = False
-        self._lock = asyncio.Lock()  # one packet on the wire at a time
+        self._sending = False  # a packet is being written (one at a time: see _send)
         self._pid = 0
         # pid -> [topic, msg, retain, last sent (ticks), retransmissions]
         self._unacked = {}
@@ -178,7 +181,13 @@ class MQTTClient(Reader):
 
     async def _send(self, head, body=None, timeout_s=None):
         timeout_s = timeout_s or self.ack_timeout_ms / 1000
-        async with self._lock:
+        # One packet on the wire at a time. A flag polled each millisecond, not an asyncio.Lock,
+        # whose module would cost ~0.9 KB of heap for this alone: the wait is one drain, and
+        # every holder yields while it drains, so a waiter gets in within a packet or two.
+        while self._sending:
+            await asyncio.sleep(0.001)
+        self._sending = True
+        try:
             w = self._writer
             if w is None:
                 raise self._err or OSError(errno.ENOTCONN)
@@ -207,6 +216,8 @@ class MQTTClient(Reader):
                 self._abort(e)
                 raise
             self._last_tx = ticks_ms()
+        finally:
+            self._sending = False
 
     def _next_pid(self):
         # 1..65535, skipping ids still waiting for their ack.
@@ -243,38 +254,12 @@ class MQTTClient(Reader):
     async def subscribe(self, topic, qos=0):
         """SUBSCRIBE and wait (bounded) for SUBACK; returns the granted QoS.
 
-        Works before run() is started (it reads packets itself) and while
-        run() is running (run() hands it the SUBACK). One at a time.
-        """
-        pk.check_qos(qos)
-        if self._sub_pid:
-            raise MQTTException("subscribe in progress")
-        pid = self._next_pid()
-        self._sub_pid = pid
-        self._sub_rc = -1
-        try:
-            await self._send(pk.subscribe_packet(pid, pk.as_bytes(topic), qos))
-            t0 = ticks_ms()
-            while self._sub_rc < 0 and self._writer is not None:
-                left = self.ack_timeout_ms - ticks_diff(ticks_ms(), t0)
-                if left <= 0:
-                    raise asyncio.TimeoutError
-                if self._run_task is not None:
-                    # run() reads the SUBACK and sets _sub_rc; a poll, not an asyncio.Event,
-                    # which would load asyncio's event module (~1 KB of heap) for this alone.
-                    await asyncio.sleep(0.02)
-                else:
-                    await asyncio.wait_for(self._read_packet(), left / 1000)
-        except asyncio.TimeoutError:
-            self._abort(MQTTException("no SUBACK"))
-        finally:
-            self._sub_pid = 0
-        rc = self._sub_rc
-        if rc < 0:
-            raise self._err or OSError(errno.ENOTCONN)
-        if rc == 0x80:
-            raise MQTTException(0x80)
-        return rc
+        Works before run() is started (it reads packets itself) and while run() is running
+        (run() hands it the SUBACK). One at a time. The steps are in motorguard/mqtt_connect.py,
+        imported here when needed, as for connect()."""
+        from motorguard import mqtt_connect
+
+        return await mqtt_connect.subscribe(self, topic, qos)
 
     async def ping(self):
         if self._ping_at is None:

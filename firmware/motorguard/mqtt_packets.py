@@ -1,4 +1,6 @@
-# MQTT 3.1.1 packets: the fixed headers and the encoders MotorGuard's client sends with.
+# MQTT 3.1.1 packets: the fixed headers and the encoders MotorGuard's client sends with
+# while a session runs (the CONNECT and SUBSCRIBE encoders, needed only to start one, are in
+# motorguard/mqtt_connect.py).
 #
 # Plain functions over exact-size bytearrays, apart from the client (motorguard/mqtt.py) so
 # each can be read and tested on its own. Incoming packets are decoded by the client's reader
@@ -62,41 +64,6 @@ def as_bytes(s):
     return s.encode() if isinstance(s, str) else s
 
 
-def connect_packet(client_id, keepalive=0, clean_session=True, user=None, password=None, will=None):
-    """CONNECT, protocol level 4. will is (topic, msg, retain, qos) as bytes or None."""
-    client_id = as_bytes(client_id)
-    flags = 0x02 if clean_session else 0
-    rem = 10 + 2 + len(client_id)
-    if will:
-        flags |= 0x04 | will[3] << 3 | (0x20 if will[2] else 0)
-        rem += 4 + len(will[0]) + len(will[1])
-    if user is not None:
-        user = as_bytes(user)
-        flags |= 0x80
-        rem += 2 + len(user)
-        if password is not None:  # 3.1.1 allows a password only with a user name
-            password = as_bytes(password)
-            flags |= 0x40
-            rem += 2 + len(password)
-    buf = bytearray(1 + length_size(rem) + rem)
-    buf[0] = CONNECT
-    off = put_length(buf, 1, rem)
-    off = put_field(buf, off, b"MQTT")
-    buf[off] = 4  # protocol level 4 = MQTT 3.1.1
-    buf[off + 1] = flags
-    buf[off + 2] = keepalive >> 8
-    buf[off + 3] = keepalive & 0xFF
-    off = put_field(buf, off + 4, client_id)
-    if will:
-        off = put_field(buf, off, will[0])
-        off = put_field(buf, off, will[1])
-    if user is not None:
-        off = put_field(buf, off, user)
-        if password is not None:
-            off = put_field(buf, off, password)
-    return buf
-
-
 def publish_head(topic, msg_len, qos=0, retain=False, dup=False, pid=0):
     """Everything of a PUBLISH before its payload: fixed header, topic, packet id."""
     vh = 2 + len(topic) + (2 if qos else 0)
@@ -107,18 +74,6 @@ def publish_head(topic, msg_len, qos=0, retain=False, dup=False, pid=0):
     if qos:
         buf[off] = pid >> 8
         buf[off + 1] = pid & 0xFF
-    return buf
-
-
-def subscribe_packet(pid, topic, qos=0):
-    rem = 2 + 2 + len(topic) + 1
-    buf = bytearray(1 + length_size(rem) + rem)
-    buf[0] = SUBSCRIBE
-    off = put_length(buf, 1, rem)
-    buf[off] = pid >> 8
-    buf[off + 1] = pid & 0xFF
-    off = put_field(buf, off + 2, topic)
-    buf[off] = qos
     return buf
 
 

@@ -1,6 +1,6 @@
 # The network task: Wi-Fi, NTP, MQTT over mutual TLS, the publisher that drains
 # the offline rings in order, and remote commands. Bringing the link up (Wi-Fi, NTP,
-# the TLS context) is in link.py, imported for each attempt and dropped once online.
+# the TLS context) is in link.py, imported for each attempt and dropped once those steps are done.
 #
 # Steps that block the whole VM (a DNS lookup, the NTP exchange, the TLS handshake)
 # never run while the motor does (unless mqtt.connect_while_running): just before
@@ -23,7 +23,6 @@ import os
 
 from motorguard import VERSION
 from motorguard import commands as cmds
-from motorguard import contract
 from motorguard import controller
 from motorguard import telemetry
 from motorguard.app import forget, log
@@ -34,6 +33,7 @@ _MAX_ACKS = 4  # acks waiting to be published; past this, refusals are only coun
 _RECENT_IDS = 16  # command ids remembered this boot, to refuse redeliveries and replays
 _ACK_INFLIGHT = 2  # unacknowledged acks on the wire before the next one waits
 _FW = VERSION.encode()
+_BUSY = "busy: %d commands already waiting" % _MAX_PENDING  # one string, however many are refused
 
 
 def jitter(backoff_ms):
@@ -104,7 +104,7 @@ class Commands:
         if problem is None:
             problem = self.stale(code, issued)
         if problem is None and len(self.pending) >= _MAX_PENDING:
-            problem = "busy: %d commands already waiting" % _MAX_PENDING
+            problem = _BUSY
         if problem is not None:
             self.refuse(cid, name, problem)
             return
@@ -165,7 +165,7 @@ class Commands:
 class Session:
     """One MQTT connection: publishes what the rings hold, serves commands."""
 
-    def __init__(self, app, wlan, ssl_ctx, commands, guard):
+    def __init__(self, app, wlan, ssl_ctx, topics, commands, guard, dns):
         cfg = app.cfg
         self.app = app
         self.wlan = wlan
@@ -174,13 +174,7 @@ class Session:
         self.thing = thing
         self.thing_b = thing.encode()
         self.boot_b = app.boot_id.encode()
-        # As bytes once: the client would otherwise encode a topic again for every publish
-        # and keep that copy with each unacknowledged message.
-        self.t_telemetry = contract.topic(thing, contract.TELEMETRY).encode()
-        self.t_events = contract.topic(thing, contract.EVENTS).encode()
-        self.t_status = contract.topic(thing, contract.STATUS).encode()
-        self.t_cmd = contract.topic(thing, contract.CMD).encode()
-        self.t_ack = contract.topic(thing, contract.ACK).encode()
+        self.t_telemetry, self.t_events, self.t_status, self.t_cmd, self.t_ack = topics
         self.inflight = {}  # packet id -> (ring, batch)
         self.commands = commands
         self.dead = False
@@ -198,15 +192,22 @@ class Session:
         self.client.set_callback(commands.receive)
         self.client.set_puback_callback(self.on_puback)
         self.client.set_guard(guard)
+        self.client.dns = dns  # the broker's address, kept across sessions
         self.client.set_last_will(self.t_status, self.status(False), retain=True, qos=1)
 
     def renderer(self, ring, k):
         """Message k of a ring as the MQTT client wants it: a function giving its pieces,
-        the same ones each time (head and drop count are fixed at the first rendering)."""
-        clock = self.app.clock
-        head = telemetry.head(self.thing_b, self.boot_b, _FW, clock.up_s, gc.mem_free(), self.rssi())
-        dropped = ring.box.dropped
-        return lambda: ring.pieces(k, head, dropped, clock)
+        the same ones each time (the head's figures and the drop count are fixed here).
+
+        The client keeps it until the PUBACK, so it holds one small tuple of ints, not the
+        head's bytes: those are rendered again with the rest at every (re)send."""
+        spec = (ring, k, ring.box.dropped, self.app.clock.up_s, gc.mem_free(), self.rssi())
+        return lambda: self.pieces(spec)
+
+    def pieces(self, spec):
+        ring, k, dropped, up_s, heap_free, rssi = spec
+        head = telemetry.head(self.thing_b, self.boot_b, _FW, up_s, heap_free, rssi)
+        return ring.pieces(k, head, dropped, self.app.clock)
 
     def rssi(self):
         try:
@@ -292,8 +293,8 @@ class Session:
             await client.subscribe(self.t_cmd, qos=1)
             await client.publish(self.t_status, self.status(True), retain=True, qos=1)
             # Online: the connect-time code leaves the heap until the next reconnect needs it.
-            forget("motorguard.link")
             forget("motorguard.mqtt_connect")
+            forget("motorguard.dnscache")
             gc.collect()
             app.samples.box.rewind()
             app.events.box.rewind()
@@ -310,13 +311,27 @@ class Session:
             log("NET", "offline")
 
 
+def device_topics(thing):
+    """This board's topics (telemetry, events, status, cmd, ack), as bytes once: the client
+    would otherwise encode a topic for every publish and keep a copy with each unacked one."""
+    from motorguard import contract
+
+    kinds = (contract.TELEMETRY, contract.EVENTS, contract.STATUS, contract.CMD, contract.ACK)
+    return tuple(contract.topic(thing, kind).encode() for kind in kinds)
+
+
 async def network_task(app):
     cfg = app.cfg
     mq = cfg["mqtt"]
+    topics = device_topics(cfg["thing"])
+    # The topics were the fleet contract's last use on the board (boot took the reset causes,
+    # every other module its constants): its module leaves the heap.
+    forget("motorguard.contract")
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
     commands = Commands(app)
     guard = blocking_guard(app)  # one for the whole task: NTP, the TLS context, every session
+    dns = {}  # the broker's address, looked up once (motorguard/dnscache.py)
     ssl_ctx = None
     backoff = mq["backoff_min_ms"]
     ctl = app.ctl
@@ -328,14 +343,16 @@ async def network_task(app):
                 await asyncio.sleep_ms(100)
         started = time.ticks_ms()
         try:
-            from motorguard import link  # connect-time code: dropped again once online
+            from motorguard import link  # connect-time code, imported for each attempt
 
             await link.wifi_up(wlan, cfg)
             link.sync_time(app, guard)
             if ssl_ctx is None and mq["tls"]:
                 ssl_ctx = link.guarded(guard, link.make_ssl, mq)  # parsing the key costs a point multiplication
-            link = None  # no reference left once Session.run() forgets the module
-            await Session(app, wlan, ssl_ctx, commands, guard).run()
+            # Its steps are done: out of the heap before the handshake and for the session.
+            link = None
+            forget("motorguard.link")
+            await Session(app, wlan, ssl_ctx, topics, commands, guard, dns).run()
         except (Exception, asyncio.CancelledError) as e:  # noqa: BLE001 - any failure: back off and retry
             # CancelledError too: a cancel aimed at the dead session's reader can land here,
             # and nothing else ever cancels this task.

@@ -19,16 +19,24 @@ _NONE = -32768  # stored for an implausible reading; published as null
 # The sample ring stores uptime seconds modulo this (2 bytes a sample); config.check keeps
 # every sample the ring can hold younger than that, so the clock restores the rest.
 UPTIME_WRAP_S = const(65536)
+_STATE_SHIFT = const(12)  # a sample's state sits above its position (< 4096 tenths of a degree)
+_POS_MASK = const(0xFFF)
 
 
 class Overwritten(Exception):
     """The batch to render was overwritten in the ring since it was first sent."""
 
 
-# The controller's names as bytes, for formatting into messages.
-_STATES = tuple(n.encode() for n in controller.STATE_NAMES)
-_EVENTS = tuple(n.encode() for n in controller.EVENT_NAMES)
-_REASONS = tuple(n.encode() for n in controller.REASON_NAMES)
+# The controller's names, for formatting into the messages' bytes. MicroPython formats a str
+# into bytes as it is (ASCII), so the board uses the controller's own tuples; CPython wants
+# bytes, so there (host tests) they are encoded copies. On the board that saves 17 objects.
+try:
+    b"%s" % "x"
+    _STATES, _EVENTS, _REASONS = controller.STATE_NAMES, controller.EVENT_NAMES, controller.REASON_NAMES
+except TypeError:
+    _STATES = tuple(n.encode() for n in controller.STATE_NAMES)
+    _EVENTS = tuple(n.encode() for n in controller.EVENT_NAMES)
+    _REASONS = tuple(n.encode() for n in controller.REASON_NAMES)
 
 
 def _fixed(x, places):
@@ -114,9 +122,10 @@ class Samples:
         self.up_ms = array("H", bytes(2 * n))
         self.temp = array("h", bytes(2 * n))  # tenths of a degree C
         self.current = array("h", bytes(2 * n))  # milliamps
-        self.position = array("H", bytes(2 * n))  # tenths of a degree
+        # Position in tenths of a degree (0-1800: 12 bits) with the state above it: one 2-byte
+        # slot instead of 3 bytes a sample (600 bytes of the default ring).
+        self.pos_state = array("H", bytes(2 * n))
         self.speed = bytearray(n)  # deg/s: at most commands.MAX_SPEED (180), so a byte
-        self.state = bytearray(n)
 
     def record(self, clock, temp, current, position, speed, state):
         """temp in 0.1 C, current in mA (None = implausible), position in 0.1 degree."""
@@ -125,9 +134,8 @@ class Samples:
         self.up_ms[i] = clock.up_ms
         self.temp[i] = _NONE if temp is None else temp
         self.current[i] = _NONE if current is None else current
-        self.position[i] = position
+        self.pos_state[i] = position | state << _STATE_SHIFT
         self.speed[i] = speed
-        self.state[i] = state
 
     def pieces(self, k, head, dropped, clock):
         """The pieces of telemetry message k (batch k). head is head()'s bytes and dropped the
@@ -142,16 +150,17 @@ class Samples:
         now_s = clock.up_s
         for n in range(box.batch):
             i = box.slot(first + n)
+            pos = self.pos_state[i] & _POS_MASK
             yield b'%s{"time":%d%03d,"temperature_c":%s,"current_a":%s,"position":%d.%d,"speed":%d,"state":"%s"}' % (
                 b"," if n else b"",
                 at_boot + now_s - (now_s - self.up_s[i]) % UPTIME_WRAP_S,
                 self.up_ms[i],
                 _fixed(self.temp[i], 1),
                 _fixed(self.current[i], 3),
-                self.position[i] // 10,
-                self.position[i] % 10,
+                pos // 10,
+                pos % 10,
                 self.speed[i],
-                _STATES[self.state[i]],
+                _STATES[self.pos_state[i] >> _STATE_SHIFT],
             )
         yield b"]}"
 

@@ -213,6 +213,7 @@ def install_socket_shim():
         poll()
         if not wifi_up:
             raise OSError(-202)  # what lwIP's resolver gives with no network
+        _W.send({"e": "dns", "host": host})  # a lookup blocks a real chip's VM: tests count them
         for h in hosts:
             if h[0] == host and (h[1] is None or h[1] == port):
                 host, port = h[2], h[3]

@@ -26,7 +26,7 @@ mode = {}  # gpio -> mode
 pull = {}  # gpio -> pull
 out = {}  # gpio -> output latch 0/1
 drive = {}  # gpio -> level forced by the outside world (buttons), absent = floating
-irqs = {}  # gpio -> [handler, trigger, pin object, hard]
+irqs = {}  # gpio -> [handler or None, trigger, pin object, hard]: one slot per GPIO (machine.py)
 releases = []  # [gpio, deadline_us] pending button releases (see press())
 
 
@@ -43,7 +43,7 @@ def level(g):
 
 def _edge(g, new):
     irq = irqs.get(g)
-    if irq is None:
+    if irq is None or irq[0] is None:
         return
     if (new == 0 and irq[1] & IRQ_FALLING) or (new == 1 and irq[1] & IRQ_RISING):
         if irq[3]:

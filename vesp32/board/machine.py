@@ -59,10 +59,15 @@ class Pin:
     DRIVE_2 = 2
     DRIVE_3 = 3
 
-    def __init__(self, id, mode=-1, pull=-1, value=None, drive=None, hold=None):
-        if id not in _GPIOS:
+    def __new__(cls, id, *args, **kw):
+        # On the chip Pin(n) is the one static object of GPIO n (ports/esp32/machine_pin.c),
+        # so a pin costs the firmware no heap; here too: every Pin is made before the fence.
+        p = _PINS.get(id) if type(id) is int else None
+        if p is None:
             raise ValueError("invalid pin")
-        self._id = id
+        return p
+
+    def __init__(self, id, mode=-1, pull=-1, value=None, drive=None, hold=None):
         self.init(mode, pull, value)
 
     def init(self, mode=-1, pull=-1, value=None, drive=None, hold=None):
@@ -90,12 +95,13 @@ class Pin:
         self.value(0)
 
     def irq(self, handler=None, trigger=3, priority=1, wake=None, hard=False):
-        g = self._id
-        if handler is None:
-            _P.irqs.pop(g, None)
-        else:
-            _P.irqs[g] = [handler, trigger, self, hard]
-        return _PinIRQ(g)
+        # The handler goes into the pin's slot, made before the fence: the chip keeps it in a
+        # static table too, so registering one allocates nothing.
+        irq = _P.irqs[self._id]
+        irq[0] = handler
+        irq[1] = trigger if handler is not None else 0
+        irq[3] = hard
+        return self._irq
 
     def __repr__(self):
         return "Pin(%d)" % self._id
@@ -106,11 +112,26 @@ class _PinIRQ:
         self._g = g
 
     def trigger(self):
-        irq = _P.irqs.get(self._g)
-        return irq[1] if irq else 0
+        return _P.irqs[self._g][1]
 
     def flags(self):
         return 0
+
+
+# The static objects of the chip, made at import (before the heap fence): GPIO n's pin, with
+# its IRQ object and handler slot.
+_PINS = {}
+for _g in _GPIOS:
+    _p = object.__new__(Pin)
+    _p._id = _g
+    _p._irq = _PinIRQ(_g)
+    _PINS[_g] = _p
+    _P.irqs[_g] = [None, 0, _p, False]
+    # Every GPIO's entry exists before the fence too (the values the absent ones meant), so
+    # configuring a pin only overwrites them: the chip keeps this state in registers.
+    _P.mode[_g] = _P.IN
+    _P.pull[_g] = -1
+    _P.out[_g] = 0
 
 
 class Signal:
@@ -216,11 +237,14 @@ class ADC:
     WIDTH_12BIT = 12
     _FULL = (950000, 1250000, 1750000, 3300000)  # input range per attenuation, uV
 
-    def __init__(self, pin, *, atten=0):
-        g = _gpio(pin)
-        if g not in _ADC1 and g not in _ADC2:
+    def __new__(cls, pin, *args, **kw):
+        # Static per channel on the chip (ports/esp32/machine_adc.c), its attenuation too.
+        a = _ADCS.get(_gpio(pin))
+        if a is None:
             raise ValueError("invalid pin for ADC")
-        self._g = g
+        return a
+
+    def __init__(self, pin, *, atten=0):
         self._atten = atten
 
     def init(self, *, atten=None):
@@ -253,9 +277,20 @@ class ADC:
         return self.read_uv() * 4095 // ADC._FULL[self._atten]
 
 
+_ADCS = {}
+for _g in _ADC1 + _ADC2:
+    _a = object.__new__(ADC)
+    _a._g = _g
+    _a._atten = 0
+    _ADCS[_g] = _a
+
+
 class WDT:
     """The task watchdog. The harness holds the timer: it SIGKILLs this process
     when no feed arrives in time and restarts it with reset_cause() == WDT_RESET."""
+
+    def __new__(cls, id=0, timeout=5000):
+        return _WDT  # one static object on the chip (ports/esp32/machine_wdt.c)
 
     def __init__(self, id=0, timeout=5000):
         if id != 0:
@@ -267,6 +302,9 @@ class WDT:
     def feed(self):
         _B.poll()
         _T.wdt_feed()
+
+
+_WDT = object.__new__(WDT)
 
 
 class Timer:

@@ -69,6 +69,13 @@ class WLAN:
     PM_PERFORMANCE = 1
     PM_POWERSAVE = 2
 
+    def __new__(cls, interface_id=STA_IF):
+        # One static object per interface on the chip (ports/esp32/network_wlan.c).
+        w = _WLANS.get(interface_id)
+        if w is None:
+            raise ValueError("invalid WLAN interface identifier")
+        return w
+
     def __init__(self, interface_id=STA_IF):
         if interface_id not in _state:
             raise ValueError("invalid WLAN interface identifier")
@@ -178,3 +185,11 @@ class WLAN:
         if not ssid:
             return []
         return [(ssid.encode(), b"\x24\x0a\xc4\x11\x22\x33", 6, _B.rssi, AUTH_WPA2_PSK, False)]
+
+
+_WLANS = {}
+for _i in _state:
+    _w = object.__new__(WLAN)
+    _w._if = _i
+    _w._s = _state[_i]
+    _WLANS[_i] = _w

@@ -22,4 +22,6 @@ board = app.App(cfg)
 _name = "app_rings_objects"
 #STEP
 from motorguard import net
+topics = net.device_topics(cfg["thing"])
+app.forget("motorguard.contract")  # as net.network_task() does once it has the topics
 _name = "network_code"

@@ -41,7 +41,7 @@ class Rig:
         self.cfg = cfg or make_config()
         self.set_temp(temp_c)
         self.set_current(current_a)
-        self.app = App(self.cfg)
+        self.app = App(dict(self.cfg))  # App() drops the sections it has built from
         self.app.boot()
         self.run(BOOT_TICKS)  # the buttons are seen released (a press only counts after that)
 

@@ -299,6 +299,18 @@ def test_tick_allocates_nothing_on_state_changes():
     assert steps == [0] * len(steps), steps
 
 
+def test_the_sections_the_app_is_built_from_leave_its_config():
+    # Sensors, sweep, limits and rings keep their own numbers: the dicts go, the rest stays.
+    rig = Rig()
+    left = set(rig.app.cfg)
+    assert not left & {"ntc", "current", "servo", "limits", "telemetry"}, left
+    assert {"thing", "pins", "control", "mqtt", "wifi"} <= left, left
+    assert rig.cfg["servo"] and rig.cfg["limits"]  # the caller's dict is not touched
+    rig.press("start_button")
+    rig.run(20)
+    assert rig.state() == controller.RUNNING and rig.duty() > 0
+
+
 def test_the_config_loader_leaves_the_heap_once_the_config_is_loaded():
     # config.py (validation and defaults) is boot-only: load_config() hands back the config and
     # drops the module, so its code is garbage; sections of the defaults the config uses stay.

@@ -108,7 +108,23 @@ def test_recent_ids_are_bounded_and_remembered():
         assert not r.seen(x)
     assert r.seen("a") and r.seen("d")
     assert not r.seen("e")  # pushes "a" out: memory stays at 4 ids
-    assert len(r.ids) == 4 and not r.seen("a")
+    assert len(r.prints) == 8 and not r.seen("a")
+
+
+def test_recent_ids_tell_long_and_similar_ids_apart():
+    r = cmds.RecentIds(16)
+    ids = ["x" * 63 + c for c in "abcdefghijklmnop"]
+    assert not any(r.seen(i) for i in ids)
+    assert all(r.seen(i) for i in ids)
+    assert not r.seen("x" * 64) and not r.seen("a")
+
+
+def test_a_parsed_name_is_the_modules_own_string():
+    # Queued commands and acks hold the name: the parsed copy would cost a heap block each.
+    assert all(cmds.NAMES[code] == name for name, code in cmds.CODES.items())
+    assert cmds.NAMES[cmds.CMD_NONE] == "invalid"
+    for name in cmds.CODES:
+        assert cmds.parse(cmd(cmd=name, speed=5 if name == "set_speed" else None), False)[1] is cmds.NAMES[cmds.CODES[name]]
 
 
 def test_mailbox_post_and_done():

@@ -44,6 +44,17 @@ def test_samples_message():
     assert msg["samples"][3]["time"] - first["time"] == 3000
 
 
+def test_every_position_and_state_comes_back_as_recorded():
+    # Position and state share one 16-bit slot a sample: neither may leak into the other.
+    c = clock()
+    cases = [(p, st) for p in (0, 1, 905, 1799, 1800) for st in range(len(controller.STATE_NAMES))]
+    s = Samples(len(cases), len(cases))
+    for p, st in cases:
+        s.record(c, 250, 500, p, 180, st)
+    got = [(round(x["position"] * 10), x["state"], x["speed"]) for x in render(s, 0, c)["samples"]]
+    assert got == [(p, controller.STATE_NAMES[st], 180) for p, st in cases]
+
+
 def test_sample_times_survive_the_uptime_wrap_of_the_ring():
     # The ring keeps uptime seconds modulo 65536: samples recorded on both sides of that
     # wrap, and rendered up to the oldest age config allows, keep their exact epoch times.

@@ -120,9 +120,16 @@ async def main():
             elif name == "pub":
                 pid = await c.publish(args[0], args[1], retain=args[3] if len(args) > 3 else False, qos=args[2])
                 ev("pub", topic=args[0], pid=pid)
-            elif name == "pub_many":  # topic, n, qos: a burst, messages "0".."n-1"
+            elif name == "sndbuf":  # bytes: a small send buffer, so big writes stop short and drain
+                import socket
+
+                w = c._writer
+                sock = w.s if hasattr(w, "s") else w.get_extra_info("socket")  # MicroPython, CPython
+                sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_SNDBUF", 7), args[0])  # 7: Linux
+            elif name == "pub_many":  # topic, n, qos[, pad]: a burst, messages "0".."n-1" (+ ":" and pad x's)
+                pad = ":" + "x" * args[3] if len(args) > 3 else ""
                 for i in range(args[1]):
-                    await c.publish(args[0], str(i), qos=args[2])
+                    await c.publish(args[0], str(i) + pad, qos=args[2])
                 ev("pub_many", n=args[1])
             elif name == "pub_loop":  # topic, n, interval_ms: a steady QoS 0 sender
                 for i in range(args[1]):

@@ -10,6 +10,7 @@ if __name__ == "__main__":
     sys.path.insert(0, sys.argv[1])
 
 from motorguard import dnscache  # noqa: E402
+from motorguard import mqtt_connect  # noqa: E402
 from motorguard import mqtt_packets as packets  # noqa: E402
 from motorguard.mqtt import MQTTClient, MQTTException  # noqa: E402
 
@@ -112,18 +113,18 @@ def check_length_limits():
 
 
 def check_connect_packet_plain():
-    p = packets.connect_packet("dev-1", keepalive=60, clean_session=True)
+    p = mqtt_connect.connect_packet("dev-1", keepalive=60, clean_session=True)
     assert bytes(p) == b"\x10\x11\x00\x04MQTT\x04\x02\x00\x3c\x00\x05dev-1", bytes(p)
-    p = packets.connect_packet(b"d", keepalive=0, clean_session=False)
+    p = mqtt_connect.connect_packet(b"d", keepalive=0, clean_session=False)
     assert bytes(p) == b"\x10\x0d\x00\x04MQTT\x04\x00\x00\x00\x00\x01d", bytes(p)
 
 
 def check_connect_packet_will_and_user():
-    p = packets.connect_packet("d", 1200, True, user="u", password="pw", will=(b"w/t", b"bye", True, 1))
+    p = mqtt_connect.connect_packet("d", 1200, True, user="u", password="pw", will=(b"w/t", b"bye", True, 1))
     body = b"\x00\x04MQTT\x04\xee\x04\xb0" + b"\x00\x01d" + b"\x00\x03w/t\x00\x03bye" + b"\x00\x01u" + b"\x00\x02pw"
     assert bytes(p) == b"\x10" + enc_len(len(body)) + body, bytes(p)
     # A password without a user name is not allowed by 3.1.1: it is left out.
-    p = packets.connect_packet("d", 0, True, password="pw")
+    p = mqtt_connect.connect_packet("d", 0, True, password="pw")
     assert p[9] == 0x02 and not bytes(p).endswith(b"pw")
 
 
@@ -140,7 +141,7 @@ def check_publish_head():
 
 
 def check_subscribe_and_puback_packets():
-    assert bytes(packets.subscribe_packet(1, b"a/b", 1)) == b"\x82\x08\x00\x01\x00\x03a/b\x01"
+    assert bytes(mqtt_connect.subscribe_packet(1, b"a/b", 1)) == b"\x82\x08\x00\x01\x00\x03a/b\x01"
     assert packets.puback_packet(0x1234) == b"\x40\x02\x12\x34"
     assert packets.PINGREQ_PKT == b"\xc0\x00" and packets.DISCONNECT_PKT == b"\xe0\x00"
 
@@ -273,7 +274,6 @@ def check_close_when_not_connected_is_harmless():
 
 
 def check_dns_resolved_once_and_forgotten_after_failures():
-    dnscache.clear()
     real = dnscache.socket
     calls = []
 
@@ -297,13 +297,12 @@ def check_dns_resolved_once_and_forgotten_after_failures():
             except OSError:
                 pass
             if attempt == 0:
-                assert dnscache._addresses == {"localhost": ("127.0.0.1", 1)}, dnscache._addresses
+                assert c.dns == {"localhost": ["127.0.0.1", 1, 1]}, c.dns  # one failure counted
         # Looked up on the 1st attempt, cached for the 2nd and 3rd, forgotten after the
         # 3rd failure, looked up again on the 4th.
         assert calls == ["localhost", "localhost"], calls
     finally:
         dnscache.socket = real
-        dnscache.clear()
 
 
 CHECKS = [v for k, v in sorted(globals().items()) if k.startswith("check_")]
