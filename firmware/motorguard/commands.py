@@ -26,8 +26,8 @@ CMD_NONE = const(0)
 CMD_START = const(1)
 CMD_STOP = const(2)
 CMD_SPEED = const(3)
-CODES = {"start": CMD_START, "stop": CMD_STOP, "set_speed": CMD_SPEED}
-NAMES = ("invalid", "start", "stop", "set_speed")  # by code
+NAMES = ("invalid", "start", "stop", "set_speed")  # by code: CMD_NONE is "invalid"
+CODES = {NAMES[c]: c for c in (CMD_START, CMD_STOP, CMD_SPEED)}
 
 # Bounds of schemas/v1/command.schema.json (a test holds the two together).
 VERSION = COMMAND_VERSION

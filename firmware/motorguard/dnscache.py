@@ -13,10 +13,6 @@ import socket
 FORGET_AFTER = 3
 
 
-def cached(cache, host):
-    return host in cache
-
-
 def resolve(cache, host, port):
     """(ip, port) for host: from the cache (host -> [ip, port, failed connects in a row]),
     or looked up (blocking) and cached."""

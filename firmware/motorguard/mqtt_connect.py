@@ -86,7 +86,7 @@ async def connect(client, clean_session, timeout_ms):
 
 async def _connect(client, clean_session, timeout_ms):
     guard = client.guard
-    if guard and not dnscache.cached(client.dns, client.server):
+    if guard and client.server not in client.dns:
         guard(True)  # the lookup blocks the VM
         try:
             dnscache.resolve(client.dns, client.server, client.port)

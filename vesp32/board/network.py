@@ -70,17 +70,12 @@ class WLAN:
     PM_POWERSAVE = 2
 
     def __new__(cls, interface_id=STA_IF):
-        # One static object per interface on the chip (ports/esp32/network_wlan.c).
+        # One static object per interface on the chip (ports/esp32/network_wlan.c), made below
+        # with its interface and state: WLAN() only looks it up.
         w = _WLANS.get(interface_id)
         if w is None:
             raise ValueError("invalid WLAN interface identifier")
         return w
-
-    def __init__(self, interface_id=STA_IF):
-        if interface_id not in _state:
-            raise ValueError("invalid WLAN interface identifier")
-        self._if = interface_id
-        self._s = _state[interface_id]
 
     def active(self, is_active=None):
         if is_active is None:
