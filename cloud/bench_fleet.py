@@ -160,6 +160,7 @@ def cpu_by_part(core, publishers) -> dict:
 
     pubs = {p.pid for p in publishers}
     parts = {"engine": [os.getpid()], "moto": [core.moto.proc.pid], "broker": [core.broker.pid()],
+             "gateway": [core.broker.status().get("gateway_pid")],
              "publishers": list(pubs),
              "lambda": [c.pid for c in multiprocessing.active_children() if c.pid not in pubs]}
     return {name: sum(cpu_seconds(pid) for pid in pids if pid) for name, pids in parts.items()}

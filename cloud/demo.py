@@ -4,7 +4,9 @@
 
 Starts the local IoT Core (Mosquitto with mutual TLS, AWS services in moto, the rules engine
 running the real Lambdas, the REST API), provisions three virtual ESP32s with the local backend,
-runs the shipped firmware on them, and shows a live view. motor-002 overloads and FAULTs after a
+runs the shipped firmware on them, serves the web dashboard on 127.0.0.1 (signed in as the demo user
+it creates and prints), and shows a live view. motor-001 accepts a remote start (the dashboard
+offers Start for it). motor-002 overloads and FAULTs after a
 short while (an alert goes out; it is reset at the machine later); motor-003 loses its network for a
 minute while running and catches up once its motor is stopped. Ctrl-C shuts everything down;
 --duration runs unattended and ends with a summary. A demo that cannot set itself up (no Mosquitto,
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
 import signal
 import sys
@@ -28,11 +31,14 @@ import contract
 from cloud import demo_fleet, resources
 from cloud.local.broker import BrokerError, free_port
 from cloud.local.core import LocalCore
+from cloud.local.dashboard import DashboardServer
 from contract import exit_codes
 from provisioning import local as local_backend
 from provisioning.errors import ProvisionError
 
 DEVICES = [("motor-001", "steady"), ("motor-002", "overload"), ("motor-003", "flaky-network")]
+REMOTE_START = {"motor-001"}  # provisioned with --remote-start: the dashboard offers Start for it
+DEMO_USER = "demo"
 # The shipped 30 samples a message, sampled at 5 Hz instead of 1 Hz so that a short demo
 # shows a full-size message every 6 s (and a replay of several after motor-003's outage).
 SAMPLE_PERIOD_MS = 200
@@ -115,6 +121,7 @@ def run(duration=None, home=None, out=sys.stdout) -> dict:
         tmp = tempfile.mkdtemp(prefix="motorguard-demo-")
         home = Path(tmp)
     core = LocalCore(home, broker_port=free_port())
+    dashboard = None
     devices = []
     runner = None
     stop = threading.Event()
@@ -124,8 +131,13 @@ def run(duration=None, home=None, out=sys.stdout) -> dict:
         console.print("starting the local IoT Core (Mosquitto mTLS, moto, rules engine, API) in %s" % home)
         core.start()
         watch = Watch(core)
+        password = "Demo-%s-1" % secrets.token_hex(6)  # a fresh one each run (the pool's policy: 12+, mixed case, digit)
+        core.users.add_user(DEMO_USER, password)
+        dashboard = DashboardServer(core.api.url, core.users.page_config()).start()
         for thing, scenario in DEVICES:
-            r = local_backend.provision_device(home, thing, wifi_ssid="demo-lab", wifi_password="demo-pass")
+            r = local_backend.provision_device(home, thing, wifi_ssid="demo-lab", wifi_password="demo-pass",
+                                               remote_start=thing in REMOTE_START)
+            demo_fleet.register_thing(thing, thing in REMOTE_START)
             bundle = Path(r["bundle"])
             cfg = json.loads((bundle / contract.CONFIG_FILE).read_text())
             cfg["telemetry"] = {"sample_period_ms": SAMPLE_PERIOD_MS}
@@ -135,6 +147,7 @@ def run(duration=None, home=None, out=sys.stdout) -> dict:
             devices.append(d)
             console.print("provisioned and booted %s (%s)" % (thing, scenario))
         console.print("API: %s   (try: curl %s/devices)" % (core.api.url, core.api.url))
+        console.print("dashboard: %s (user %s, password %s)" % (dashboard.url, DEMO_USER, password), soft_wrap=True)
         runner = demo_fleet.FleetRunner(devices)
         runner.start()
         started = time.monotonic()
@@ -157,7 +170,7 @@ def run(duration=None, home=None, out=sys.stdout) -> dict:
         summary = {"seconds": round(elapsed, 1), "devices": len(devices), "messages_sent": st["received"],
                    "telemetry_batches_stored": stored["telemetry"], "events_stored": stored["events"],
                    "rejected": watch.rejected(), "alerts": len(watch.alerts), "rule_errors": st["error_actions"],
-                   "api": core.api.url}
+                   "api": core.api.url, "dashboard": dashboard.url}
         console.print("summary: " + " ".join("%s=%s" % kv for kv in summary.items()))
     except (BrokerError, ProvisionError, FileNotFoundError) as e:  # the broker, or no micropython to run on
         console.print("demo: %s" % e)
@@ -171,6 +184,8 @@ def run(duration=None, home=None, out=sys.stdout) -> dict:
         else:
             for d in devices:
                 d.stop()
+        if dashboard:
+            dashboard.stop()
         core.stop()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -115,6 +115,17 @@ class DemoDevice:
             self.vm.stop()
 
 
+def register_thing(thing: str, remote_start: bool) -> None:
+    """The thing in the (moto) IoT registry with its remote_start attribute, which the API reads to
+    tell the dashboard whether to offer Start. `provision device --backend aws` creates the thing
+    in AWS; the local backend keeps its own registry, so the demo and the dashboard's tests put it
+    in moto's."""
+    import boto3
+
+    boto3.client("iot").create_thing(thingName=thing, attributePayload={
+        "attributes": {"remote_start": "true" if remote_start else "false"}})
+
+
 class FleetRunner:
     """Steps every device's scenario in a background thread."""
 

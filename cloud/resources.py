@@ -20,6 +20,12 @@ TABLES = {
     "aggregates": (PREFIX + "-aggregates", "device", "sk", None),
     # Alert de-duplication and Powertools idempotency records.
     "state": (PREFIX + "-state", "id", None, "expiration"),
+    # What was sent to each device and what it answered (the dashboard's audit trail): device,
+    # sk = "cmd#<issued_at ms, 13 digits>#<id>" for a command (who sent it), "ack#<id>" for its ack
+    # (cloud/domain/commands.py).
+    "commands": (PREFIX + "-commands", "device", "sk", "expires_at"),
+    # Each device's last retained status message (online/offline, from its connect and its Will).
+    "presence": (PREFIX + "-presence", "device", None, None),
 }
 
 ARCHIVE_BUCKET = PREFIX + "-archive"  # raw payloads: raw/<device>/<YYYY>/<MM>/<DD>/<HH>/...; aggregates/...
@@ -73,6 +79,8 @@ ENV_RESOURCES = {
     "EVENTS_TABLE": ("table", "events"),
     "AGGREGATES_TABLE": ("table", "aggregates"),
     "STATE_TABLE": ("table", "state"),
+    "COMMANDS_TABLE": ("table", "commands"),
+    "PRESENCE_TABLE": ("table", "presence"),
     "ARCHIVE_BUCKET": ("target", "archive"),
     "ALERTS_TOPIC_NAME": ("target", "alerts"),
     "DEAD_LETTER_QUEUE_NAME": ("target", "dead_letter"),

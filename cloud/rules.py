@@ -9,6 +9,7 @@ tests/contract/test_contract.py holds these rules, and the stack's, to it.
 
 import contract
 from cloud import resources
+from cloud.domain.commands import ACK_PREFIX
 
 SQL_VERSION = "2016-03-23"
 
@@ -56,9 +57,32 @@ RULES = [
         "sql": "SELECT %s FROM '%s'" % (ORIGINAL_PAYLOAD, TELEMETRY_FILTER),
         "actions": [{"sqs": {"queue": "telemetry_queue"}}],
         "error_action": ERROR_ACTION,
-        # Devices may publish telemetry to $aws/rules/motorguard_telemetry/devices/<thing>/telemetry
-        # instead (Basic Ingest: no messaging charge); topic() then still reads devices/<thing>/telemetry.
-        "basic_ingest": True,
+        # Telemetry arrives on the device topic, not through Basic Ingest ($aws/rules/<rule>/...):
+        # the device policy grants no Basic Ingest topic (provisioning/policy.py says why).
+    },
+]
+
+# The dashboard's audit trail and presence, written by DynamoDB actions with no function in between
+# (cloud/domain/commands.py says what the items hold). The device is the topic's (the authenticated
+# identity), never the payload's.
+RULES += [
+    {
+        # Each command's ack under the key its command's lookup uses; WHERE drops an ack without an id,
+        # which could not be matched with a command anyway.
+        "name": contract.RULE_ACKS,
+        "sql": ("SELECT topic(2) AS device, concat('%s', id) AS sk, id, cmd, ok, result, state, speed, boot, "
+                "timestamp() AS acked_ms FROM '%s' WHERE NOT isUndefined(id)" % (
+                    ACK_PREFIX, contract.topic_filter(contract.ACK))),
+        "actions": [{"dynamoDBv2": {"table": "commands"}}],
+        "error_action": ERROR_ACTION,
+    },
+    {
+        # The retained status: online on connect, offline as the Will when the connection is lost.
+        "name": contract.RULE_STATUS,
+        "sql": "SELECT topic(2) AS device, online, boot, fw, timestamp() AS status_ms FROM '%s'" % (
+            contract.topic_filter(contract.STATUS)),
+        "actions": [{"dynamoDBv2": {"table": "presence"}}],
+        "error_action": ERROR_ACTION,
     },
 ]
 

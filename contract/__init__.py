@@ -78,7 +78,9 @@ MESSAGE_KINDS = tuple(MESSAGE_VERSIONS)
 RULE_ALERTS = "motorguard_alerts"
 RULE_EVENTS = "motorguard_events"
 RULE_TELEMETRY = "motorguard_telemetry"
-RULE_NAMES = (RULE_ALERTS, RULE_EVENTS, RULE_TELEMETRY)
+RULE_ACKS = "motorguard_acks"  # each command's ack, for the audit trail (the dashboard)
+RULE_STATUS = "motorguard_status"  # each device's retained online/offline status
+RULE_NAMES = (RULE_ALERTS, RULE_EVENTS, RULE_TELEMETRY, RULE_ACKS, RULE_STATUS)
 BASIC_INGEST_PREFIX = "$aws/rules/"  # + <rule>/<topic>: a rule's own topic, no messaging charge
 
 
@@ -113,4 +115,18 @@ CHECK_IDENTITY = "motorguard-provision-check"  # provision check's listener (pro
 ROTATION_IDENTITY = "motorguard-provision-rotation"  # provision rotate --wait-online (provisioning/rotation.py)
 SERVICE_IDENTITIES = (SERVICE_IDENTITY, ENGINE_IDENTITY, API_IDENTITY, CHECK_IDENTITY, ROTATION_IDENTITY)
 CHECK_PROBE_THING = "motorguard-check-other"  # the other device provision check must not reach
-RESERVED_THING_NAMES = SERVICE_IDENTITIES + (CHECK_PROBE_THING,)
+# The local IoT Core's gateway (cloud/local/gateway.py) publishes AWS's lifecycle events under this name
+# on the broker's private socket; it has no certificate, but no device may take its grants either.
+GATEWAY_IDENTITY = "motorguard-gateway"
+RESERVED_THING_NAMES = SERVICE_IDENTITIES + (CHECK_PROBE_THING, GATEWAY_IDENTITY)
+
+# ------------------------------------------------------------------ lifecycle events
+# AWS IoT Core publishes $aws/events/presence/connected|disconnected/<clientId> (the local gateway too).
+LIFECYCLE_PREFIX = "$aws/events/presence/"
+
+
+def lifecycle_topic(event: str, client_id: str) -> str:
+    """$aws/events/presence/<connected|disconnected>/<clientId>; client_id may be + for every client."""
+    if event not in ("connected", "disconnected"):
+        raise ValueError("lifecycle event is connected or disconnected, not %r" % event)
+    return LIFECYCLE_PREFIX + event + "/" + client_id

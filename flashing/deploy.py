@@ -1,7 +1,23 @@
 """make deploy: compiled firmware + device bundle onto a board running MicroPython, checked by SHA-256
-computed on the board, then a soft reset and the console followed until the device is online.
+computed on the board, then a hard reset and the console followed until the device is online.
+
+A board that already runs MotorGuard has its watchdog armed, and the ESP32's watchdog cannot be
+stopped and survives a soft reset: mpremote's copy would be cut by a reset two seconds in. So a
+deploy goes through maintenance mode (firmware/main.py):
+
+  1. enter   Ctrl-C stops the firmware; in the raw REPL, within the watchdog's window, one short
+             program writes the new main.py and maintenance.mpy and the file MAINTENANCE_FILE, then
+             resets the board. It boots into maintenance: no watchdog, motor off, motorguard/ not
+             imported.
+  2. copy    mpremote makes the directories, copies every file and hashes each on the board.
+  3. leave   the file is removed and the board reset: it boots the new firmware normally, and
+             its console is followed until it says it is online.
+
+An interrupted deploy leaves the file in place: the board stays in maintenance (motor off) until a
+deploy finishes, never running a mix of old and new files.
 
 The firmware's console lines start with "MG " (firmware/motorguard/app.py and net.py):
+    MG MAINTENANCE ...       maintenance mode (step 1 waits for it)
     MG NET online            connected to the broker: done
     MG NET offline_mode      config says offline (e.g. the Wokwi config): done, nothing to wait for
     MG NET error <why>       a connection attempt failed; it retries, we keep the last one as the reason
@@ -13,7 +29,7 @@ from __future__ import annotations
 import os
 import time
 
-from contract import CONFIG_FILE, exit_codes
+from contract import BOARD_FILES, CONFIG_FILE, exit_codes
 from flashing import files, tools
 from flashing.errors import FlashError
 from provisioning.bundle import VERIFY_SCRIPT, parse_hashes
@@ -79,53 +95,123 @@ def watch(lines, echo=print) -> str:
                      exit_codes.NOT_ONLINE)
 
 
-def serial_lines(port: str, timeout_s: float):
-    """Soft-resets the board into main.py and yields its console lines until timeout_s."""
+MAINTENANCE_FILE = "maintenance"  # firmware/main.py looks for it by this name (a test holds them equal)
+RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
+
+MAINTENANCE_CODE = ("main.py", "maintenance.mpy")  # what step 1 writes before the maintenance boot
+ENTER_SCRIPT = (  # runs on the board inside the watchdog's window: ~2 KB, well under a second
+    "import os\n"
+    "def put(name,data):\n"
+    "    f=open('new.tmp','wb')\n"
+    "    f.write(data)\n"
+    "    f.close()\n"
+    "    os.rename('new.tmp',name)\n"  # littlefs renames atomically: the old file or the new one
+    "for name,data in %r:\n"
+    "    put(name,data)\n"
+    "try: os.remove('maintenance.py')\n"  # an earlier source would shadow the .mpy
+    "except OSError: pass\n"
+    "put(%r,b'make deploy\\n')\n"
+    "import machine\n"
+    "machine.reset()\n"
+)
+LEAVE_SCRIPT = "import os\nos.remove(%r)\nimport machine\nmachine.reset()\n" % MAINTENANCE_FILE
+
+
+def raw_session(port: str, script: str, timeout_s: float):
+    """Stops whatever runs on the board (Ctrl-C), runs script in the raw REPL (no soft reset: the
+    watchdog's clock is running) and yields the console lines that follow, the port kept open, until
+    timeout_s. The script is expected to reset the board; the lines are its next boot's."""
     import serial  # pyserial comes with esptool and mpremote
 
     s = serial.Serial()
-    s.port, s.baudrate, s.timeout = port, 115200, 0.2
+    s.port, s.baudrate, s.timeout = port, 115200, 0.1
     s.dtr = s.rts = False  # both released: opening the port must not reset the board or hold it in ROM boot
     try:
         s.open()
     except (OSError, serial.SerialException) as e:
-        raise FlashError("cannot open %s to follow the console (%s)" % (port, e),
+        raise FlashError("cannot open %s (%s)" % (port, e),
                          tools.HINTS[exit_codes.PORT_UNUSABLE], exit_codes.PORT_UNUSABLE) from None
     with s:
-        # Ctrl-C twice stops a running program, Ctrl-B leaves mpremote's raw REPL (main.py runs only
-        # from the friendly REPL), Ctrl-D soft-resets.
-        s.write(b"\r\x03\x03\x02")
-        time.sleep(0.2)
+        s.write(b"\r\x03\x03")  # interrupt the firmware (twice: once may land in a handler)
+        time.sleep(0.1)
         s.reset_input_buffer()
+        s.write(b"\r\x01")  # raw REPL
+        got = _read_until(s, RAW_PROMPT, 3.0)
+        if not got.endswith(RAW_PROMPT):
+            raise FlashError("the board on %s does not answer with a raw REPL (it printed %r)" % (port, got[-80:]),
+                             "is MicroPython on it (make flash)? press its EN button and run again",
+                             exit_codes.PORT_UNUSABLE)
+        data = script.encode()
+        for i in range(0, len(data), 256):  # as mpremote does without raw paste: 256 bytes a time
+            s.write(data[i : i + 256])
+            time.sleep(0.01)
         s.write(b"\x04")
+        if _read_until(s, b"OK", 2.0)[-2:] != b"OK":
+            raise FlashError("the board on %s did not take the program" % port,
+                             "run make deploy again; press the board's EN button if it persists",
+                             exit_codes.PORT_UNUSABLE)
         deadline = time.monotonic() + timeout_s
         buf = b""
         while time.monotonic() < deadline:
             buf += s.read(256)
             *done, buf = buf.split(b"\n")
             for raw in done:
-                yield raw.decode("utf-8", "replace")
+                yield raw.decode("utf-8", "replace").rstrip("\r")
 
 
-def deploy(port, bundle=None, config=None, timeout_s=60.0, echo=print, test_hook=False) -> str:
+def _read_until(s, ending: bytes, timeout_s: float) -> bytes:
+    got = b""
+    deadline = time.monotonic() + timeout_s
+    while not got.endswith(ending) and time.monotonic() < deadline:
+        got += s.read(1)
+    return got
+
+
+def enter_maintenance(port: str, board: dict, timeout_s: float = 20.0, echo=print):
+    """Step 1: the new main.py and maintenance.mpy (from board, {path on the board: local file}) and the
+    maintenance file onto the board, then its maintenance boot."""
+    script = ENTER_SCRIPT % ([(n, board[n].read_bytes()) for n in MAINTENANCE_CODE], MAINTENANCE_FILE)
+    for line in raw_session(port, script, timeout_s):
+        if line.startswith("MG MAINTENANCE"):
+            echo(line)
+            return
+        if "Error" in line:
+            echo(line)
+    raise FlashError("the board did not come up in maintenance mode within %d s" % timeout_s,
+                     "watch it with make console PORT=...; then run make deploy again",
+                     exit_codes.NOT_ONLINE)
+
+
+def deploy(port, bundle=None, config=None, timeout_s=60.0, echo=print, test_hook=False, compiled=None,
+           bundle_only=False) -> str:
+    """The three steps above; returns "online" or "offline_mode". compiled: an existing compiled
+    tree to deploy (tests), else the firmware is compiled into build/mpy. bundle_only: copy the
+    bundle's files alone (a new identity, `provision device --port` and `provision rotate --port`),
+    still through maintenance mode, whose own two files come along."""
     tools.check_port(port, "deploy")
-    compiled = files.compile_firmware()
+    if bundle_only and not bundle:
+        raise FlashError("--bundle-only needs --bundle", "name the bundle directory to copy", exit_codes.BAD_INPUT)
+    compiled = compiled or files.compile_firmware()
     board = files.board_files(compiled, bundle, config)
+    if bundle_only:
+        board = {n: f for n, f in board.items() if n in BOARD_FILES or n in MAINTENANCE_CODE}
     if test_hook:
         board = files.with_test_hook(board)
         echo("test configuration: the HIL test hook is enabled (never deploy this to a machine in use)")
     if CONFIG_FILE not in board:
         echo("note: no BUNDLE given: the board keeps its current config.json and keys")
+    echo("maintenance mode on %s: the firmware stops, the motor stays off, no watchdog" % port)
+    enter_maintenance(port, board, echo=echo)
     echo("copying %d files to %s" % (len(board), port))
     out = tools.run_tool(copy_command(port, board), "mpremote (copy and verify)", timeout=300)
     bad = mismatches(out, board)
     if bad:
-        raise FlashError("the board's copy differs for %s" % ", ".join(bad),
+        raise FlashError("the board's copy differs for %s (it stays in maintenance mode, motor off)" % ", ".join(bad),
                          "run make deploy again; if it persists: make flash (erases the filesystem)",
                          exit_codes.VERIFY_FAILED)
-    echo("all %d files verified by SHA-256 on the board; soft reset, following the console for %d s"
-         % (len(board), timeout_s))
-    return watch(serial_lines(port, timeout_s), echo)
+    echo("all %d files verified by SHA-256 on the board; leaving maintenance (hard reset), following the "
+         "console for %d s" % (len(board), timeout_s))
+    return watch(raw_session(port, LEAVE_SCRIPT, timeout_s), echo)
 
 
 def default_timeout() -> float:

@@ -1,5 +1,10 @@
 """The AWS backend: thing, certificate from our CSR, the fleet policy, attachments, endpoint.
 
+The fleet policy is provisioning's alone (provisioning/policy_admin.py; the CDK stack does not make
+it): a run creates it when the account has none, and stops before it creates anything when its
+default version differs from provisioning/policy.py's document, rather than attach an outdated
+policy (`provision policy update`, update_policy() here, makes the document the default version).
+
 Every step that creates something records how to undo it; if a later step fails, the
 undo steps run in reverse order, so a failed run leaves nothing behind in the account
 (the fleet policy too, if this run created it). The thing type is the one exception: it is
@@ -16,12 +21,15 @@ import json
 import shutil
 from pathlib import Path
 
-from provisioning import bundle, identity, policy, rotation
+from provisioning import bundle, identity, policy, policy_admin, rotation
 from provisioning.errors import (ACCESS_DENIED, CONFLICT, NO_CREDENTIALS, NOT_FOUND, SERVICE_ERROR,
                                  ProvisionError)
 from provisioning.registry import Registry, now_iso
 
 THING_TYPE = "motorguard-motor"
+# What `provision device`, `revoke` and `rotate` ask of the caller's IAM identity (docs/provisioning.md).
+DEVICE_NEEDS = ("iot:CreateThing, iot:CreateCertificateFromCsr, iot:GetPolicy, iot:CreatePolicy, iot:AttachPolicy, "
+                "iot:AttachThingPrincipal, iot:DescribeEndpoint")
 AMAZON_ROOT_CA1_URL = "https://www.amazontrust.com/repository/AmazonRootCA1.pem"
 
 
@@ -32,8 +40,8 @@ def _client(session, service):
     return s.client(service)
 
 
-def translate(e: Exception, doing: str) -> ProvisionError:
-    """AWS errors as one line and a hint."""
+def translate(e: Exception, doing: str, needs: str = DEVICE_NEEDS) -> ProvisionError:
+    """AWS errors as one line and a hint; needs: the IAM actions an access-denied hint names."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
     if isinstance(e, ProvisionError):
@@ -52,8 +60,7 @@ def translate(e: Exception, doing: str) -> ProvisionError:
         if code in ("AccessDeniedException", "AccessDenied", "UnauthorizedException", "UnrecognizedClientException",
                     "InvalidClientTokenId", "ExpiredTokenException"):
             return ProvisionError("access denied while %s (%s)" % (doing, code),
-                                  "the caller needs iot:CreateThing, iot:CreateCertificateFromCsr, iot:CreatePolicy, "
-                                  "iot:AttachPolicy, iot:AttachThingPrincipal, iot:DescribeEndpoint", ACCESS_DENIED)
+                                  "the caller needs %s" % needs, ACCESS_DENIED)
         if code == "ResourceAlreadyExistsException":
             return ProvisionError("already exists while %s: %s" % (doing, msg), "use --force to replace it", CONFLICT)
         if code == "ResourceNotFoundException":
@@ -115,20 +122,6 @@ def _ensure_thing_type(iot):
             "searchableAttributes": ["model", "firmware"]})
 
 
-def _ensure_policy(iot, journal):
-    from botocore.exceptions import ClientError
-
-    try:
-        iot.get_policy(policyName=policy.POLICY_NAME)
-        return False
-    except ClientError as e:
-        if e.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-            raise
-    iot.create_policy(policyName=policy.POLICY_NAME, policyDocument=policy.document_json())
-    journal.did("policy %s" % policy.POLICY_NAME, lambda: iot.delete_policy(policyName=policy.POLICY_NAME))
-    return True
-
-
 def amazon_root_ca() -> bytes:
     """Amazon Root CA 1, which signs the ATS endpoints' certificates."""
     import urllib.request
@@ -157,7 +150,12 @@ class Run:
         return err
 
 
-def _certify(iot, run: Run, thing: str, key_type: str, ensure_policy: bool):
+# The thing attribute the API reads to know whether a device accepts a remote start (the dashboard
+# offers Start only then; the board itself enforces its own config whatever the page offers).
+REMOTE_START_ATTRIBUTE = "remote_start"
+
+
+def _certify(iot, run: Run, thing: str, key_type: str):
     """Key and CSR here, certificate from AWS (checked to carry our key), policy and thing attached."""
     run.step = "getting a certificate for the CSR"
     key, csr = identity.new_key_and_csr(thing, key_type)
@@ -171,9 +169,6 @@ def _certify(iot, run: Run, thing: str, key_type: str, ensure_policy: bool):
     run.journal.did("certificate %s" % cert_id, drop_cert)
     run.step = "checking the certificate"
     cert = identity.certificate_for_key(resp["certificatePem"], key)
-    if ensure_policy:
-        run.step = "creating the policy"
-        _ensure_policy(iot, run.journal)
     run.step = "attaching the policy"
     iot.attach_policy(policyName=policy.POLICY_NAME, target=arn)
     run.journal.did("policy attachment", lambda: iot.detach_policy(policyName=policy.POLICY_NAME, target=arn))
@@ -212,15 +207,21 @@ def provision_device(home, thing: str, out=None, wifi_ssid=None, wifi_password=N
                     "pick another name, or --force to add a new certificate (then revoke the old one)", CONFLICT)
         if force and entry and entry.get("pending"):
             rotate_abort(home, thing, entry["pending"], session=session)
+        # Before anything is made: an outdated policy would be attached to this device as it stands.
+        run.step = "checking the device policy"
+        policy_admin.ensure_current(iot, run.journal)
         run.step = "creating the thing type"
         _ensure_thing_type(iot)
         if not exists:
             run.step = "creating the thing"
-            attrs = {"model": "esp32-servo", "firmware": "motorguard"}
+            attrs = {"model": "esp32-servo", "firmware": "motorguard", REMOTE_START_ATTRIBUTE: str(remote_start).lower()}
             attrs.update(attributes or {})
             iot.create_thing(thingName=thing, thingTypeName=THING_TYPE, attributePayload={"attributes": attrs})
             run.journal.did("thing %s" % thing, lambda: iot.delete_thing(thingName=thing))
-        key, cert, arn, cert_id = _certify(iot, run, thing, key_type, ensure_policy=True)
+        else:  # the registry says what the bundle now says: the dashboard offers Start from it
+            iot.update_thing(thingName=thing, attributePayload={
+                "attributes": {REMOTE_START_ATTRIBUTE: str(remote_start).lower()}, "merge": True})
+        key, cert, arn, cert_id = _certify(iot, run, thing, key_type)
         run.step = "reading the data endpoint"
         endpoint = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
         run.step = "writing the bundle"
@@ -289,6 +290,28 @@ def policy_json() -> str:
     return json.dumps(policy.document(), indent=2)
 
 
+def update_policy(dry_run: bool = False, session=None) -> tuple:
+    """`provision policy update`: (the plan, what was done, or None for a dry run or nothing to do).
+    The policy in the account becomes policy.document(): created when missing, else a new default
+    version (the oldest others pruned within AWS's limit); unchanged when it is that document already."""
+    iot = _client(session, "iot")
+    doing = "reading the policy %s" % policy.POLICY_NAME
+    deleted = []
+    try:
+        p = policy_admin.plan(iot)
+        if dry_run or p.action == "none":
+            return p, None
+        doing = "updating the policy %s" % policy.POLICY_NAME
+        return p, policy_admin.apply(iot, p, deleted)
+    except Exception as e:  # noqa: BLE001 - one line and a hint, whatever failed
+        err = translate(e, doing, policy_admin.NEEDS)
+        if not isinstance(e, ProvisionError) and err.code not in (NO_CREDENTIALS, ACCESS_DENIED):
+            err.hint = "provision policy update --dry-run shows where the policy stands; then run this again"
+        if deleted:  # the default in force was never among them
+            err.message += "; deleted before the failure: version(s) %s" % ", ".join(deleted)
+        raise err from None
+
+
 def rotate_begin(home, thing: str, key_type: str = "ec", session=None, root_ca_pem: bytes | None = None) -> dict:
     """A new certificate attached next to the current one, its bundle in <bundle>.next."""
     reg = Registry(home)
@@ -301,7 +324,9 @@ def rotate_begin(home, thing: str, key_type: str = "ec", session=None, root_ca_p
     current = Path(entry["bundle"])
     nxt = current.with_name(current.name + ".next")
     try:
-        key, cert, arn, cert_id = _certify(iot, run, thing, key_type, ensure_policy=False)
+        run.step = "checking the device policy"
+        policy_admin.ensure_current(iot, run.journal)
+        key, cert, arn, cert_id = _certify(iot, run, thing, key_type)
         run.step = "writing the bundle"
         cfg = json.loads((current / "config.json").read_text())
         ca = root_ca_pem if root_ca_pem is not None else (current / "root-ca.pem").read_bytes()

@@ -18,12 +18,18 @@ The state dir:
     pki/service/<name>.*.pem   each service identity's certificate and key (contract.SERVICE_IDENTITIES)
     port                       the TLS port last used
     mosquitto.conf, acl, mosquitto.log, mosquitto.pid    the broker's own
+    device-policy.json         the device policy the gateway enforces (provisioning/policy.py's document)
+    gateway.log, gateway.pid   the gateway's own (cloud/local/gateway.py: TLS and the policy, in front)
+The broker's unix socket, which only the gateway connects to, is in a private directory of its own
+(socket_path): a unix socket's path must stay short, and a test's state dir may be deep.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
 import shutil
 import ssl
 import subprocess
@@ -96,6 +102,20 @@ class LocalBroker:
         self.acl_path = self.state_dir / "acl"
         self.log_path = self.state_dir / "mosquitto.log"
         self.pid_path = self.state_dir / "mosquitto.pid"
+        self.policy_path = self.state_dir / "device-policy.json"
+        self.gateway_log_path = self.state_dir / "gateway.log"
+        self.gateway_pid_path = self.state_dir / "gateway.pid"
+        self.record = None  # a JSONL path: the gateway appends every device packet's header to it
+
+    @property
+    def socket_path(self) -> Path:
+        """Mosquitto's unix socket, which only the gateway uses: in the state dir when its path is short
+        enough for a socket (about 100 bytes), else in a private directory named after the state dir."""
+        here = self.state_dir / "mqtt.sock"
+        if len(str(here)) < 100:
+            return here
+        tag = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / ("motorguard-%s" % tag) / "mqtt.sock"
 
     # ------------------------------------------------------------ set-up
 

@@ -23,8 +23,9 @@ from pathlib import Path
 from cryptography import x509
 
 from contract import BOARD_FILES, CONFIG_FILE, DEVICE_CERT, DEVICE_KEY, ROOT_CA
+from contract.exit_codes import NOT_ONLINE
 from provisioning import pki
-from provisioning.errors import MPREMOTE_MISSING, SERIAL_PORT, SERVICE_ERROR, ProvisionError
+from provisioning.errors import MPREMOTE_MISSING, SERIAL_PORT, ProvisionError
 
 DEVICE_CERT_PEM, DEVICE_KEY_PEM, ROOT_CA_PEM = "device.crt.pem", "device.key.pem", "root-ca.pem"  # host tools'
 KEY_FILES = (DEVICE_KEY, DEVICE_KEY_PEM)
@@ -155,25 +156,6 @@ def check_port(port: str) -> None:
                              SERIAL_PORT)
 
 
-def _run(args, timeout=60):
-    try:
-        p = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ProvisionError("mpremote timed out talking to the board",
-                             "press the board's reset button and try again", SERIAL_PORT) from None
-    if p.returncode != 0:
-        err = (p.stderr or p.stdout).strip().splitlines()
-        last = err[-1] if err else "exit status %d" % p.returncode
-        low = last.lower()
-        if any(w in low for w in ("busy", "could not", "no device", "failed to access", "in use")):
-            raise ProvisionError("serial port unavailable: %s" % last.replace("mpremote: ", ""),
-                                 "close other programs using it (a serial monitor, another mpremote); "
-                                 "`mpremote devs` lists the boards", SERIAL_PORT)
-        raise ProvisionError("mpremote failed: %s" % last, "check the connection; try `mpremote connect PORT ls`",
-                             SERVICE_ERROR)
-    return p.stdout
-
-
 VERIFY_SCRIPT = (  # runs on the board: prints 'SHA <name> <hex>' per file
 
     "import hashlib,binascii\n"
@@ -198,47 +180,27 @@ def parse_hashes(output: str) -> dict:
     return out
 
 
-def push(out_dir, port: str) -> dict:
-    """Copies the board files to the board's root and reads them back; returns their hashes."""
-    cmd = mpremote_cmd()
-    check_port(port)
+# The board tools' command line (flashing/__main__.py): how provisioning puts a bundle onto a board,
+# instead of importing them (docs/architecture.md, the doors that are not imports). A board that runs
+# MotorGuard has armed a watchdog that no soft reset stops, so the copy goes through the board tools'
+# maintenance mode (docs/flashing.md, Deploy), never through a plain mpremote copy.
+FLASHING_COMMAND = (sys.executable, "-m", "flashing")
+PUSH_TIMEOUT_S = 90
+
+
+def push(out_dir, port: str, timeout_s: float = PUSH_TIMEOUT_S) -> dict:
+    """Copies the bundle's board files onto the board through maintenance mode, each checked by
+    SHA-256 on the board, then hard-resets it and follows its console: returns the files' hashes and
+    "online" (True once the firmware reports it is online; False when it did not within timeout_s or
+    runs in offline mode). Raises ProvisionError with the board tools' own message and exit code."""
     out = Path(out_dir)
-    for name in BOARD_FILES:
-        _run(cmd + ["connect", port, "fs", "cp", str(out / name), ":" + name])
-    got = parse_hashes(_run(cmd + ["connect", port, "exec", VERIFY_SCRIPT % (list(BOARD_FILES),)]))
-    want = sha256s(out)
-    bad = [n for n in BOARD_FILES if got.get(n) != want[n]]
-    if bad:
-        raise ProvisionError("the board's copy differs for %s" % ", ".join(bad),
-                             "run again; if it persists, the board's flash may be failing", SERVICE_ERROR)
-    return want
-
-
-def wait_online(port: str, timeout_s: float = 90.0) -> bool:
-    """Soft-resets the board and follows its console until the firmware reports it is online."""
-    import time
-
-    try:
-        import serial  # pyserial, installed with mpremote
-    except ImportError:
-        raise ProvisionError("pyserial is not installed", "pip install mpremote (it brings pyserial)",
-                             MPREMOTE_MISSING) from None
-    check_port(port)
-    try:
-        s = serial.Serial(port, 115200, timeout=0.5)
-    except (OSError, serial.SerialException) as e:
-        raise ProvisionError("cannot open %s: %s" % (port, e), "close other programs using the port",
-                             SERIAL_PORT) from None
-    with s:
-        s.write(b"\x03\x03\x04")  # stop the running program, soft reset
-        deadline = time.monotonic() + timeout_s
-        buf = b""
-        while time.monotonic() < deadline:
-            buf += s.read(256)
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                if line.startswith(b"MG NET online"):
-                    return True
-                if line.startswith(b"MG SAFE_MODE"):
-                    return False
-    return False
+    r = subprocess.run([*FLASHING_COMMAND, "deploy", "--port", port, "--bundle", str(out), "--bundle-only",
+                        "--timeout", str(timeout_s)], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=timeout_s + 240)
+    if r.returncode not in (0, NOT_ONLINE):
+        lines = [ln for ln in (r.stderr or r.stdout).splitlines() if ln.strip()]
+        message = next((ln[len("error: "):] for ln in lines if ln.startswith("error: ")), lines[-1] if lines else
+                       "python -m flashing deploy exited with status %d" % r.returncode)
+        hint = next((ln[len("hint: "):] for ln in lines if ln.startswith("hint: ")), "")
+        raise ProvisionError(message, hint, r.returncode)
+    return dict(sha256s(out), online=r.returncode == 0 and "the device is online" in r.stdout)

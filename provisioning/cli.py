@@ -15,7 +15,7 @@ import traceback
 
 import contract
 from contract import exit_codes
-from provisioning import bundle, errors, identity, local
+from provisioning import bundle, errors, identity, local, policy, policy_admin, rotation
 from provisioning.errors import BAD_INPUT, ProvisionError
 from provisioning.registry import Registry, home_dir, registered
 
@@ -31,6 +31,7 @@ Typical use, locally (the local broker stands in for AWS IoT Core):
 
 In AWS (credentials and region as for the AWS CLI):
   provision device motor-001 --backend aws --port /dev/ttyUSB0 --wifi-ssid lab --wifi-password ...
+  provision policy update --dry-run       # a fleet in the field: what a newer policy document changes
 
 `provision COMMAND --help` explains a command. Every MotorGuard command line: docs/cli.md"""
 
@@ -40,14 +41,21 @@ root-ca.der) and, with --port, the bundle copied onto the board and read back.
 
 Running it again changes nothing unless --force; a failure part-way removes what the run created."""
 
-CHECK_HELP = """Connect with the device's bundle (awsiotsdk), publish to its telemetry topic, and confirm
-that another device's topics are refused. Exit 0 when every step passes, %d otherwise.""" % errors.CHECK_FAILED
+CHECK_HELP = """Connect with the device's bundle (awsiotsdk) and its own client id, with a retained Last Will
+on its status topic as the board sets it; publish to its telemetry topic and a retained status to its
+status topic; confirm that another device's topics are refused. A closed connection is judged by the
+thing's lifecycle events (in AWS read with your IAM credentials over a signed WebSocket): a refusal
+(AUTH_ERROR) is what a forbidden step must get; a takeover (DUPLICATE_CLIENTID) means the device is
+online, and the check must run while it is offline. Exit 0 when every step passes, %d otherwise.""" % (
+    errors.CHECK_FAILED)
 
 ROTATE_HELP = """Rotate the device's certificate: a new key and certificate, valid next to the old one,
 checked from the host (as `provision check`), then delivered and confirmed. The old certificate is
 revoked only once the device is confirmed on the new one, or with --force.
 
-Confirmation (the firmware loads its certificate once per boot):
+Confirmation (the firmware loads its certificate once per boot): the device comes online on the new
+certificate and then stays connected for %g s, judged by its lifecycle events (no end of its session,
+no refusal; in AWS read with your IAM credentials over a signed WebSocket):
   --port P           copy the new bundle onto the board (mpremote, read back), soft-reset it and
                      wait for `MG NET online` on its console
   --wait-online S    local backend: put the new files into the bundle dir (a virtual ESP32's flash)
@@ -55,7 +63,16 @@ Confirmation (the firmware loads its certificate once per boot):
                      restart the device once the files are in place
   (neither)          the new bundle is staged in <bundle>.next; install it, restart the device,
                      then `provision rotate THING --force` commits that same certificate
---abort drops a staged rotation (old files back, the new certificate revoked or deleted)."""
+--abort drops a staged rotation (old files back, the new certificate revoked or deleted).""" % rotation.SETTLE_S
+
+POLICY_UPDATE_HELP = """Bring the device policy in AWS IoT Core (motorguard-device) to this provisioning's document
+(provisioning/policy.py), for a fleet already in the field: when its default version differs, a new
+version is created and made the default, so every certificate it is attached to gets it at once.
+AWS keeps at most 5 versions of a policy: the oldest versions that are not the default are deleted
+first, only as many as make room. A missing policy is created; an equal one is left alone.
+
+--dry-run prints the statements that differ and the versions it would delete, and changes nothing.
+Credentials and region as for the AWS CLI; the caller needs %s.""" % policy_admin.NEEDS
 
 BACKENDS = ("local", "aws")
 KEY_TYPES = ("ec", "rsa")
@@ -204,8 +221,13 @@ def cmd_check(home, args) -> int:
 
     steps = check.check_device(home, registered(home, args.thing))
     ok = all(s["ok"] for s in steps)
-    emit({"thing": args.thing, "ok": ok, "steps": steps}, args.json,
+    live = any(s.get("verdict") == check.TAKEOVER for s in steps)
+    emit({"thing": args.thing, "ok": ok, "device_online": live, "steps": steps}, args.json,
          "\n".join("%s %s  %s" % ("ok  " if s["ok"] else "FAIL", s["step"], s["detail"]) for s in steps))
+    if live:  # not a verdict on the policy: the check could not finish
+        return exit_codes.fail("%s is online: its own connection (same client id) took the check's over, so "
+                               "the check stopped before it could prove the policy" % args.thing,
+                               check.TAKEOVER_HINT, errors.CHECK_FAILED)
     return exit_codes.OK if ok else errors.CHECK_FAILED
 
 
@@ -242,8 +264,6 @@ def cmd_revoke(home, args) -> int:
 
 
 def cmd_rotate(home, args) -> int:
-    from provisioning import rotation
-
     entry = registered(home, args.thing)
     if args.abort:
         if args.port or args.wait_online or args.force:
@@ -266,7 +286,22 @@ def cmd_rotate(home, args) -> int:
         text = ("new certificate %s and checked; staged in %s (the old one stays valid).\n"
                 "Put it on the device, restart it, then: provision rotate %s --force"
                 % ("reused" if r["reused"] else "made", r["next_bundle"], args.thing))
+    if r.get("check_cut_short"):
+        text += ("\nnote: the device was online during the check and took its client id back, so the check "
+                 "stopped early (what ran passed)%s" % ("; the confirmation held the device itself to the policy"
+                                                        if r["committed"] and r["confirmed"] != "--force" else ""))
     emit(r, args.json, text)
+    return exit_codes.OK
+
+
+def cmd_policy_update(home, args) -> int:
+    from provisioning import aws
+
+    plan, done = aws.update_policy(dry_run=args.dry_run)
+    data = {"policy": policy.POLICY_NAME, "action": plan.action, "dry_run": args.dry_run,
+            "default_version": plan.default_version, "changes": plan.changes, "prune": plan.prune,
+            "changed": done is not None, "done": done}
+    emit(data, args.json, policy_admin.describe(plan, None if args.dry_run else done))
     return exit_codes.OK
 
 
@@ -311,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the local broker's TLS port (default %(default)s)")
     json_flag(p)
 
-    br = command(sub, "broker", "the local broker: Mosquitto with mutual TLS and an ACL that mirrors the AWS policy")
+    br = command(sub, "broker", "the local broker: mutual TLS and the device policy enforced as AWS IoT Core does "
+                 "(a gateway in front of Mosquitto)")
     br_sub = br.add_subparsers(dest="broker_command", required=True, metavar="COMMAND")
     p = command(br_sub, "start", "start it (creating the CA first if needed)", run=cmd_broker_start)
     p.add_argument("--port", type=int, default=None, help="TLS port (default: the last one used, else 8883)")
@@ -369,6 +405,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="key type of the new certificate (default: as the current one)")
     p.add_argument("--force", action="store_true", help="revoke the old certificate without confirming the device")
     p.add_argument("--abort", action="store_true", help="drop the staged rotation instead")
+    json_flag(p)
+
+    pol = command(sub, "policy", "the device policy in AWS IoT Core (provisioning owns it)")
+    pol_sub = pol.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
+    p = command(pol_sub, "update", "make this provisioning's policy document the default version in AWS "
+                "(old versions pruned; --dry-run shows what it would do)", POLICY_UPDATE_HELP, run=cmd_policy_update)
+    p.add_argument("--dry-run", action="store_true", help="print the difference and the plan; change nothing")
     json_flag(p)
 
     p = command(sub, "batch", "provision many devices PREFIX-001..PREFIX-N (for fleets and load tests), with a "

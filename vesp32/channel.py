@@ -17,7 +17,7 @@ import time
 from vesp32.supervisor import CAUSE_NAMES, SOFT_RESET
 
 
-def init_message(config, plant, wifi, rssi, drive, hosts, wdt_report_ms, snapshot_ms) -> dict:
+def init_message(config, plant, wifi, rssi, drive, hosts, wdt_report_ms, snapshot_ms, dns_ms=0) -> dict:
     """What a fresh boot is told: the sensor wiring and pins, and the world as it is now."""
     plant = dict(plant)
     if plant.get("temp") is not None:
@@ -30,6 +30,7 @@ def init_message(config, plant, wifi, rssi, drive, hosts, wdt_report_ms, snapsho
         "rssi": rssi,
         "drive": {str(k): v for k, v in drive.items()},
         "hosts": hosts,
+        "dns_ms": dns_ms,
         "wdt_report_ms": wdt_report_ms,
         "snapshot_ms": snapshot_ms,
     }
@@ -126,9 +127,10 @@ class ControlChannel:
             self._send_init()
             return
         if e == "reset":
-            cause = int(msg.get("cause", SOFT_RESET))
-            why = "soft reboot" if msg.get("soft") else CAUSE_NAMES.get(cause, str(cause))
-            self._restart(cause, why, delay_ms=int(msg.get("sleep_ms") or 0))
+            soft = bool(msg.get("soft"))
+            cause = SOFT_RESET if soft else int(msg.get("cause", SOFT_RESET))
+            why = "soft reboot" if soft else CAUSE_NAMES.get(cause, str(cause))
+            self._restart(cause, why, delay_ms=int(msg.get("sleep_ms") or 0), keep_wdt=soft, repl=msg.get("repl"))
             return
         with self._lock:
             if e == "pwm":
@@ -180,7 +182,8 @@ class ControlChannel:
 
     def _send_init(self):
         init = init_message(
-            self.config, self._plant, self._wifi, self._rssi, self._drive, self._hosts, self.wdt_report_ms, self.snapshot_ms
+            self.config, self._plant, self._wifi, self._rssi, self._drive, self._hosts, self.wdt_report_ms, self.snapshot_ms,
+            self._dns_ms,
         )
         self._raw_send(init)
         for pin, uv in self._adc.items():

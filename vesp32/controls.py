@@ -98,6 +98,13 @@ class BoardControls:
         _, t = self._command({"cmd": "wifi", "up": up})
         return t
 
+    def set_dns_delay(self, ms: int) -> int:
+        """How long each name lookup blocks the board's whole VM (default 0). On a chip it is what
+        lwIP takes: a DNS server that does not answer costs seconds, bounded by no caller's timeout."""
+        self._dns_ms = int(ms)
+        _, t = self._command({"cmd": "dns", "ms": self._dns_ms})
+        return t
+
     def set_rssi(self, dbm: int) -> int:
         self._rssi = int(dbm)
         _, t = self._command({"cmd": "rssi", "dbm": int(dbm)})

@@ -23,6 +23,7 @@ parts, one module each:
     vesp32.observations  the public outputs: console, states, PWM timeline, waits
     vesp32.settings      plant defaults, the merged config, the interpreter, heap sizes
     vesp32.build         the firmware compiled as it is flashed
+    vesp32.serialport    the USB-serial port (a pseudo-terminal) for mpremote and make deploy
 Every name other code imports from here is re-exported below.
 """
 
@@ -87,6 +88,8 @@ class VirtualESP32(BoardControls, BoardObservations, ProcessSupervision, Control
         on_line=None,
         boot_timeout=10.0,
         compile=True,
+        serial=False,
+        serial_baud=115200,
     ):
         """
         device_dir: the device's flash (config.json, certificates); the process runs there.
@@ -103,6 +106,9 @@ class VirtualESP32(BoardControls, BoardObservations, ProcessSupervision, Control
         compile: run what is flashed: main.py/boot.py as source, every other module
             compiled with mpy-cross -march=xtensawin (bytecode .mpy loads on the unix port
             too, and costs no compile-time heap). False runs the .py files directly.
+        serial: give the board a USB-serial port (vm.serial.path, a pseudo-terminal) that
+            mpremote and make deploy can open; its REPL speaks MicroPython's protocol.
+        serial_baud: the port's pace for what the host sends (None: unpaced, for quick tests).
         """
         self.device_dir = pathlib.Path(device_dir).resolve()
         self.firmware_dir = resolve_dir(firmware_dir)
@@ -132,6 +138,10 @@ class VirtualESP32(BoardControls, BoardObservations, ProcessSupervision, Control
         self._rssi = int(rssi)
         self._drive: dict[int, int] = {}  # held buttons / driven inputs
         self._adc: dict[int, int] = {}
+        self._dns_ms = 0  # how long a name lookup blocks the board (set_dns_delay)
+        self._want_serial = bool(serial)
+        self._serial_baud = serial_baud
+        self.serial = None  # the SerialPort once started (serial=True)
 
         # Network path.
         self.proxy: NetProxy | None = None

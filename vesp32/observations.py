@@ -8,6 +8,7 @@ change, so a wait_* call wakes exactly when what it waits for may have happened.
 from __future__ import annotations
 
 import collections
+import os
 import re
 import time
 
@@ -20,23 +21,43 @@ class BoardObservations:
     """Observation part of VirtualESP32's public API (state set up in VirtualESP32.__init__)."""
 
     def _read_console(self, proc):
-        # One thread per boot, until that process's stdout closes.
-        for raw in iter(proc.stdout.readline, b""):
-            t = time.time_ns()
-            text = raw.decode("utf-8", "replace").rstrip("\r\n")
-            with self._lock:
-                line = ConsoleLine(t, text, len(self.lines))
-                self.lines.append(line)
-                m = _STATE_RE.match(text)
-                if m:
-                    self.state = m.group(1)
-                    self.states.append((t, self.state))
-                self._cond.notify_all()
-            if self.on_line is not None:
-                try:
-                    self.on_line(line)
-                except Exception:  # noqa: BLE001 - a printing callback must not stop capture
-                    pass
+        # One thread per boot, until that process's stdout closes. Bytes as they come (the raw
+        # REPL's prompts end no line) go to the serial port, lines to the console log.
+        fd = proc.stdout.fileno()
+        pending = b""
+        while True:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            port = self.serial
+            if port is not None:
+                port.from_board(data)
+            pending += data
+            *done, pending = pending.split(b"\n")
+            for raw in done:
+                self._console_line(raw)
+        if pending:
+            self._console_line(pending)
+
+    def _console_line(self, raw):
+        t = time.time_ns()
+        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        with self._lock:
+            line = ConsoleLine(t, text, len(self.lines))
+            self.lines.append(line)
+            m = _STATE_RE.match(text)
+            if m:
+                self.state = m.group(1)
+                self.states.append((t, self.state))
+            self._cond.notify_all()
+        if self.on_line is not None:
+            try:
+                self.on_line(line)
+            except Exception:  # noqa: BLE001 - a printing callback must not stop capture
+                pass
 
     @property
     def boot_count(self) -> int:

@@ -18,6 +18,7 @@ import time
 
 import contract
 from vesp32.build import flash_image
+from vesp32.serialport import SerialPort
 from vesp32.settings import BOOT_SCRIPT, carry_plant
 
 PWRON_RESET = 1
@@ -57,6 +58,8 @@ class ProcessSupervision:
         if self._running:
             return self
         self._prepare_firmware()
+        if self._want_serial and self.serial is None:
+            self.serial = SerialPort(self._stdin_bytes, self._ctrl_c, self._serial_baud)
         if self.proxy is not None:
             self.proxy.start()
             if getattr(self, "_proxy_host", None):
@@ -81,6 +84,9 @@ class ProcessSupervision:
         with self._proc_lock:
             self._kill()
         self._close_channel()
+        if self.serial is not None:
+            self.serial.close()
+            self.serial = None
         if self.proxy is not None:
             self.proxy.stop()
         if self._build_tmp:
@@ -100,8 +106,9 @@ class ProcessSupervision:
             self.wait_ready(self.boot_timeout)
 
     def reset_button(self, wait=True):
-        """The EN (reset) button: the next boot reports HARD_RESET."""
-        self._restart(HARD_RESET, "reset button")
+        """The EN (reset) button: it cuts the chip's power internally, so the next boot reports
+        PWRON_RESET (the ESP32 never returns ESP_RST_EXT; ports/esp32/modmachine.c)."""
+        self._restart(PWRON_RESET, "reset button")
         if wait:
             self.wait_ready(self.boot_timeout)
 
@@ -113,8 +120,11 @@ class ProcessSupervision:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def _env(self, cause, port):
+    def _env(self, cause, port, repl=None):
         env = dict(os.environ)
+        env.pop("VESP32_REPL", None)
+        if repl == "raw":
+            env["VESP32_REPL"] = "raw"
         env.update(
             VESP32_CTRL="127.0.0.1:%d" % port,
             VESP32_BOOT_CAUSE=str(cause),
@@ -132,7 +142,7 @@ class ProcessSupervision:
         env.update(self.extra_env)
         return env
 
-    def _spawn(self, cause):
+    def _spawn(self, cause, keep_wdt=False, repl=None):
         with self._proc_lock:
             t = time.time_ns()
             with self._lock:
@@ -141,12 +151,15 @@ class ProcessSupervision:
                 self._boot_cause = cause
                 self._booted_at = t
                 self.boots.append((t, cause))
-                self.wdt_timeout_ms = 0
+                if not keep_wdt:
+                    # Any reset but a soft one stops the task watchdog; a soft reset leaves it
+                    # running and unfed (ports/esp32/machine_wdt.c: it cannot be stopped).
+                    self.wdt_timeout_ms = 0
                 self._cond.notify_all()
             self._proc = subprocess.Popen(
                 self.command,
                 cwd=str(self.device_dir),
-                env=self._env(cause, self._listener.getsockname()[1]),
+                env=self._env(cause, self._listener.getsockname()[1], repl),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -173,8 +186,27 @@ class ProcessSupervision:
                     pass
         self._drop_conn()
 
-    def _restart(self, cause, why, delay_ms=0):
-        """The chip resets: outputs go dead at once, the board boots again with `cause`."""
+    def _stdin_bytes(self, data: bytes):
+        """Bytes arriving on the board's UART (the serial port)."""
+        proc = self._proc
+        if proc is not None and proc.stdin is not None:
+            try:
+                proc.stdin.write(data)
+                proc.stdin.flush()
+            except (OSError, ValueError):
+                pass  # the board is resetting: bytes sent now are lost, as on the chip
+
+    def _ctrl_c(self):
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def _restart(self, cause, why, delay_ms=0, keep_wdt=False, repl=None):
+        """The chip resets: outputs go dead at once, the board boots again with `cause`. A soft
+        reset (keep_wdt) leaves the watchdog running; repl="raw" comes up in the raw REPL."""
         with self._proc_lock:
             if not self._running:
                 return
@@ -189,7 +221,7 @@ class ProcessSupervision:
             if delay_ms:
                 self._pending_boot = (t + delay_ms * 1_000_000, cause)
             else:
-                self._spawn(cause)
+                self._spawn(cause, keep_wdt, repl)
 
     def _chip_reset_outputs(self, t):
         # A reset stops the LEDC and returns every GPIO to input: no pulses, LEDs dark.

@@ -6,11 +6,17 @@ identity (the policy lets a device publish only on devices/<its own name>/...), 
 whatever the device wrote. So an event can neither page in another device's name nor take the
 de-duplication slot of that device's real alert. Whether an event may alert at all is ingest's
 verdict (cloud/domain/messages.py check: identity, schema, time), which the alert Lambda applies.
+
+The de-duplication slot (one item of the state table per suppression key) is claimed "pending" by
+one invocation for as long as that invocation can run, and becomes "sent" only once SNS has taken
+the page; an invocation whose publish fails deletes its claim. So a slot never silences an alert
+that was not delivered (docs/cloud.md, "Alerts: delivery and de-duplication").
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import unicodedata
 
 REASONS = {
     "overtemp": "motor too hot",
@@ -51,4 +57,69 @@ def format_alert(thing: str, event: dict) -> tuple[str, str]:
         "time:        %s" % when,
         "The motor is off. A FAULT resets only with the stop button at the machine, once the cause is gone.",
     ])
-    return subject[:100], body
+    return sns_subject(subject), fit_utf8(body, SNS_MESSAGE_MAX_BYTES)
+
+
+# What SNS takes (its Publish API reference): a Subject of fewer than 100 characters with no line
+# breaks or control characters (an older revision also asked for ASCII beginning with a letter, a
+# digit or punctuation: printable ASCII satisfies both), and a message of at most 256 KiB of UTF-8.
+SNS_SUBJECT_MAX_CHARS = 99
+SNS_MESSAGE_MAX_BYTES = 262_144
+_CUT = "..."
+
+
+def _ascii(ch: str) -> str:
+    """One character as printable ASCII: itself, its unaccented letter (e with an accent -> e), a
+    space for any kind of whitespace or control character, or '?'."""
+    if " " <= ch <= "~":
+        return ch
+    if ch.isspace() or unicodedata.category(ch).startswith("C"):
+        return " "
+    plain = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+    plain = "".join(c for c in plain if " " < c <= "~")
+    return plain or "?"
+
+
+def sns_subject(text: str) -> str:
+    """text as a Subject SNS accepts, whatever it holds: printable ASCII, whitespace runs (line
+    breaks included) made one space, no leading space, at most 99 characters (a longer one is cut
+    and ends in '...'; the message body keeps the whole text)."""
+    flat = " ".join("".join(_ascii(ch) for ch in str(text)).split())
+    if not flat:
+        return "MotorGuard alert"
+    if len(flat) > SNS_SUBJECT_MAX_CHARS:
+        flat = flat[:SNS_SUBJECT_MAX_CHARS - len(_CUT)].rstrip() + _CUT
+    return flat
+
+
+def fit_utf8(text: str, limit: int) -> str:
+    """text cut (at a character boundary, ending in '...') to at most limit bytes of UTF-8."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    return data[:limit - len(_CUT)].decode("utf-8", "ignore") + _CUT
+
+
+# ---------------------------------------------------------------- the de-duplication slot
+PENDING, SENT = "pending", "sent"
+# A claim holds while its invocation may still run: the invocation's remaining time plus this margin
+# (clock differences between Lambda hosts). Lambda retries a failed asynchronous event a minute later
+# at the earliest, by when a crashed invocation's claim has lapsed and the retry may take it over.
+LEASE_MARGIN_S = 5
+
+
+def claim_item(key: str, owner: str, now: float, lease_s: float) -> dict:
+    """The state-table item of an alert being delivered. Its expiration (the table's TTL attribute,
+    which the claim's condition also reads) is the end of the lease, not of the window: a claim
+    whose invocation died lapses then, and DynamoDB's TTL removes it later."""
+    return {"id": key, "state": PENDING, "owner": owner, "claimed_at": int(now),
+            "expiration": int(now + lease_s) + 1}
+
+
+def slot_verdict(item: dict | None, now: float) -> str:
+    """"free" (no slot, or a lapsed one: claim it), "sent" (a page for this alert went out within
+    the window: suppress), or "pending" (another invocation is delivering it right now)."""
+    if not item or int(item.get("expiration", 0)) <= int(now):
+        return "free"
+    # A slot without a state was written before states existed, when a claim meant "sent".
+    return PENDING if item.get("state") == PENDING else SENT

@@ -1,5 +1,7 @@
 """The MotorGuard cloud as an AWS CDK v2 stack, built from the same definitions the local IoT Core runs:
-cloud/resources.py (tables, bucket, topic, queue, functions) and cloud/rules.py (topic rules).
+cloud/resources.py (tables, bucket, topic, queue, functions) and cloud/rules.py (topic rules), and the
+web dashboard (docs/dashboard.md): its files in a private bucket behind CloudFront, its users in a
+Cognito user pool, its API routes behind a Cognito authorizer.
 cfn-lint and checkov check the synthesized template (tests/cloud/infra/test_cfn_lint.py); what they flag
 that does not apply here is suppressed on the resource, with the reason (CHECKOV_SKIPS, CFN_LINT_IGNORES)."""
 
@@ -7,7 +9,8 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import (CfnOutput, CfnResource, Duration, RemovalPolicy, Stack, aws_apigateway as apigw,
+from aws_cdk import (ArnFormat, CfnOutput, CfnResource, Duration, RemovalPolicy, Stack, aws_apigateway as apigw,
+                     aws_cloudfront as cloudfront, aws_cloudfront_origins as origins, aws_cognito as cognito,
                      aws_cloudwatch as cw, aws_cloudwatch_actions as cw_actions, aws_dynamodb as ddb,
                      aws_events as events, aws_events_targets as targets, aws_iam as iam, aws_iot as iot,
                      aws_kms as kms, aws_lambda as lambda_, aws_lambda_destinations as destinations,
@@ -17,7 +20,7 @@ from constructs import Construct
 
 import contract
 from cloud import resources, rules
-from provisioning import policy
+from cloud.domain import web_headers
 
 POWERTOOLS_LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:27"
 TIMEOUT_S = {"ingest": 10, "alert": 10, "api": 15, "aggregate": 300}
@@ -25,12 +28,27 @@ TIMEOUT_S = {"ingest": 10, "alert": 10, "api": 15, "aggregate": 300}
 # publishing in a loop, a reconnect storm) is throttled instead of billed, and cannot starve the
 # others. Ingest drains the telemetry queue (its event source mapping stays below it,
 # INGEST_QUEUE_CONCURRENCY) and stores events; 1,000 devices need about one instance. Together they
-# leave 1,000 - 31 of an account's default concurrency unreserved (AWS keeps at least 100 so).
+# leave 1,000 - 31 of an account's default concurrency unreserved (AWS keeps at least 100 so). An
+# account whose quota is still a new account's 10 cannot reserve anything: `cdk deploy -c
+# reserved_concurrency=off` deploys without the reservations (cloud/infra/preflight.py says when).
 RESERVED_CONCURRENCY = {"ingest": 20, "alert": 5, "api": 5, "aggregate": 1}
+RESERVED_CONCURRENCY_CONTEXT = "reserved_concurrency"  # the context key: "on" (the default) or "off"
 INGEST_QUEUE_CONCURRENCY = 10  # the queue's pollers invoke at most this many at once
 API_ACCESS_LOG_DAYS = logs.RetentionDays.ONE_YEAR  # who sent which command: an audit record
 # What the api may publish to: every device's command topic (an IAM resource wildcard, not MQTT's +).
 COMMAND_TOPICS = contract.topic("*", contract.CMD)
+# Data a failed first deploy must not leave behind, and a later update or delete must not lose:
+# CloudFormation's DeletionPolicy RetainExceptOnCreate. A plain Retain keeps the named tables of a
+# create that rolled back, and every retry then fails on names already taken.
+KEEP_DATA = RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
+# The AWS IoT metrics of a rule's actions (namespace AWS/IoT): Failure counts failed action
+# invocations, ErrorActionFailure failed error actions (the message is then lost). AWS publishes
+# both with two dimensions, RuleName and ActionType; a metric named by RuleName alone does not
+# exist. The alarms sum over every ActionType with a Metrics Insights query, so an action a rule
+# gains later is watched too, whatever AWS calls its type.
+RULE_ACTION_METRICS = {"RuleFailures": ("Failure", "rule %s: actions failed (the error action has each message)"),
+                       "RuleErrorActionFailures": ("ErrorActionFailure", "rule %s: its error action failed, messages "
+                                                                         "were lost")}
 
 # The linters' findings that do not apply to this product, by resource type, each with the reason.
 # They land in the resource's Metadata, where cfn-lint and checkov read them; the rest were fixed.
@@ -54,6 +72,26 @@ CHECKOV_SKIPS = {
         ("CKV_AWS_73", "one Lambda proxy behind it: the access log and the function's logs trace a request"),
         ("CKV_AWS_120", "it serves live device state and takes commands: a cache would answer stale")],
 }
+# The dashboard's resources: what the checks ask for that does not apply, resource by resource.
+DASHBOARD_CHECKOV_SKIPS = {
+    "bucket": [("CKV_AWS_18", "the dashboard's static files, written only by make deploy-cloud; CloudTrail data "
+                              "events are the audit, and CloudFront serves them through origin access control")],
+    "distribution": [
+        ("CKV_AWS_68", "a static page and an API that authenticates every request (Cognito, SigV4) and is "
+                       "throttled per stage; a WAF web ACL costs $5 a month plus requests and blocks nothing here"),
+        ("CKV_AWS_86", "the API stage keeps an access log of every request with its caller; the static files "
+                       "carry no data"),
+        ("CKV_AWS_174", "the default *.cloudfront.net certificate: TLS 1.2 minimum needs a custom domain and "
+                        "certificate, which an operator adds with their own domain (docs/dashboard.md)"),
+        ("CKV_AWS_310", "one origin per path: an S3 bucket and API Gateway, both regional services AWS makes "
+                        "highly available; a failover origin group would serve nothing else")],
+}
+# The Cognito app client's token lifetimes: an ID token (what the API takes) lasts an hour, and the
+# page refreshes it for the rest of a working day.
+DASHBOARD_ID_TOKEN_HOURS = 1
+DASHBOARD_SESSION_HOURS = 12
+DASHBOARD_PATH = "/api"  # CloudFront sends /api/* to the API; the API serves the dashboard's routes there
+
 CFN_LINT_IGNORES = {
     # CDK writes DependsOn on the role next to the GetAtt of it; redundant, harmless.
     "AWS::Lambda::Function": ["W3005"],
@@ -63,6 +101,7 @@ CFN_LINT_IGNORES = {
 class MotorGuardStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, code_dir: str, **kw):
         super().__init__(scope, construct_id, **kw)
+        reserve = reserves_concurrency(self.node.try_get_context(RESERVED_CONCURRENCY_CONTEXT))
         self.tables = {}
         for logical, (name, pk, sk, ttl) in resources.TABLES.items():
             self.tables[logical] = ddb.Table(
@@ -72,12 +111,12 @@ class MotorGuardStack(Stack):
                 billing_mode=ddb.BillingMode.PAY_PER_REQUEST, time_to_live_attribute=ttl,
                 point_in_time_recovery_specification=ddb.PointInTimeRecoverySpecification(
                     point_in_time_recovery_enabled=True),
-                removal_policy=RemovalPolicy.RETAIN)
+                removal_policy=KEEP_DATA)
         # Versioned: an overwritten or deleted archive object (the hourly job reruns an hour in
         # place) can be recovered for 30 days.
         self.bucket = s3.Bucket(
             self, "Archive", bucket_name=None, encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, removal_policy=RemovalPolicy.RETAIN,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, removal_policy=KEEP_DATA,
             versioned=True,
             lifecycle_rules=[s3.LifecycleRule(id="glacier-after-90-days", transitions=[
                 s3.Transition(storage_class=s3.StorageClass.GLACIER, transition_after=Duration.days(90))],
@@ -90,6 +129,7 @@ class MotorGuardStack(Stack):
         self.alerts_key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
         self.topic = sns.Topic(self, "Alerts", topic_name=resources.ALERTS_TOPIC, master_key=self.alerts_key,
                                enforce_ssl=True)
+        self._let_alarms_publish()
         self.dlq = sqs.Queue(self, "RulesDeadLetter", queue_name=resources.DEAD_LETTER_QUEUE,
                              retention_period=Duration.days(14), enforce_ssl=True,
                              encryption=sqs.QueueEncryption.SQS_MANAGED)
@@ -121,7 +161,7 @@ class MotorGuardStack(Stack):
                 runtime=lambda_.Runtime.PYTHON_3_12, architecture=lambda_.Architecture.X86_64, handler=handler,
                 code=code, layers=[layer], memory_size=resources.MEMORY_MB[logical], timeout=Duration.seconds(TIMEOUT_S[logical]),
                 environment=resources.lambda_environment(logical, name_of),
-                reserved_concurrent_executions=RESERVED_CONCURRENCY[logical],
+                reserved_concurrent_executions=RESERVED_CONCURRENCY[logical] if reserve else None,
                 **self._async_options(logical))
         f = self.functions
         for logical, src in resources.EVENT_SOURCES.items():
@@ -139,8 +179,16 @@ class MotorGuardStack(Stack):
         self.tables["state"].grant_read_write_data(f["alert"])
         self.topic.grant_publish(f["alert"])
         f["alert"].add_to_role_policy(iam.PolicyStatement(actions=["sns:CreateTopic"], resources=[self.topic.topic_arn]))
-        for t in ("devices", "telemetry", "events"):
+        for t in ("devices", "telemetry", "events", "aggregates", "commands", "presence"):
             self.tables[t].grant_read_data(f["api"])
+        self.tables["commands"].grant_write_data(f["api"])  # the audit trail of commands sent
+        # /rejects reads the dead-letter queue without taking anything (a visibility timeout of 0).
+        f["api"].add_to_role_policy(iam.PolicyStatement(
+            actions=["sqs:ReceiveMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"], resources=[self.dlq.queue_arn]))
+        # Whether a device accepts a remote start: its registry attribute (the dashboard's Start).
+        f["api"].add_to_role_policy(iam.PolicyStatement(
+            actions=["iot:DescribeThing"], resources=[self.format_arn(service="iot", resource="thing",
+                                                                     resource_name="*")]))
         f["api"].add_to_role_policy(iam.PolicyStatement(
             actions=["iot:Publish"], resources=[self.format_arn(service="iot", resource="topic",
                                                                 resource_name=COMMAND_TOPICS)]))
@@ -149,9 +197,8 @@ class MotorGuardStack(Stack):
         self.tables["aggregates"].grant_write_data(f["aggregate"])
         self.bucket.grant_put(f["aggregate"])
 
-        # The device policy: the same document provisioning attaches to each certificate.
-        iot.CfnPolicy(self, "DevicePolicy", policy_name=policy.POLICY_NAME,
-                      policy_document=policy.document(self.region, self.account))
+        # No device policy here: provisioning creates it and pushes its new versions (provision
+        # device); a stack-owned policy of the same name would make whichever came second fail.
 
         # Topic rules, generically from cloud/rules.py.
         self.rule_role = iam.Role(self, "RuleActions", assumed_by=iam.ServicePrincipal("iot.amazonaws.com"))
@@ -163,16 +210,17 @@ class MotorGuardStack(Stack):
         # REST API with IAM authentication (SigV4): operators call it with their AWS credentials,
         # nothing to leak or rotate; an API key alone would authenticate no one. Its access log
         # says who (the caller's IAM ARN) sent which request, commands included.
-        self.api_log = logs.LogGroup(self, "ApiAccessLog", retention=API_ACCESS_LOG_DAYS,
-                                     removal_policy=RemovalPolicy.RETAIN)
+        self.api_log = logs.LogGroup(self, "ApiAccessLog", retention=API_ACCESS_LOG_DAYS, removal_policy=KEEP_DATA)
         self.api = apigw.LambdaRestApi(
             self, "Api", handler=f["api"], proxy=True, rest_api_name="motorguard-api",
             default_method_options=apigw.MethodOptions(authorization_type=apigw.AuthorizationType.IAM),
-            cloud_watch_role=True, cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            cloud_watch_role=True, cloud_watch_role_removal_policy=KEEP_DATA,
             deploy_options=apigw.StageOptions(
                 stage_name="prod", throttling_rate_limit=50, throttling_burst_limit=100,
                 access_log_destination=apigw.LogGroupLogDestination(self.api_log),
                 access_log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS))))
+
+        self._dashboard(f["api"])
 
         events.Rule(self, "Hourly", schedule=events.Schedule.cron(minute="5"),
                     targets=[targets.LambdaFunction(f["aggregate"])])
@@ -195,18 +243,118 @@ class MotorGuardStack(Stack):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
             lag.add_alarm_action(alarm_action)
         for name in self.rules:
-            a = cw.Alarm(self, "RuleFailures-" + name, metric=cw.Metric(
-                namespace="AWS/IoT", metric_name="Failure", dimensions_map={"RuleName": name},
-                statistic="Sum", period=Duration.minutes(5)), threshold=1, evaluation_periods=1,
-                alarm_description="rule %s failed actions" % name, treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
-            a.add_alarm_action(alarm_action)
+            for prefix, (metric, description) in RULE_ACTION_METRICS.items():
+                a = cw.Alarm(self, "%s-%s" % (prefix, name), metric=rule_action_metric(metric, name),
+                             threshold=1, evaluation_periods=1, alarm_description=description % name,
+                             treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
+                a.add_alarm_action(alarm_action)
 
         self._suppress_findings()
+        for construct, key in ((self.web_bucket, "bucket"), (self.dashboard, "distribution")):
+            construct.node.default_child.add_metadata("checkov", {"skip": [
+                {"id": i, "comment": why} for i, why in DASHBOARD_CHECKOV_SKIPS[key]]})
 
         CfnOutput(self, "ApiUrl", value=self.api.url)
         CfnOutput(self, "ArchiveBucket", value=self.bucket.bucket_name)
         CfnOutput(self, "AlertsTopic", value=self.topic.topic_arn)
         CfnOutput(self, "DeviceEndpoint", value="aws iot describe-endpoint --endpoint-type iot:Data-ATS")
+        CfnOutput(self, "DashboardUrl", value="https://" + self.dashboard.distribution_domain_name)
+        CfnOutput(self, "DashboardBucket", value=self.web_bucket.bucket_name)
+        CfnOutput(self, "DashboardDistributionId", value=self.dashboard.distribution_id)
+        CfnOutput(self, "DashboardUserPoolId", value=self.user_pool.user_pool_id)
+        CfnOutput(self, "DashboardUserPoolClientId", value=self.web_client.user_pool_client_id)
+        CfnOutput(self, "DashboardCreateUser", value=(
+            "aws cognito-idp admin-create-user --user-pool-id %s --username NAME --message-action SUPPRESS "
+            "--temporary-password PASSWORD && aws cognito-idp admin-set-user-password --user-pool-id %s "
+            "--username NAME --password PASSWORD --permanent") % (self.user_pool.user_pool_id, self.user_pool.user_pool_id))
+
+    def _dashboard(self, api_function):
+        """The web dashboard: sign-in through a Cognito user pool, the API's routes under /api behind
+        the pool's authorizer (the root routes keep SigV4), and the page's files in a private bucket
+        that only CloudFront reads (origin access control). CloudFront serves the page and /api on one
+        origin, with the security headers of cloud/domain/web_headers.py. No server of our own: the
+        files are put in the bucket by make deploy-cloud (web/publish.py) after the stack is up."""
+        self.user_pool = cognito.UserPool(
+            self, "DashboardUsers", user_pool_name="motorguard-dashboard", self_sign_up_enabled=False,
+            sign_in_aliases=cognito.SignInAliases(username=True),
+            password_policy=cognito.PasswordPolicy(min_length=12, require_lowercase=True, require_uppercase=True,
+                                                   require_digits=True, require_symbols=False,
+                                                   temp_password_validity=Duration.days(3)),
+            account_recovery=cognito.AccountRecovery.NONE,  # an administrator resets a password (docs/dashboard.md)
+            removal_policy=KEEP_DATA)
+        self.web_client = self.user_pool.add_client(
+            "DashboardWeb", user_pool_client_name="motorguard-dashboard-web", generate_secret=False,
+            auth_flows=cognito.AuthFlow(user_password=True), prevent_user_existence_errors=True,
+            id_token_validity=Duration.hours(DASHBOARD_ID_TOKEN_HOURS),
+            access_token_validity=Duration.hours(DASHBOARD_ID_TOKEN_HOURS),
+            refresh_token_validity=Duration.hours(DASHBOARD_SESSION_HOURS), enable_token_revocation=True)
+        authorizer = apigw.CognitoUserPoolsAuthorizer(self, "DashboardAuthorizer", cognito_user_pools=[self.user_pool],
+                                                      identity_source="method.request.header.Authorization")
+        # A child of the proxying API's root made directly (LambdaRestApi refuses add_resource on it).
+        routes = apigw.Resource(self, "DashboardRoutes", parent=self.api.root, path_part=DASHBOARD_PATH.strip("/"))
+        routes.add_proxy(any_method=True, default_integration=apigw.LambdaIntegration(api_function),
+                         default_method_options=apigw.MethodOptions(
+                             authorization_type=apigw.AuthorizationType.COGNITO, authorizer=authorizer))
+
+        self.web_bucket = s3.Bucket(
+            self, "DashboardFiles", encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED, removal_policy=KEEP_DATA,
+            lifecycle_rules=[s3.LifecycleRule(id="old-versions", noncurrent_version_expiration=Duration.days(30))])
+        sign_in = web_headers.cognito_origin(self.region)
+        other = web_headers.OTHER_HEADERS
+        headers = cloudfront.ResponseHeadersPolicy(
+            self, "DashboardHeaders", comment="MotorGuard dashboard: CSP and the other security headers",
+            security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
+                content_security_policy=cloudfront.ResponseHeadersContentSecurityPolicy(
+                    content_security_policy=web_headers.content_security_policy(sign_in), override=True),
+                strict_transport_security=cloudfront.ResponseHeadersStrictTransportSecurity(
+                    access_control_max_age=Duration.seconds(web_headers.HSTS_SECONDS), include_subdomains=True,
+                    override=True),
+                content_type_options=cloudfront.ResponseHeadersContentTypeOptions(override=True),
+                frame_options=cloudfront.ResponseHeadersFrameOptions(
+                    frame_option=cloudfront.HeadersFrameOption.DENY, override=True),
+                referrer_policy=cloudfront.ResponseHeadersReferrerPolicy(
+                    referrer_policy=cloudfront.HeadersReferrerPolicy.NO_REFERRER, override=True)),
+            custom_headers_behavior=cloudfront.ResponseCustomHeadersBehavior(custom_headers=[
+                cloudfront.ResponseCustomHeader(header=name, value=other[name], override=True)
+                for name in ("Permissions-Policy", "Cross-Origin-Opener-Policy")]))
+        # The API through CloudFront: nothing cached (the API says no-store, and the TTLs are 0), the
+        # caller's token forwarded (CloudFront forwards Authorization only as part of the cache key).
+        api_cache = cloudfront.CachePolicy(
+            self, "DashboardApiNoCache", comment="MotorGuard API: forward the token, keep nothing",
+            default_ttl=Duration.seconds(0), min_ttl=Duration.seconds(0), max_ttl=Duration.seconds(1),
+            header_behavior=cloudfront.CacheHeaderBehavior.allow_list("Authorization"),
+            query_string_behavior=cloudfront.CacheQueryStringBehavior.all(),
+            cookie_behavior=cloudfront.CacheCookieBehavior.none())
+        self.dashboard = cloudfront.Distribution(
+            self, "Dashboard", comment="MotorGuard dashboard", default_root_object="index.html",
+            price_class=cloudfront.PriceClass.PRICE_CLASS_100, http_version=cloudfront.HttpVersion.HTTP2_AND_3,
+            default_behavior=cloudfront.BehaviorOptions(
+                origin=origins.S3BucketOrigin.with_origin_access_control(self.web_bucket),
+                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+                allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+                cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED, response_headers_policy=headers),
+            additional_behaviors={DASHBOARD_PATH + "/*": cloudfront.BehaviorOptions(
+                origin=origins.RestApiOrigin(self.api),
+                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+                allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL, cache_policy=api_cache,
+                origin_request_policy=cloudfront.OriginRequestPolicy.ALL_VIEWER_EXCEPT_HOST_HEADER,
+                response_headers_policy=headers)})
+
+    def _let_alarms_publish(self):
+        """The topic's policy: enforce_ssl gives it a policy of one Deny, and a topic policy replaces
+        SNS's default one, so without this Allow no alarm could publish. CloudWatch may publish on
+        behalf of this account's alarms in this region only (aws:SourceAccount, aws:SourceArn: no
+        other account's alarm can use it as a confused deputy); it uses the topic's key under the
+        key's policy (above). The alert function publishes through its role (grant_publish)."""
+        self.topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowThisAccountsAlarmsToPublish", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"], resources=[self.topic.topic_arn],
+            conditions={"StringEquals": {"aws:SourceAccount": self.account},
+                        "ArnLike": {"aws:SourceArn": self.format_arn(service="cloudwatch", resource="alarm",
+                                                                     resource_name="*",
+                                                                     arn_format=ArnFormat.COLON_RESOURCE_NAME)}}))
 
     def _suppress_findings(self):
         """Puts CHECKOV_SKIPS and CFN_LINT_IGNORES into the Metadata of each resource they concern."""
@@ -245,6 +393,10 @@ class MotorGuardStack(Stack):
             self.topic.grant_publish(self.rule_role)
             return {"sns": {"targetArn": self.topic.topic_arn, "roleArn": self.rule_role.role_arn,
                             "messageFormat": "RAW"}}
+        if kind == "dynamoDBv2":
+            table = self.tables[params["table"]]
+            table.grant_write_data(self.rule_role)
+            return {"dynamoDBv2": {"putItem": {"tableName": table.table_name}, "roleArn": self.rule_role.role_arn}}
         raise ValueError("rule action %r has no CDK translation yet" % kind)
 
     def _topic_rule(self, spec: dict):
@@ -273,5 +425,20 @@ ACCESS_LOG_FIELDS = {
 }
 
 
-def policy_json(stack) -> str:
-    return json.dumps(policy.document(stack.region, stack.account))
+def reserves_concurrency(setting) -> bool:
+    """The reserved_concurrency context value: absent or "on" keeps the reservations, "off" drops them."""
+    if setting is None or str(setting).lower() in ("on", "true"):
+        return True
+    if str(setting).lower() in ("off", "false"):
+        return False
+    raise ValueError("context %s=%r: use on or off (off deploys the functions without reserved concurrency, for "
+                     "an account whose Lambda quota cannot spare %d)" % (RESERVED_CONCURRENCY_CONTEXT, setting,
+                                                                        sum(RESERVED_CONCURRENCY.values())))
+
+
+def rule_action_metric(metric: str, rule: str) -> cw.MathExpression:
+    """The sum of one rule-action metric of one rule over every action type, as a Metrics Insights query
+    (which an alarm may watch): SCHEMA names the metric's two dimensions, so it matches what AWS publishes."""
+    query = "SELECT SUM(%s) FROM SCHEMA(\"AWS/IoT\", ActionType, RuleName) WHERE RuleName = '%s'" % (metric, rule)
+    return cw.MathExpression(expression=query, using_metrics={}, period=Duration.minutes(5),
+                             label="%s %s" % (rule, metric))

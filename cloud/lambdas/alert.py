@@ -9,6 +9,16 @@ dead-letter queue with the reason (cloud/domain/rejects.py envelope) and alerts 
 page in another device's name, silence that device's real alert by taking its de-duplication slot,
 or page for a fault dated next year. A rejected event is done with, not raised: raising would only
 make the asynchronous invoke try it twice more.
+
+A valid alert is delivered at most once per window and never lost to its own de-duplication
+(cloud/domain/alerts.py, the slot): the invocation claims the slot "pending" for as long as it can
+run, publishes to SNS, then marks it "sent". When the publish fails it deletes its claim and
+raises, so Lambda's retry (or, once the retries are spent, the on-failure destination with the
+error) has the alert; "suppressed" only ever means a page for it went out. An invocation that finds
+another one's live claim waits for its outcome: "sent" suppresses, a released or lapsed claim is
+taken over, and a claim still pending when this invocation's own time runs short raises AlertBusy
+(retried later like any failure). Webhooks are best-effort extras after SNS: their failure is
+logged, not retried, so that SNS never pages twice.
 Env: ALERTS_TOPIC_NAME, STATE_TABLE, DEAD_LETTER_QUEUE_NAME, ALERT_WINDOW_S (300); the bounds of
 messages.ENV_BOUNDS, as ingest (TIME_MAX_AHEAD_S 300, TIME_NOT_BEFORE 2020-01-01, ...); optional
 TELEGRAM_BOT_TOKEN + TELEGRAM_CHAT_ID (TELEGRAM_API_URL overrides api.telegram.org) and
@@ -22,6 +32,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 from aws_lambda_powertools import Logger, Metrics
 
@@ -34,11 +45,90 @@ logger = Logger(service="motorguard-alert")
 metrics = Metrics(namespace=resources.METRICS_NAMESPACE, service="alert")
 
 
-def first_in_window(key: str, window_s: float, now: float) -> bool:
-    """Claims the alert's slot for window_s; False if an identical alert claimed it already."""
-    return written(table("STATE_TABLE").put_item, Item={"id": key, "expiration": int(now + window_s)},
+# Without a Lambda context (a direct call), the time an invocation is assumed to have: the stack's
+# alert timeout (cloud/infra/stack.py TIMEOUT_S).
+DEFAULT_REMAINING_S = 10.0
+# What an invocation keeps of its time for its own publish after waiting on another one's claim.
+PUBLISH_RESERVE_S = 3.0
+
+
+class AlertBusy(Exception):
+    """Another invocation holds a live claim on this alert and had not reported its outcome when
+    this one had to stop waiting: raised so that this event is tried again, not dropped."""
+
+
+def remaining_s(context) -> float:
+    get = getattr(context, "get_remaining_time_in_millis", None)
+    return get() / 1000.0 if callable(get) else DEFAULT_REMAINING_S
+
+
+def claim(key: str, owner: str, now: float, lease_s: float) -> bool:
+    """Claims the alert's slot for this invocation; False if it is sent within its window or
+    claimed by a live invocation. DynamoDB's conditional write makes one claimant win."""
+    return written(table("STATE_TABLE").put_item, Item=alerts.claim_item(key, owner, now, lease_s),
                    ConditionExpression="attribute_not_exists(id) OR expiration <= :now",
                    ExpressionAttributeValues={":now": int(now)})
+
+
+def read_slot(key: str) -> dict | None:
+    return table("STATE_TABLE").get_item(Key={"id": key}, ConsistentRead=True).get("Item")
+
+
+def take_slot(key: str, lease_s: float, patience_s: float) -> str | None:
+    """This invocation's owner token once it holds the slot, or None when a page for the alert
+    went out within the window. Waits up to patience_s for another invocation's live claim to end
+    (sent, released, or lapsed); raises AlertBusy if it has not by then."""
+    owner = uuid.uuid4().hex
+    give_up = time.monotonic() + patience_s
+    pause = 0.05
+    while True:
+        now = time.time()
+        if claim(key, owner, now, lease_s):
+            return owner
+        seen = alerts.slot_verdict(read_slot(key), now)
+        if seen == alerts.SENT:
+            return None
+        if time.monotonic() >= give_up:
+            raise AlertBusy("alert %s is being delivered by another invocation, which had not reported "
+                            "within %.1f s; raising so that this event is tried again" % (key, patience_s))
+        if seen == alerts.PENDING:  # a free slot (released, lapsed) is claimed again at once
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+
+def mark_sent(key: str, owner: str, now: float, window_s: float) -> None:
+    """The slot becomes "sent" for the window from now. The page is out whatever happens here: a
+    failure is logged, not raised (a retry would page again)."""
+    try:
+        done = written(table("STATE_TABLE").update_item, Key={"id": key},
+                       UpdateExpression="SET #st = :sent, expiration = :until, sent_at = :now",
+                       ConditionExpression="#owner = :me",
+                       ExpressionAttributeNames={"#st": "state", "#owner": "owner"},
+                       ExpressionAttributeValues={":sent": alerts.SENT, ":until": int(now + window_s),
+                                                  ":now": int(now), ":me": owner})
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        logger.warning("slot not marked sent", extra={"key": key, "error": type(e).__name__})
+        return
+    if not done:  # our claim lapsed while SNS took the page, and another invocation took the slot
+        logger.warning("slot taken over during the publish", extra={"key": key})
+
+
+def release(key: str, owner: str) -> None:
+    """Deletes this invocation's claim after a failed delivery, only if it is still ours and
+    pending. Never raises: the delivery's own error is what must reach the retry, and a claim left
+    behind lapses with its lease."""
+    try:
+        written(table("STATE_TABLE").delete_item, Key={"id": key},
+                ConditionExpression="#owner = :me AND #st = :pending",
+                ExpressionAttributeNames={"#st": "state", "#owner": "owner"},
+                ExpressionAttributeValues={":me": owner, ":pending": alerts.PENDING})
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        logger.warning("claim not released; it lapses with its lease", extra={"key": key, "error": type(e).__name__})
+
+
+def publish(subject: str, body: str) -> str:
+    return client("sns").publish(TopicArn=topic_arn(env("ALERTS_TOPIC_NAME")), Subject=subject,
+                                 Message=body)["MessageId"]
 
 
 def post_json(url: str, body: dict, what: str) -> bool:
@@ -94,12 +184,22 @@ def handler(event, context):
     if not seen.ok:
         return reject(seen)
     thing, msg = seen.thing, seen.message
-    now = time.time()
-    if not first_in_window(alerts.suppression_key(thing, msg), setting("ALERT_WINDOW_S", 300), now):
+    key = alerts.suppression_key(thing, msg)
+    left = remaining_s(context)
+    owner = take_slot(key, lease_s=left + alerts.LEASE_MARGIN_S, patience_s=max(0.0, left - PUBLISH_RESERVE_S))
+    if owner is None:
         add_metric(metrics, "AlertsSuppressed", 1)
         return {"status": "suppressed"}
     subject, body = alerts.format_alert(thing, msg)
-    client("sns").publish(TopicArn=topic_arn(env("ALERTS_TOPIC_NAME")), Subject=subject, Message=body)
+    try:
+        publish(subject, body)
+    except Exception as e:
+        release(key, owner)
+        add_metric(metrics, "AlertsFailed", 1)
+        logger.warning("SNS publish failed; the slot is released and the event raised for a retry",
+                       extra={"key": key, "error": type(e).__name__})
+        raise
+    mark_sent(key, owner, time.time(), setting("ALERT_WINDOW_S", 300))
     sent = send_webhooks(subject, body)
     add_metric(metrics, "AlertsSent", 1)
     return {"status": "sent", "subject": subject, "webhooks": sent}

@@ -8,6 +8,10 @@ everything it started is done.
     message, refused = parse_payload(payload)          # refused: None, or Refused(too_large, too_deep, ...)
     targets.run("sqs", {"queue": "dead_letter"}, body, param)
     doc = error_action_doc(rule.name, topic, clientid, payload, failures)
+
+Targets also makes every SNS Publish of the local run refuse what SNS refuses (install_sns_limits):
+moto takes a Subject with line breaks, of exactly 100 characters, or a message of 256 KiB counted in
+characters rather than bytes, all of which SNS answers with InvalidParameter.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import importlib
 import json
 import threading
 import uuid
+import weakref
 
 import orjson
 
@@ -192,12 +197,91 @@ def error_action_doc(rule_name, topic, clientid, payload: bytes, failures, reaso
     return doc
 
 
+# SNS's Publish limits (its API reference): a Subject of fewer than 100 characters, no line breaks
+# or control characters (and, in an older revision, ASCII only: the local check holds to the
+# stricter reading); a message of at most 256 KiB of UTF-8, its attributes counted in.
+SNS_SUBJECT_MAX_CHARS = 99
+SNS_MESSAGE_MAX_BYTES = 262_144
+_REFUSAL = "motorguard_sns_refusal"  # where a refusal waits, in the request's context, for the call
+_limited_sessions = weakref.WeakSet()
+
+
+def sns_publish_problem(params: dict) -> str | None:
+    """Why SNS would refuse a Publish with these parameters (its error message), or None."""
+    subject = params.get("Subject")
+    if isinstance(subject, str):
+        if not subject or len(subject) > SNS_SUBJECT_MAX_CHARS:
+            return "Invalid parameter: Subject (%d characters; SNS takes 1 to %d)" % (len(subject), SNS_SUBJECT_MAX_CHARS)
+        odd = next((i for i, ch in enumerate(subject) if not " " <= ch <= "~"), None)
+        if odd is not None:
+            return ("Invalid parameter: Subject (character %d is %r: line breaks, control characters and non-ASCII "
+                    "are refused)" % (odd, subject[odd]))
+        if subject[0] == " ":
+            return "Invalid parameter: Subject (it begins with a space)"
+    message = params.get("Message")
+    if isinstance(message, str):
+        if not message:
+            return "Invalid parameter: Empty message"
+        size = len(message.encode("utf-8", "surrogatepass"))
+        for name, attr in (params.get("MessageAttributes") or {}).items():
+            value = attr.get("StringValue") or attr.get("BinaryValue") or ""
+            size += len(name.encode()) + len(str(attr.get("DataType", "")).encode()) + len(
+                value if isinstance(value, bytes) else str(value).encode())
+        if size > SNS_MESSAGE_MAX_BYTES:
+            return "Invalid parameter: Message too long (%d bytes with its attributes; SNS takes %d)" % (
+                size, SNS_MESSAGE_MAX_BYTES)
+    return None
+
+
+def _check_publish(params, context, **_):
+    problem = sns_publish_problem(params)
+    if problem:
+        context[_REFUSAL] = problem
+
+
+def _refuse_publish(context, **_):
+    """Answers a refused Publish as SNS does, without sending it: the client then raises its own
+    InvalidParameterException (code InvalidParameter, HTTP 400), as for AWS's answer."""
+    problem = context.get(_REFUSAL)
+    if not problem:
+        return None
+    from botocore.awsrequest import AWSResponse
+
+    parsed = {"Error": {"Type": "Sender", "Code": "InvalidParameter", "Message": problem},
+              "ResponseMetadata": {"RequestId": str(uuid.uuid4()), "HTTPStatusCode": 400}}
+    return AWSResponse("local://sns-limits", 400, {}, None), parsed
+
+
+def install_sns_limits(session=None) -> bool:
+    """Makes every SNS Publish through session's clients (default: boto3's default session, which
+    the in-process Lambdas use) refuse what SNS refuses, with SNS's error. Clients made before the
+    first install do not carry the check, so it then forgets the Lambdas' cached clients
+    (cloud/lambdas/common.py) for new ones. Idempotent; True when it installed."""
+    import boto3
+
+    if session is None:
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        session = boto3.DEFAULT_SESSION
+    if session in _limited_sessions:
+        return False
+    session.events.register("before-parameter-build.sns.Publish", _check_publish, unique_id=_REFUSAL + "-check")
+    session.events.register("before-call.sns.Publish", _refuse_publish, unique_id=_REFUSAL + "-answer")
+    _limited_sessions.add(session)
+    from cloud.lambdas import common
+
+    common.reset_clients()
+    return True
+
+
 class Targets:
     """boto3 clients and the targets the actions name (queue URL, topic ARN, table), each made or
-    looked up once rather than on every message."""
+    looked up once rather than on every message. Making one installs SNS's limits on its session
+    (install_sns_limits): the engine's and the in-process Lambdas' publishes are held to them."""
 
     def __init__(self, session=None):
         self._session = session
+        install_sns_limits(session)
         self._clients = {}
         self._targets = {}
         self._lock = threading.Lock()  # boto3 clients and resources are not created thread-safely
@@ -244,6 +328,8 @@ class Targets:
         elif kind == "dynamoDBv2":
             from cloud.domain.history import to_dynamo
 
-            self.resolve("dynamodb", params["table"]).put_item(Item=to_dynamo(json.loads(body)))
+            table = params["table"]  # a logical name of cloud/resources.py TABLES, or a physical name
+            name = resources.TABLES[table][0] if table in resources.TABLES else table
+            self.resolve("dynamodb", name).put_item(Item=to_dynamo(json.loads(body)))
         else:
             raise ValueError("not an AWS action: %r" % kind)

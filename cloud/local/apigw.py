@@ -6,6 +6,14 @@
 There is no iot-data locally: while the server runs, the api handler's commands go to the local
 broker (cloud/local/publish.py, as the API's service identity) of MOTORGUARD_LOCAL_BROKER_DIR
 (cloud/local/core.py sets it), which ApiServer puts in the handler module's `publisher`.
+
+The dashboard's routes (/api/...) are what API Gateway serves with its Cognito user pool
+authorizer: here the server plays that authorizer. A request under /api reaches the handler only
+with an ID token in its Authorization header that the verifier accepts (cloud/local/cognito.py),
+and then with the token's claims in requestContext.authorizer.claims, where API Gateway puts them;
+anything else is answered 401 {"message": "Unauthorized"}, as API Gateway answers, and never
+reaches the handler. Without a verifier every /api request is refused. The other routes are
+served as before (in AWS they need SigV4, which the local API does not check).
 """
 
 from __future__ import annotations
@@ -68,14 +76,40 @@ def proxy_event(method, raw_path, headers, body: bytes) -> dict:
     }
 
 
-def make_handler_class(handler):
+DASHBOARD_PREFIX = "/api"  # the routes behind the Cognito authorizer (cloud/lambdas/api.py DASHBOARD_PREFIX)
+UNAUTHORIZED = {"statusCode": 401, "body": '{"message": "Unauthorized"}', "headers": {"Content-Type": "application/json"}}
+
+
+def authorize(event: dict, verifier) -> bool:
+    """The Cognito authorizer's part: True when the event may reach the handler (and then it holds
+    the token's claims). Only the /api routes are checked."""
+    path = event["path"]
+    if not (path == DASHBOARD_PREFIX or path.startswith(DASHBOARD_PREFIX + "/")):
+        return True
+    if verifier is None:
+        return False
+    token = next((v for k, v in event["headers"].items() if k.lower() == "authorization"), "")
+    if token.lower().startswith("bearer "):
+        token = token[7:]
+    from cloud.local.cognito import InvalidToken
+
+    try:
+        claims = verifier.claims(token.strip())
+    except (InvalidToken, OSError, ValueError):  # OSError: the key set could not be read
+        return False
+    event["requestContext"]["authorizer"] = {"claims": claims}
+    return True
+
+
+def make_handler_class(handler, verifier=None):
     class Handler(BaseHTTPRequestHandler):
         def _serve(self):
             n = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(n) if n else b""
             event = proxy_event(self.command, self.path, {k: v for k, v in self.headers.items()}, body)
             try:
-                resp = handler(event, LambdaContext("motorguard-api"))
+                resp = handler(event, LambdaContext("motorguard-api")) if authorize(event, verifier) \
+                    else dict(UNAUTHORIZED)
             except Exception as e:  # noqa: BLE001 - API Gateway answers 502 when the Lambda fails
                 resp = {"statusCode": 502, "body": '{"message": "Internal server error"}',
                         "headers": {"Content-Type": "application/json"}}
@@ -105,9 +139,11 @@ BROKER_DIR_ENV = "MOTORGUARD_LOCAL_BROKER_DIR"  # the local broker's state dir, 
 
 
 class ApiServer:
-    def __init__(self, port: int = 0, handler=None, broker_dir: str | None = None):
+    def __init__(self, port: int = 0, handler=None, broker_dir: str | None = None, verifier=None):
         """handler: the api handler by default, whose commands then go to the broker of broker_dir
-        (default: $MOTORGUARD_LOCAL_BROKER_DIR; neither: the handler's own publisher, iot-data)."""
+        (default: $MOTORGUARD_LOCAL_BROKER_DIR; neither: the handler's own publisher, iot-data);
+        verifier: checks the dashboard's tokens (cloud/local/cognito.py TokenVerifier; None refuses
+        every /api request)."""
         self._module = self._publisher = self._saved = None
         if handler is None:
             from cloud.lambdas import api
@@ -118,7 +154,7 @@ class ApiServer:
                 from cloud.local.publish import publisher
 
                 self._module, self._publisher = api, publisher(str(broker_dir))
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), make_handler_class(handler))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), make_handler_class(handler, verifier))
         self.port = self.httpd.server_address[1]
         self.url = "http://127.0.0.1:%d" % self.port
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="apigw", daemon=True)

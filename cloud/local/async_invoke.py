@@ -15,6 +15,11 @@ what the function costs; retries wait on a thread of this process, not in AWS's 
 that a restart meanwhile loses nothing, done() is called only once the event succeeded or its record
 reached the destination: the engine acknowledges the MQTT message then, and until then the broker
 still holds it (and delivers it again after a restart).
+At least once: AWS's queue of asynchronous events may hand a function the same event more than
+once, even when the first run succeeded, and the two runs may overlap. Locally each event runs once
+unless duplicates=N: then N copies of it start at the same moment as the first attempt, each on a
+thread of its own, as separate invocations with their own retries and failure records (done() stays
+the original's). It is how the tests hold a function's de-duplication to concurrent deliveries.
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ def failure_record(name: str, event, error: BaseException, attempts: int, reques
     }
 
 
+def _nothing() -> None:
+    """A duplicate delivery's done(): only the original event acknowledges its MQTT message."""
+
+
 class Job:
     __slots__ = ("logical", "name", "body", "done", "attempts", "request_id")
 
@@ -61,13 +70,16 @@ class Job:
 
 
 class AsyncInvoker:
-    def __init__(self, run_once, send_record, retry_attempts: int = 2, retry_delay_s: float = 60.0):
+    def __init__(self, run_once, send_record, retry_attempts: int = 2, retry_delay_s: float = 60.0,
+                 duplicates: int = 0):
         """run_once(logical, event) runs the function once and raises on a function error;
-        send_record(record) puts a failure record into the on-failure destination."""
+        send_record(record) puts a failure record into the on-failure destination; duplicates:
+        extra concurrent deliveries of every event (AWS's at-least-once; 0 by default)."""
         self.run_once = run_once
         self.send_record = send_record
         self.retry_attempts = retry_attempts
         self.retry_delay_s = retry_delay_s
+        self.duplicates = duplicates
         self._due = []  # (time, n, job): the retries waiting
         self._n = itertools.count()
         self._cond = threading.Condition()
@@ -76,8 +88,13 @@ class AsyncInvoker:
         self.stats = {"invoked": 0, "retried": 0, "failed": 0, "record_failed": 0}
 
     def submit(self, logical: str, name: str, body: str, done) -> None:
-        """Accepts one event (a JSON text) for the function; its first attempt runs now."""
+        """Accepts one event (a JSON text) for the function; its first attempt runs now (and its
+        duplicates, if any, at the same moment on threads of their own)."""
         self._count("invoked")
+        copies = [threading.Thread(target=self._attempt, args=(Job(logical, name, body, _nothing),),
+                                   name="lambda-async-duplicate", daemon=True) for _ in range(self.duplicates)]
+        for t in copies:
+            t.start()
         self._attempt(Job(logical, name, body, done))
 
     def waiting(self) -> int:

@@ -10,7 +10,9 @@ CLI (python -m cloud.local.broker --help):
     python -m cloud.local.broker start|stop|status|config|reload|update-acl|write-config
                                  [--state-dir DIR] [--port N]
 
-What it is told, and how that mirrors AWS IoT Core: cloud/local/broker_config.py. Its state dir
+Two processes: Mosquitto on a private unix socket, and in front of it on the TLS port the gateway
+(cloud/local/gateway.py), which authenticates each client's certificate and enforces the device policy
+as AWS IoT Core does. What Mosquitto is told: cloud/local/broker_config.py. Its state dir
 (the fleet CA, its own and the service identities' certificates, the CRL) is laid out and made by
 provisioning/broker_home.py, whose LocalBroker this one is, with the Mosquitto process in hand:
 `provision ca init` makes that PKI, and `provision` drives this broker through the CLI below.
@@ -31,8 +33,8 @@ import time
 from pathlib import Path
 
 from contract import CONFIG_FILE, DEVICE_CERT, DEVICE_KEY, ROOT_CA, RESERVED_THING_NAMES, exit_codes
-from cloud.local import broker_config
-from provisioning import broker_home, pki
+from cloud.local import broker_config, gateway
+from provisioning import broker_home, pki, policy
 from provisioning.broker_home import BrokerError, find_mosquitto
 
 
@@ -42,6 +44,7 @@ class LocalBroker(broker_home.LocalBroker):
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         self._proc: subprocess.Popen | None = None
+        self._gateway: subprocess.Popen | None = None
 
     # ------------------------------------------------------------ config
 
@@ -52,9 +55,20 @@ class LocalBroker(broker_home.LocalBroker):
         """The ACL's grants (broker_config.SERVICE_GRANTS, with this broker's service identity's)."""
         return broker_config.grants(self.service_identity)
 
+    def device_policy(self) -> dict:
+        """The device policy this broker enforces: device-policy.json, written from provisioning's
+        document when missing (a test or an operator may put another one there, then reload)."""
+        if not self.policy_path.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.policy_path.write_text(policy.document_json())
+        return json.loads(self.policy_path.read_text())
+
+    def acl(self) -> str:
+        return broker_config.acl_text(self.grants(), self.device_policy())
+
     def write_config(self) -> Path:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.acl_path.write_text(broker_config.acl_text(self.grants()))
+        self.acl_path.write_text(self.acl())
         self.conf_path.write_text(self.config_text())
         (self.state_dir / "port").write_text(str(self.port))
         return self.conf_path
@@ -62,7 +76,7 @@ class LocalBroker(broker_home.LocalBroker):
     def update_acl(self) -> bool:
         """A running Mosquitto whose ACL file lacks a grant (started from a state dir before a
         service identity existed) gets the current one and re-reads it; True if it changed."""
-        text = broker_config.acl_text(self.grants())
+        text = self.acl()
         try:
             current = self.acl_path.read_text()
         except OSError:
@@ -80,100 +94,92 @@ class LocalBroker(broker_home.LocalBroker):
         if self.running():
             raise BrokerError(f"a broker from {self.state_dir} is already running (pid {self.pid()})")
         self.write_config()
-        out = open(self.state_dir / "mosquitto.out", "wb")  # startup errors go to stderr
-        try:
-            self._proc = subprocess.Popen(
-                [exe, "-c", str(self.conf_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C in the caller's terminal does not reach it
-            )
-        finally:
-            out.close()
-        self.pid_path.write_text(str(self._proc.pid))
+        sock = self.socket_path
+        sock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        sock.unlink(missing_ok=True)
         deadline = time.monotonic() + timeout
+        self._proc = _spawn([exe, "-c", str(self.conf_path)], self.state_dir / "mosquitto.out")
+        self.pid_path.write_text(str(self._proc.pid))
+        while not sock.exists():
+            self._started_or_fail(self._proc, deadline, "mosquitto", self.state_dir / "mosquitto.out", self.log_path)
+            time.sleep(0.02)
+        cmd = [sys.executable, "-m", "cloud.local.gateway", "--host", self.host, "--port", str(self.port),
+               "--upstream", str(sock), "--cafile", str(self.ca_cert), "--certfile", str(self.server_cert),
+               "--keyfile", str(self.server_key), "--policy", str(self.policy_path),
+               "--service", self.service_identity]
+        if self.crl:
+            cmd += ["--crlfile", str(self.crl)]
+        if self.record:
+            cmd += ["--record", str(self.record)]
+        self._gateway = _spawn(cmd, self.gateway_log_path, append=True)
+        self.gateway_pid_path.write_text(str(self._gateway.pid))
         last = None
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                self.pid_path.unlink(missing_ok=True)
-                raise BrokerError(
-                    f"mosquitto exited with status {self._proc.returncode} at start; "
-                    f"log tail:\n{_tail(self.state_dir / 'mosquitto.out')}\n{_tail(self.log_path)}"
-                )
+        while True:
+            self._started_or_fail(self._gateway, deadline, "the gateway", self.gateway_log_path, self.gateway_log_path,
+                                  last)
             try:
                 self.check_tls(timeout=1.0)
                 return self
             except (OSError, ssl.SSLError) as e:
                 last = e
                 time.sleep(0.05)
-        self.stop()
-        raise BrokerError(f"mosquitto did not accept TLS on {self.host}:{self.port} within {timeout} s ({last}); "
-                          f"log tail:\n{_tail(self.log_path)}")
+
+    def _started_or_fail(self, proc, deadline, what, out, log, last=None):
+        if proc.poll() is not None:
+            self.stop()
+            raise BrokerError(f"{what} exited with status {proc.returncode} at start; log tail:\n{_tail(out)}\n"
+                              f"{_tail(log) if log != out else ''}")
+        if time.monotonic() > deadline:
+            self.stop()
+            raise BrokerError(f"{what} did not come up on {self.host}:{self.port} in time ({last}); "
+                              f"log tail:\n{_tail(log)}")
 
     def pid(self) -> int | None:
         if self._proc is not None:
             return self._proc.pid if self._proc.poll() is None else None
-        try:
-            pid = int(self.pid_path.read_text())
-        except (OSError, ValueError):
-            return None
-        return pid if _pid_alive(pid) and _is_mosquitto(pid) else None
+        return _live_pid(self.pid_path, b"mosquitto")
+
+    def gateway_pid(self) -> int | None:
+        if self._gateway is not None:
+            return self._gateway.pid if self._gateway.poll() is None else None
+        return _live_pid(self.gateway_pid_path, b"cloud.local.gateway")
 
     def reload(self, timeout: float = 5.0) -> None:
-        """SIGHUP: Mosquitto re-reads its config, ACL file and CRL. Returns once its log says so."""
-        pid = self.pid()
-        if pid is None:
+        """SIGHUP to both: Mosquitto re-reads its config and ACL file, the gateway the device policy and
+        the CRL. Returns once both logs say so."""
+        pid, gw = self.pid(), self.gateway_pid()
+        if pid is None or gw is None:
             raise BrokerError("broker is not running")
-        before = self._log_count(b"Reloading config.")
+        self.acl_path.write_text(self.acl())  # the device patterns follow device-policy.json
+        waits = [(self.log_path, b"Reloading config."), (self.gateway_log_path, gateway.RELOADED.encode())]
+        before = [_count(path, needle) for path, needle in waits]
         os.kill(pid, signal.SIGHUP)
+        os.kill(gw, signal.SIGHUP)
         deadline = time.monotonic() + timeout
-        while self._log_count(b"Reloading config.") <= before:
-            if time.monotonic() > deadline:
-                raise BrokerError(f"mosquitto did not log a reload within {timeout} s; log tail:\n{_tail(self.log_path)}")
-            time.sleep(0.02)
-
-    def _log_count(self, needle: bytes) -> int:
-        try:
-            return self.log_path.read_bytes().count(needle)
-        except OSError:
-            return 0
+        for (path, needle), n in zip(waits, before):
+            while _count(path, needle) <= n:
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"no reload logged in {path.name} within {timeout} s; log tail:\n{_tail(path)}")
+                time.sleep(0.02)
 
     def stop(self, timeout: float = 5.0) -> None:
-        pid = self.pid()
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self._proc is not None:
-                    if self._proc.poll() is not None:
-                        break
-                elif not _pid_alive(pid):
-                    break
-                time.sleep(0.02)
-            else:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                if self._proc is not None:
-                    self._proc.wait(timeout)
-        self._proc = None
+        _terminate(self.gateway_pid(), self._gateway, timeout)
+        _terminate(self.pid(), self._proc, timeout)
+        self._proc = self._gateway = None
         self.pid_path.unlink(missing_ok=True)
+        self.gateway_pid_path.unlink(missing_ok=True)
 
     def status(self) -> dict:
         pid = self.pid()
         tls = False
-        if pid is not None:
+        if pid is not None and self.gateway_pid() is not None:
             try:
                 self.check_tls(timeout=1.0)
                 tls = True
             except (OSError, ssl.SSLError):
                 pass
-        return {"running": pid is not None, "pid": pid, "host": self.host, "port": self.port,
+        return {"running": pid is not None and self.gateway_pid() is not None, "pid": pid,
+                "gateway_pid": self.gateway_pid(), "host": self.host, "port": self.port,
                 "tls_ok": tls, "state_dir": str(self.state_dir)}
 
     # ------------------------------------------------------------ clients and credentials
@@ -215,6 +221,50 @@ class LocalBroker(broker_home.LocalBroker):
             self.reload()
 
 
+def _spawn(cmd, out_path: Path, append: bool = False) -> subprocess.Popen:
+    out = open(out_path, "ab" if append else "wb")  # startup errors go to stderr
+    try:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # a Ctrl-C in the caller's terminal does not reach it
+    finally:
+        out.close()
+
+
+def _terminate(pid, proc, timeout: float) -> None:
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (proc.poll() is not None) if proc is not None else not _pid_alive(pid):
+            return
+        time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if proc is not None:
+        proc.wait(timeout)
+
+
+def _live_pid(path: Path, marker: bytes) -> int | None:
+    try:
+        pid = int(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid) and _runs(pid, marker) else None
+
+
+def _count(path: Path, needle: bytes) -> int:
+    try:
+        return path.read_bytes().count(needle)
+    except OSError:
+        return 0
+
+
 def _tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -237,10 +287,10 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _is_mosquitto(pid: int) -> bool:
+def _runs(pid: int, marker: bytes) -> bool:
     # A stale pid file must not make us signal an unrelated process.
     try:
-        return b"mosquitto" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return marker in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc (macOS): trust the pid file
 
@@ -297,7 +347,8 @@ def main(argv=None) -> int:
             broker = LocalBroker.from_state_dir(state, a.port)
         if a.command == "start":
             broker.start(a.timeout)
-            print(f"mosquitto running: pid {broker.pid()}, mqtts://{broker.host}:{broker.port}, log {broker.log_path}")
+            print(f"mosquitto running: pid {broker.pid()}, gateway pid {broker.gateway_pid()}, "
+                  f"mqtts://{broker.host}:{broker.port}, logs {broker.log_path} {broker.gateway_log_path}")
             print(f"CA: {broker.ca_cert}  service identity: {broker.service_cert}")
         elif a.command == "stop":
             was = broker.pid()

@@ -1,29 +1,20 @@
-"""What the local broker is told: the Mosquitto config and ACL that make it AWS IoT Core's stand-in.
+"""What the local broker is told: the Mosquitto config and ACL behind the gateway that make the pair
+AWS IoT Core's stand-in.
 
-What mirrors AWS IoT: clients must present a certificate from our CA (no
-anonymous access); the certificate's CN is the identity (the thing name), as a
-policy's ${iot:Connection.Thing.ThingName}; the client id is that name too, so
-one device cannot take over another's session; a device may publish only under
-devices/<its name>/ and subscribe only to devices/<its name>/cmd; each local
-service client has an identity of its own (contract.SERVICE_IDENTITIES, with the
-grants below: the engine and the observer read every device's topics and write
-their cmd topics, the API's publisher only writes cmd topics, provision check and
-rotation read only telemetry or status); a payload over 128 KB (AWS IoT's limit)
-is not delivered.
-What does not: Mosquitto 2.0.11 cannot refuse a CONNECT whose client id is not
-the certificate's name (no plugin hook runs at CONNECT for certificate
-identities), so it replaces the client id with the name (use_username_as_clientid):
-a device claiming another's id is connected under its own, where AWS refuses the
-connect. It answers a forbidden publish, and one over the size limit, with a
-normal PUBACK and drops the message (AWS IoT closes the connection); and with an
-acl_file, Mosquitto 2.0 grants every SUBSCRIBE (SUBACK 0x00/0x01, never 0x80) and
-enforces "read" only when delivering, so a device subscribed to another device's
-cmd topic simply never receives anything.
-
-Every client id is its certificate's name, so all the clients of one identity share one client id,
-and a second connection takes the first one's session over: each local service client has an
-identity of its own, or they would disconnect each other (and the rules engine's persistent session
-would be taken over by a passing client).
+Clients never reach Mosquitto directly: it listens only on a unix socket in a private directory,
+and the gateway (cloud/local/gateway.py) in front of it terminates mutual TLS, enforces the device
+policy document as AWS IoT Core does (a denied CONNECT gets no CONNACK; a denied PUBLISH or SUBSCRIBE
+closes the connection; a retained publish needs iot:RetainPublish), and forwards each CONNECT with the
+certificate's CN as the user name. Mosquitto then:
+- takes that user name as the client id too (use_username_as_clientid), so all the clients of one
+  identity share one client id, and a second connection takes the first one's session over: each
+  local service client has an identity of its own, or they would disconnect each other (and the rules
+  engine's persistent session would be taken over by a passing client);
+- applies this ACL, the device patterns (the device policy's topics once more, as a second fence) and
+  each service identity's grants (contract.SERVICE_IDENTITIES: the engine and the observer read every
+  device's topics and write their cmd topics, the API's publisher only writes cmd topics, provision
+  check and rotation read only telemetry or status and the lifecycle events);
+- does not deliver a payload over 128 KB (AWS IoT's limit): it acknowledges and drops it.
 """
 
 from __future__ import annotations
@@ -31,7 +22,9 @@ from __future__ import annotations
 import os
 
 import contract
-from provisioning.broker_home import BrokerError
+from provisioning import policy
+
+THING_VARIABLE = policy.THING  # ${iot:Connection.Thing.ThingName}
 
 # Per-client queue limits. Mosquitto silently drops QoS 1 messages for a
 # subscriber once max_queued_messages are waiting (default 1000: a slow bridge
@@ -51,15 +44,19 @@ MESSAGE_SIZE_LIMIT = contract.MAX_PAYLOAD_BYTES
 _EVERY_DEVICE = contract.topic_filter()  # devices/#
 _EVERY_RULE = contract.BASIC_INGEST_PREFIX + "#"  # $aws/rules/#
 _EVERY_COMMAND = contract.topic_filter(contract.CMD)  # devices/+/cmd
+_LIFECYCLE = contract.LIFECYCLE_PREFIX + "#"  # $aws/events/presence/#, the gateway's lifecycle events
 # What each service identity may do (Mosquitto ACL "topic" lines), and no more.
 SERVICE_GRANTS = {
-    contract.SERVICE_IDENTITY: ("read " + _EVERY_DEVICE, "read " + _EVERY_RULE, "write " + _EVERY_COMMAND),
+    contract.SERVICE_IDENTITY: ("read " + _EVERY_DEVICE, "read " + _EVERY_RULE, "write " + _EVERY_COMMAND,
+                                "read " + _LIFECYCLE),
     # every rule's topics; republish actions
     contract.ENGINE_IDENTITY: ("read " + _EVERY_DEVICE, "read " + _EVERY_RULE, "write " + _EVERY_COMMAND),
     contract.API_IDENTITY: ("write " + _EVERY_COMMAND,),
     contract.CHECK_IDENTITY: ("read " + contract.topic_filter(contract.TELEMETRY),
-                              "write " + contract.topic(contract.CHECK_PROBE_THING, contract.CMD)),
-    contract.ROTATION_IDENTITY: ("read " + contract.topic_filter(contract.STATUS),),
+                              "write " + contract.topic(contract.CHECK_PROBE_THING, contract.CMD),
+                              "read " + _LIFECYCLE),
+    contract.ROTATION_IDENTITY: ("read " + contract.topic_filter(contract.STATUS), "read " + _LIFECYCLE),
+    contract.GATEWAY_IDENTITY: ("write " + _LIFECYCLE,),  # the gateway's lifecycle events
 }
 
 
@@ -70,18 +67,36 @@ def grants(service_identity: str = contract.SERVICE_IDENTITY) -> dict:
         service_identity, SERVICE_GRANTS[contract.SERVICE_IDENTITY])})
 
 
-def acl_text(grants=SERVICE_GRANTS) -> str:
-    """The ACL file: the device patterns, then each service identity (grants: {name: lines}) with
-    only its own grants."""
-    own = "%u"  # the user name, which use_identity_as_username sets to the certificate CN (= thing name)
+def device_patterns(policy_doc) -> list:
+    """The ACL's device lines, read from the device policy document itself: each topic resource of an
+    Allow for iot:Publish becomes a `pattern write`, of iot:Receive a `pattern read`, with the thing
+    variable as %u (the user name: the certificate's CN, the thing name). Resources with policy
+    wildcards are left to the gateway, which evaluates the whole document anyway."""
+    out = []
+    for access, action in (("write", "iot:Publish"), ("read", "iot:Receive")):
+        for st in policy_doc["Statement"]:
+            actions = [st["Action"]] if isinstance(st["Action"], str) else st["Action"]
+            if st["Effect"] != "Allow" or action not in actions:
+                continue
+            for r in [st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"]:
+                name = r.split(":topic/", 1)[1] if ":topic/" in r else None
+                if name is not None:
+                    name = name.replace(THING_VARIABLE, "%u")
+                    if "${" not in name and "*" not in name and "?" not in name:
+                        out.append("pattern %s %s" % (access, name))
+    return out
+
+
+def acl_text(grants=SERVICE_GRANTS, policy_doc=None) -> str:
+    """The ACL file: the device patterns of the device policy (policy_doc; default: provisioning's),
+    then each service identity (grants: {name: lines}) with only its own grants."""
+    doc = policy_doc if policy_doc is not None else policy.document()
     return (
         "# Generated by cloud.local.broker: the AWS IoT least-privilege policy for Mosquitto.\n"
-        "# %u is the user name, which use_identity_as_username sets to the certificate CN (= thing name).\n"
-        "# Devices: publish only their own telemetry, events, status and acks (and Basic Ingest\n"
-        "# telemetry); read (subscribe and receive) only their own cmd topic. As provisioning/policy.py.\n"
-        + "".join("pattern write %s\n" % contract.topic(own, t) for t in contract.DEVICE_PUBLISHES)
-        + "pattern write %s\n" % contract.basic_ingest_topic(contract.RULE_TELEMETRY, own, contract.TELEMETRY)
-        + "pattern read %s\n" % contract.topic(own, contract.CMD)
+        "# %u is the user name: the certificate's CN (= thing name), which the gateway sends.\n"
+        "# Devices: what the device policy lets them publish and receive (a second fence: the gateway\n"
+        "# has already evaluated the whole policy document, device-policy.json).\n"
+        + "".join(line + "\n" for line in device_patterns(doc))
         + "\n"
         "# The cloud's service identities, each with what it needs (cloud/local/broker_config.py SERVICE_GRANTS).\n"
         + "".join("user %s\n" % name + "".join("topic %s\n" % line for line in lines) for name, lines in grants.items())
@@ -89,13 +104,13 @@ def acl_text(grants=SERVICE_GRANTS) -> str:
 
 
 def config_text(broker) -> str:
-    """mosquitto.conf for broker (a LocalBroker: its state dir's paths, host and port)."""
-    if not (broker.ca_cert and broker.server_cert and broker.server_key):
-        raise BrokerError("ca_cert, server_cert and server_key are required")
-    lines = [
-        "# Generated by cloud.local.broker: a local AWS IoT Core stand-in. Do not edit; regenerate.",
+    """mosquitto.conf for broker (a LocalBroker: its state dir's paths and its socket)."""
+    return "\n".join([
+        "# Generated by cloud.local.broker: a local AWS IoT Core stand-in behind its gateway. Do not edit; regenerate.",
         "per_listener_settings false",
-        "allow_anonymous false",
+        # Only the gateway reaches the socket (a private directory); it has authenticated the client's
+        # certificate and sends its CN as the user name, which the ACL and the client id key on.
+        "allow_anonymous true",
         # Persistent sessions (the rules engine's) and retained status survive a restart, as
         # in AWS IoT Core, where the rules never stop listening. Devices use clean sessions.
         "persistence true",
@@ -116,24 +131,15 @@ def config_text(broker) -> str:
         f"message_size_limit {MESSAGE_SIZE_LIMIT}",
         f"acl_file {broker.acl_path}",
         # Started as root, Mosquitto would switch to the 'mosquitto' user and
-        # lose read access to our 0600 keys: stay the user who started it.
+        # lose access to our state dir: stay the user who started it.
         f"user {_user_name()}",
         "",
-        f"listener {broker.port} {broker.host}",
+        f"listener 0 {broker.socket_path}",
         "protocol mqtt",
-        f"cafile {broker.ca_cert}",
-        f"certfile {broker.server_cert}",
-        f"keyfile {broker.server_key}",
-        "require_certificate true",
-        "use_identity_as_username true",
-        # The client id becomes the certificate's CN: a device that connects with another
-        # device's id gets its own, so it cannot disconnect the other (AWS refuses the connect).
+        # The client id becomes the identity (the certificate's CN, which the gateway sends as the user
+        # name); for a device the gateway has already refused any other client id, as AWS does.
         "use_username_as_clientid true",
-        "tls_version tlsv1.2",  # the minimum; TLS 1.3 is accepted too
-    ]
-    if broker.crl:
-        lines.append(f"crlfile {broker.crl}")
-    return "\n".join(lines) + "\n"
+    ]) + "\n"
 
 
 def _user_name() -> str:

@@ -1,9 +1,12 @@
 """The local IoT Core in one object: the mTLS broker (cloud/local/broker.py, with the fleet CA of a
 provisioning home), AWS services in a moto server, the rules engine running the real Lambdas
-in-process, and the REST API.
+in-process, and the REST API with the dashboard's user pool (cloud/local/cognito.py).
 
     with LocalCore(home) as core:        # home: a provisioning home (fleet CA, broker, registry)
         core.api.url, core.engine.stats(), core.meter.snapshot()
+        core.users.add_user(name, password)   # a dashboard user (core.users: the moto user pool)
+
+The engine runs the rules of cloud/rules.py, as the CDK stack deploys them.
 
 Used by `make demo`, the end-to-end test and `make bench-cloud`.
 """
@@ -14,8 +17,10 @@ import os
 import time
 from pathlib import Path
 
+from cloud import rules
 from cloud.local import moto_env
 from cloud.local.broker import LocalBroker
+from cloud.local.cognito import LocalUserPool
 from cloud.local.engine import Engine, default_functions
 from cloud.local.meter import Meter
 from provisioning import local as local_backend
@@ -34,7 +39,7 @@ class LocalCore:
         self.functions = functions
         self.moto_factory = moto_factory or moto_env.MotoServer
         self.lambda_processes = lambda_processes
-        self.broker = self.moto = self.engine = self.api = None
+        self.broker = self.moto = self.engine = self.api = self.users = None
         self.meter = Meter()
         self.started_at = None
 
@@ -54,22 +59,25 @@ class LocalCore:
         os.environ["MOTORGUARD_LOCAL_BROKER_DIR"] = str(self.broker.state_dir)  # the api publishes commands there
         self.meter.install()
         self.engine = Engine(self.broker, functions=self.functions or default_functions(), workers=self.workers,
-                             lambda_processes=self.lambda_processes, meter=self.meter).start()
-        self.api = ApiServer(self.api_port).start()
+                             rules=rules.RULES, lambda_processes=self.lambda_processes,
+                             meter=self.meter).start()
+        self.users = LocalUserPool(self.moto.url).create()  # the dashboard's sign-in
+        self.api = ApiServer(self.api_port, verifier=self.users.verifier()).start()
         self.started_at = time.monotonic()
         return self
 
     def stop(self):
-        for part in (self.api, self.engine):
+        """Stops every part, each whatever the others did: a busy moto that does not exit in time must
+        not leave the broker and its gateway running."""
+        failed = None
+        for part in (self.api, self.engine, self.moto, self.broker):
             if part is not None:
                 try:
                     part.stop()
-                except Exception:  # noqa: BLE001 - shut the rest down anyway
-                    pass
-        if self.moto is not None:
-            self.moto.stop()
-        if self.broker is not None:
-            self.broker.stop()
+                except Exception as e:  # noqa: BLE001 - shut the rest down anyway, then say so
+                    failed = failed or e
+        if failed is not None:
+            raise failed
 
     def __enter__(self):
         return self.start()

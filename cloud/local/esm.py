@@ -15,6 +15,12 @@ envelope every reject has (cloud/domain/rejects.py: reason retries_exhausted, to
 the original bytes), and wrap_dead_letters=False sends the bare body as SQS does. In AWS, ingest
 itself dead-letters what fails on its last delivery (cloud/lambdas/ingest.py give_up), so only a
 batch whose invocation failed outright reaches the DLQ bare.
+Latency: a partial batch goes out here once its oldest message has waited window_s. AWS's pollers
+long-poll the queue, and on a queue with very little traffic Lambda may wait up to 20 s before
+invoking, even with a shorter batching window (the Lambda developer guide, "Using Lambda with Amazon
+SQS"). low_traffic_wait_s models that worst case: with a window, a partial batch then waits
+max(window_s, low_traffic_wait_s) (aws_worst_case() sets AWS_LOW_TRAFFIC_WAIT_S, 20 s); a full batch
+still goes at once. It is off by default, so that tests and the demo do not wait 20 s a batch.
 Local differences: the queue lives in this process, not in moto (moto's SQS stores a few hundred
 messages a second, a tenth of what the fleet sends), and the retry delay is retry_delay_s, not the
 queue's visibility timeout. Nothing is lost for that: done(message) is called only once the message
@@ -34,6 +40,17 @@ from cloud.domain import rejects
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
+# The longest Lambda may hold the messages of a quiet queue before invoking (SQS's longest long poll).
+AWS_LOW_TRAFFIC_WAIT_S = 20.0
+
+
+def partial_batch_wait(window_s: float, low_traffic_wait_s: float | None) -> float:
+    """How long a batch that is not full waits for more messages: the batching window, or AWS's
+    low-traffic worst case when it is modelled and longer. Without a window there is no such wait:
+    a long poll returns as soon as a message is there."""
+    if window_s <= 0:
+        return window_s
+    return max(window_s, low_traffic_wait_s or 0.0)
 
 
 class Message:
@@ -53,12 +70,13 @@ class EventSourceMapping:
     def __init__(self, queue_name: str, invoke, batch_size: int = 10, window_s: float = 0.0,
                  max_receive_count: int = 5, dead_letter=None, concurrency: int = 2, capacity: int = 1000,
                  retry_delay_s: float = 1.0, on_batch=None, wrap_dead_letters: bool = True,
-                 dead_letter_max_bytes: int = rejects.SQS_MAX_BYTES):
+                 dead_letter_max_bytes: int = rejects.SQS_MAX_BYTES, low_traffic_wait_s: float | None = None):
         """invoke(event) -> result runs the function; dead_letter(body) sends to the redrive target
         (the envelope of rejects.for_redrive, at most dead_letter_max_bytes, unless
         wrap_dead_letters is false); capacity bounds the messages held (waiting or in a running
         batch): add() blocks beyond it; on_batch(size, receives) is told of each batch (the meter
-        counts SQS requests with it)."""
+        counts SQS requests with it); low_traffic_wait_s: how long a partial batch may wait in AWS
+        on a quiet queue when there is a batching window (None: window_s alone; see aws_worst_case)."""
         self.queue_name = queue_name
         self.arn = "arn:aws:sqs:%s:%s:%s" % (REGION, ACCOUNT, queue_name)
         self.invoke = invoke
@@ -72,6 +90,7 @@ class EventSourceMapping:
         self.on_batch = on_batch
         self.wrap_dead_letters = wrap_dead_letters
         self.dead_letter_max_bytes = dead_letter_max_bytes
+        self.low_traffic_wait_s = low_traffic_wait_s
         self._waiting = collections.deque()
         self._retries = []
         self._held = 0
@@ -110,28 +129,39 @@ class EventSourceMapping:
                 self._cond.notify()
         return True
 
+    def aws_worst_case(self, on: bool = True) -> "EventSourceMapping":
+        """Partial batches wait as long as AWS may make them wait on a quiet queue (20 s), or, with
+        on=False, the batching window alone again. For latency figures: a bench sets it on the
+        running mapping (Engine.esms[queue])."""
+        with self._cond:
+            self.low_traffic_wait_s = AWS_LOW_TRAFFIC_WAIT_S if on else None
+            self._cond.notify_all()
+        return self
+
     def held(self) -> int:
         with self._cond:
             return self._held
 
     # ------------------------------------------------------------ polling
     def _take(self):
-        """The next batch, once it is full or its oldest message has waited window_s; None when stopped."""
+        """The next batch, once it is full or its oldest message has waited its partial batch's
+        wait (partial_batch_wait); None when stopped."""
         with self._cond:
             while self._running:
                 now = time.monotonic()
+                wait = partial_batch_wait(self.window_s, self.low_traffic_wait_s)
                 if self._retries:
                     due = [m for m in self._retries if m.ready_at <= now]
                     if due:
                         self._retries = [m for m in self._retries if m.ready_at > now]
                         self._waiting.extendleft(reversed(due))
                 if len(self._waiting) >= self.batch_size or (
-                        self._waiting and now - self._waiting[0].ready_at >= self.window_s):
+                        self._waiting and now - self._waiting[0].ready_at >= wait):
                     n = min(self.batch_size, len(self._waiting))
                     return [self._waiting.popleft() for _ in range(n)]
                 wake = []
                 if self._waiting:
-                    wake.append(self._waiting[0].ready_at + self.window_s - now)
+                    wake.append(self._waiting[0].ready_at + wait - now)
                 if self._retries:
                     wake.append(min(m.ready_at for m in self._retries) - now)
                 self._cond.wait(max(0.001, min(wake)) if wake else None)

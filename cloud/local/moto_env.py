@@ -29,8 +29,10 @@ def use_endpoint(url: str) -> None:
 
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     from cloud.lambdas import common
+    from cloud.local import actions
 
     common.reset_clients()
+    actions.install_sns_limits()  # the Lambdas' SNS publishes refuse what SNS refuses, engine or not
 
 
 def create_resources(url: str) -> dict:

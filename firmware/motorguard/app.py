@@ -55,8 +55,11 @@ class App:
         self.cfg = cfg
         pins = cfg["pins"]
         ctl = cfg["control"]
-        # Outputs first, all off: whatever happens next, the motor stays still.
-        self.pwm = machine.PWM(machine.Pin(pins["servo"]), freq=cfg["servo"]["freq_hz"], duty_ns=0)
+        # Outputs first, all off: whatever happens next, the motor stays still. duty_u16=0, never
+        # duty_ns=0: the esp32 port checks a duty_ns given to the constructor against a timer the
+        # channel does not have yet and raises RuntimeError("PWM is inactive") (machine_pwm.c,
+        # v1.26.1 on); once the channel runs, duty_ns() works. The same in main() and safe_mode.
+        self.pwm = machine.PWM(machine.Pin(pins["servo"]), freq=cfg["servo"]["freq_hz"], duty_u16=0)
         self.duty = 0
         self.led_green = machine.Pin(pins["led_green"], machine.Pin.OUT, value=0)
         self.led_red = machine.Pin(pins["led_red"], machine.Pin.OUT, value=0)
@@ -328,8 +331,9 @@ def main():
     finally:
         # Motor off however we got here; a reboot always comes up STOPPED.
         try:
-            machine.PWM(machine.Pin(cfg["pins"]["servo"]), freq=50, duty_ns=0).duty_ns(0)
-        except Exception:
+            # duty_u16, as in App(); App() may have dropped the servo section: at duty 0 any rate will do.
+            machine.PWM(machine.Pin(cfg["pins"]["servo"]), freq=50, duty_u16=0)
+        except Exception:  # noqa: BLE001 - nothing may stop the reset below
             pass
     time.sleep_ms(1000)
     machine.reset()

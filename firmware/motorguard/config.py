@@ -63,8 +63,10 @@ DEFAULTS = {
         "r0_ohm": 10000,
         "t0_c": 25.0,
         "beta": 3950,
-        "min_uv": 100000,
-        "max_uv": 3150000,
+        # The plausible window, inside the ADC's usable range (ADC_USABLE_UV): below it the NTC
+        # is shorted (or hotter than ~103 C), above it open (or colder than ~5 C).
+        "min_uv": 200000,
+        "max_uv": 2400000,
         "min_c": -20.0,
         "max_c": 125.0,
     },
@@ -73,8 +75,10 @@ DEFAULTS = {
     "current": {
         "zero_uv": 1666667,
         "uv_per_a": 123333,
-        "min_uv": 100000,
-        "max_uv": 3150000,
+        # Inside the ADC's usable range too: the output open reads the ADC's floor, shorted to
+        # the sensor's supply its saturation; above 2.4 V (~5.9 A) nothing is trusted.
+        "min_uv": 200000,
+        "max_uv": 2400000,
         "min_a": -1.0,
         "max_a": 10.0,
     },
@@ -122,6 +126,17 @@ DEFAULTS = {
     # Samples still go into the ring and are overwritten, counted, when it is full.
     "offline": False,
 }
+
+# The ESP32's ADC at 11 dB (what the firmware sets) reads faithfully only between about 150 and
+# 2,450 mV (MicroPython's esp32 quickref): a grounded input still reads ~150 mV, and everything
+# from there to the 3.3 V rail comes out compressed and chip-dependent. A sensor's plausible
+# window (min_uv..max_uv) must sit inside this by ADC_MARGIN_UV, or a shorted or open wire
+# reads as a believable value instead of a sensor fault. docs/virtual-esp32.md has the model.
+ADC_USABLE_UV = (150000, 2450000)
+ADC_MARGIN_UV = 50000
+# The servo's pulse span in whole microseconds times a position in milli-degrees (at most
+# 180,000) must stay a small int on the chip (< 2**30): servo.py.
+MAX_PULSE_SPAN_NS = 5000000
 
 # Keys a deployed device cannot run without.
 REQUIRED = (("thing",), ("mqtt", "host"))
@@ -180,6 +195,20 @@ def check(cfg):
     servo = cfg["servo"]
     if not 0 <= servo["sweep_min_deg"] < servo["sweep_max_deg"] <= 180:
         raise ConfigError("servo sweep limits must satisfy 0 <= sweep_min_deg < sweep_max_deg <= 180")
+    span = servo["max_pulse_ns"] - servo["min_pulse_ns"]
+    if not (0 < servo["min_pulse_ns"] and 0 < span <= MAX_PULSE_SPAN_NS and span % 1000 == 0):
+        raise ConfigError(
+            "servo pulses must satisfy 0 < min_pulse_ns < max_pulse_ns, at most %d ns apart in whole microseconds"
+            % MAX_PULSE_SPAN_NS
+        )
+    for name in ("ntc", "current"):
+        sensor = cfg[name]
+        lo, hi = ADC_USABLE_UV[0] + ADC_MARGIN_UV, ADC_USABLE_UV[1] - ADC_MARGIN_UV
+        if not lo <= sensor["min_uv"] < sensor["max_uv"] <= hi:
+            raise ConfigError(
+                "%s.min_uv and max_uv must satisfy %d <= min_uv < max_uv <= %d (the ESP32 ADC's usable range at 11 dB)"
+                % (name, lo, hi)
+            )
     if not 0 < servo["speed_deg_s"] <= servo["max_speed_deg_s"] <= MAX_SPEED:
         raise ConfigError("servo speeds must satisfy 0 < speed_deg_s <= max_speed_deg_s <= %d" % MAX_SPEED)
     tel = cfg["telemetry"]

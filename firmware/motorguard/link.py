@@ -44,12 +44,20 @@ def make_ssl(mq):
     return ctx
 
 
-async def wifi_up(wlan, cfg, timeout_ms=15000):
-    if wlan.isconnected():
-        return
+def wifi_ask(wlan, cfg):
+    """Asks the Wi-Fi driver to connect: once per boot (net.network_task keeps count). From then on
+    the esp32 port reassociates by itself after every loss (ports/esp32/network_wlan.c), and a
+    second connect() while it is at it raises OSError("Wifi Internal Error") (micropython#17661)."""
     wifi = cfg["wifi"]
     wlan.active(True)
     wlan.connect(wifi["ssid"], wifi["password"])
+
+
+async def wifi_up(wlan, cfg, timeout_ms=15000):
+    """Waits (bounded) until the station has an address; a lost link is waited for, not re-asked."""
+    if wlan.isconnected():
+        return
+    wifi = cfg["wifi"]
     t0 = time.ticks_ms()
     while not wlan.isconnected():
         if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
@@ -64,7 +72,8 @@ def sync_time(app, guard):
     import ntptime
 
     ntptime.host = app.cfg["ntp_host"]
-    # Bounded by ntptime's 1 s socket timeout; the stop-button IRQ still runs inside it.
+    # ntptime's 1 s timeout bounds the query, not the DNS lookup before it: that blocks the
+    # whole VM (no IRQ, no tick) for as long as lwIP takes. Hence the guard: no start meanwhile.
     guarded(guard, ntptime.settime)
     t = time.time()
     # Ports whose epoch is 2000 report seconds since 2000; telemetry uses Unix time.

@@ -333,6 +333,7 @@ async def network_task(app):
     guard = blocking_guard(app)  # one for the whole task: NTP, the TLS context, every session
     dns = {}  # the broker's address, looked up once (motorguard/dnscache.py)
     ssl_ctx = None
+    wifi_asked = False  # the driver is asked to connect once a boot, then reassociates by itself
     backoff = mq["backoff_min_ms"]
     ctl = app.ctl
     while True:
@@ -345,6 +346,9 @@ async def network_task(app):
         try:
             from motorguard import link  # connect-time code, imported for each attempt
 
+            if not wifi_asked:
+                link.wifi_ask(wlan, cfg)
+                wifi_asked = True
             await link.wifi_up(wlan, cfg)
             link.sync_time(app, guard)
             if ssl_ctx is None and mq["tls"]:

@@ -11,8 +11,8 @@ from motorguard.app import log
 def run(reason, defaults):
     """Motor off, red LED blinking, the reason on the console, forever (the watchdog fed)."""
     pins = defaults["pins"]
-    pwm = machine.PWM(machine.Pin(pins["servo"]), freq=50, duty_ns=0)
-    pwm.duty_ns(0)
+    # duty_u16=0: a duty_ns in the constructor raises on the esp32 port (see App.__init__).
+    machine.PWM(machine.Pin(pins["servo"]), freq=defaults["servo"]["freq_hz"], duty_u16=0)
     red = machine.Pin(pins["led_red"], machine.Pin.OUT, value=0)
     machine.Pin(pins["led_green"], machine.Pin.OUT, value=0)
     wdt = machine.WDT(timeout=defaults["control"]["wdt_timeout_ms"])

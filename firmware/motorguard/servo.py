@@ -1,12 +1,19 @@
 # Servo sweep: a position that moves back and forth between two limits at a set
 # speed, and the pulse width that commands it. Pure arithmetic on integers
 # (milli-degrees, nanoseconds) so each control tick allocates nothing.
+#
+# "Integers" means small ints on the chip: the ESP32 keeps ints up to 2**30 in the object
+# itself and allocates a big int (~96 bytes on a 32-bit port) for anything larger. So no
+# product here may pass 2**30: the pulse span is taken in microseconds (1,000 us x 180,000
+# mdeg = 1.8e8), never in nanoseconds (1e6 ns x 180,000 = 1.8e11). tests/vesp32/test_heap32.py
+# runs the tick on MicroPython's 32-bit port to hold it to zero bytes.
 
 
 class Sweep:
     def __init__(self, cfg):
         self.min_ns = cfg["min_pulse_ns"]
-        self.max_ns = cfg["max_pulse_ns"]
+        # Whole microseconds (config.check insists), so the product below stays a small int.
+        self.span_us = (cfg["max_pulse_ns"] - self.min_ns) // 1000
         self.lo = cfg["sweep_min_deg"] * 1000  # milli-degrees
         self.hi = cfg["sweep_max_deg"] * 1000
         self.max_speed = cfg["max_speed_deg_s"]
@@ -35,7 +42,8 @@ class Sweep:
         return self.pulse_ns()
 
     def pulse_ns(self):
-        return self.min_ns + (self.max_ns - self.min_ns) * self.pos // 180000
+        # span_us * 1000 ns * pos / 180,000 mdeg, reduced so the product stays under 2**30.
+        return self.min_ns + self.span_us * self.pos // 180
 
     def decidegrees(self):
         return self.pos // 100

@@ -9,7 +9,8 @@
 #   HOOK hold start|stop           button held low; HOOK release start|stop lets it go
 #   HOOK temp C|off                force the temperature reading (as the NTC would give it)
 #   HOOK current A|off             force the current reading
-#   HOOK uv temp|current UV|off    force an ADC input in microvolts (open: 3300000, short: 0)
+#   HOOK uv temp|current UV|off    force an ADC reading in microvolts (as read_uv() returns them at
+#                                  11 dB: an open NTC reads ~2775000, a short the floor, ~150000)
 #   HOOK stop                      press stop and report stop_latency_us: injection -> PWM duty 0,
 #                                  measured with the board's own ticks_us
 #   HOOK state                     state, PWM duty and forced inputs

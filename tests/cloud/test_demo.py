@@ -2,6 +2,7 @@
 one raises an alert, nothing is rejected, and everything shuts down."""
 
 import io
+import re
 
 from cloud import demo
 
@@ -16,3 +17,7 @@ def test_demo_runs_unattended_and_summarizes():
     assert summary["events_stored"] >= 5  # three BOOTs, STARTED, the FAULT...
     assert summary["alerts"] >= 1 and summary["rejected"] == 0 and summary["rule_errors"] == 0
     assert "FAULT on motor-002" in text and "summary:" in text and "shutting down" in text
+    # The dashboard's one line: where it is and who signs in (the user make demo created).
+    line = re.search(r"^dashboard: (http://127\.0\.0\.1:\d+/) \(user (\S+), password (\S+)\)$", text, re.M)
+    assert line, text
+    assert line.group(1) == summary["dashboard"] and line.group(2) == demo.DEMO_USER

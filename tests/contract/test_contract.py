@@ -21,7 +21,8 @@ SCHEMAS = ROOT / "schemas" / "v1"
 THING_VAR = "${iot:Connection.Thing.ThingName}"  # AWS IoT's policy variable for the connected thing
 # What each rule is for (docs/cloud.md): the alert and events rules read events, the telemetry rule telemetry.
 RULE_READS = {contract.RULE_ALERTS: contract.EVENTS, contract.RULE_EVENTS: contract.EVENTS,
-              contract.RULE_TELEMETRY: contract.TELEMETRY}
+              contract.RULE_TELEMETRY: contract.TELEMETRY, contract.RULE_ACKS: contract.ACK,
+              contract.RULE_STATUS: contract.STATUS}
 NAMES = ["m1", "motor-001", "a:_-" * 32, "A" * 128, "", "x" * 129, "bad name", "caf\u00e9", "m1\n", "a/b", "+", "#"]
 
 
@@ -88,8 +89,8 @@ def test_the_rules_are_the_contracts_and_read_its_topic_filters():
     for r in rules.RULES:
         assert re.fullmatch("[a-zA-Z0-9_]+", r["name"]), "AWS IoT's rule for rule names"
         assert from_filter(r["sql"]) == contract.topic_filter(RULE_READS[r["name"]]), r["name"]
-    assert set(RULE_READS.values()) == set(contract.INGESTED_KINDS), "every kind the cloud stores has a rule"
-    assert [r["name"] for r in rules.RULES if r.get("basic_ingest")] == [contract.RULE_TELEMETRY]
+    assert set(contract.INGESTED_KINDS) <= set(RULE_READS.values()), "every kind ingest stores has a rule"
+    assert [r["name"] for r in rules.RULES if r.get("basic_ingest")] == []  # one telemetry path: the device topic
 
 
 # ------------------------------------------------------------------ the CDK stack
@@ -119,19 +120,24 @@ def test_the_stacks_topic_rules_are_the_contracts(template):
         assert from_filter(sql) == contract.topic_filter(RULE_READS[name]), name
 
 
-def test_the_device_policy_names_only_the_things_own_topics_of_the_contract(template):
-    (policy,) = resources_of(template, "AWS::IoT::Policy")
+def test_the_stack_leaves_the_device_policy_to_provisioning(template):
+    assert resources_of(template, "AWS::IoT::Policy") == []  # one owner: provision device / policy update
+
+
+def test_the_device_policy_names_only_the_things_own_topics_of_the_contract():
+    from provisioning import policy
+
     arn = "arn:aws:iot:us-east-1:123456789012:"
     by_action = {}
-    for st in policy["PolicyDocument"]["Statement"]:
+    for st in policy.document("us-east-1", "123456789012")["Statement"]:
         assert st["Effect"] == "Allow"
         found = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
         by_action.setdefault(st["Action"], []).extend(found)
-    assert sorted(by_action) == ["iot:Connect", "iot:Publish", "iot:Receive", "iot:Subscribe"]
+    assert sorted(by_action) == ["iot:Connect", "iot:Publish", "iot:Receive", "iot:RetainPublish", "iot:Subscribe"]
     assert by_action["iot:Connect"] == [arn + "client/" + THING_VAR]
     publish = {arn + "topic/" + contract.topic(THING_VAR, k) for k in contract.DEVICE_PUBLISHES}
-    publish.add(arn + "topic/" + contract.basic_ingest_topic(contract.RULE_TELEMETRY, THING_VAR, contract.TELEMETRY))
     assert sorted(by_action["iot:Publish"]) == sorted(publish)
+    assert by_action["iot:RetainPublish"] == [arn + "topic/" + contract.topic(THING_VAR, contract.STATUS)]
     assert by_action["iot:Subscribe"] == [arn + "topicfilter/" + contract.topic(THING_VAR, k)
                                           for k in contract.DEVICE_SUBSCRIBES]
     assert by_action["iot:Receive"] == [arn + "topic/" + contract.topic(THING_VAR, k) for k in contract.DEVICE_SUBSCRIBES]
@@ -160,7 +166,7 @@ def test_the_api_alone_may_publish_and_only_to_the_contracts_command_topics(temp
             continue
         for st in p["Properties"]["PolicyDocument"]["Statement"]:
             actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-            if any(a.startswith("iot:") for a in actions):
+            if any(a.startswith("iot:") for a in actions) and actions != ["iot:DescribeThing"]:
                 granted.append((p["Properties"]["Roles"], actions, text_of(st["Resource"])))
     assert granted == [([{"Ref": api_role}], ["iot:Publish"],
                         "arn:aws:iot:us-east-1:123456789012:topic/" + contract.topic("*", contract.CMD))]

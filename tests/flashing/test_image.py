@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +169,117 @@ def test_test_hook_image_enables_the_hook_and_leaves_the_bundle_alone(tmp_path, 
     with pytest.raises(FlashError, match="needs a config") as e:
         files.with_test_hook({"main.py": fw})
     assert e.value.code == exit_codes.BAD_INPUT
+
+
+# ------------------------------------------------------------------ one image per flash size
+
+
+def test_each_flash_size_has_its_own_filesystem_geometry():
+    """MicroPython's vfs runs from the end of the app (0x200000) to the end of the physical flash."""
+    want = {"4MB": 512, "8MB": 1536, "16MB": 3584}
+    for size, blocks in want.items():
+        geo = image.layout(size)
+        assert geo["vfs_blocks"] == blocks and geo["vfs_offset"] == release.VFS_OFFSET
+        assert geo["vfs_offset"] + geo["vfs_blocks"] * release.BLOCK_SIZE == geo["size"] == image.FLASH_SIZES[size]
+    assert image.layout("4MB")["vfs_blocks"] == release.BLOCK_COUNT  # the pinned layout's own numbers
+    with pytest.raises(FlashError, match="2MB") as e:
+        image.layout("2MB")
+    assert e.value.code == exit_codes.BAD_INPUT and "4MB, 8MB, 16MB" in e.value.hint
+
+
+def bootable_stand_in(path):
+    """The stand-in .bin with a real (tiny) ESP32 image as its bootloader, so esptool treats it as one
+    and writes the flash size into its header, as it does with the MicroPython release."""
+    from esptool.bin_image import ESP32FirmwareImage, ImageSegment
+
+    boot = ESP32FirmwareImage()
+    boot.entrypoint, boot.flash_size_freq, boot.append_digest = 0x40080000, 0x20, True
+    segment = ImageSegment(0x3FFF0000, os.urandom(512))
+    segment.name = ".dram0.data"
+    boot.segments = [segment]
+    boot.save(str(path) + ".boot")
+    head = Path(str(path) + ".boot").read_bytes()
+    data = bytearray(stand_in_firmware(path).read_bytes())
+    data[:0x7000] = head + b"\xff" * (0x7000 - len(head))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def by_size(tmp_path_factory):
+    """A 4 MB and an 8 MB image of the same files, through the CLI (--flash-size)."""
+    tmp = tmp_path_factory.mktemp("sizes")
+    fw = bootable_stand_in(tmp / "stand-in.bin")
+    out = {}
+    for size in ("4MB", "8MB"):
+        path = tmp / ("flash-%s.bin" % size)
+        r = cli("image", "--firmware", str(fw), "--config", str(ROOT / "wokwi" / "config.json"),
+                "--flash-size", size, "--out", str(path), "--json")
+        assert r.returncode == 0, r.stderr
+        info = json.loads(r.stdout)
+        assert info["flash_size"] == size and info["image"] == str(path)
+        out[size] = (info, path.read_bytes())
+    return out
+
+
+def test_the_8mb_image_fills_8mb_and_says_so_in_its_header(by_size):
+    import io
+
+    from esptool.bin_image import ESP32FirmwareImage
+
+    for size, code in (("4MB", 0x20), ("8MB", 0x30)):  # esptool's header codes for 4 and 8 MB
+        info, img = by_size[size]
+        assert len(img) == info["size"] == image.FLASH_SIZES[size]
+        assert info["vfs_blocks"] == image.layout(size)["vfs_blocks"]
+        assert img[release.APP_OFFSET + 3] & 0xF0 == code
+        ESP32FirmwareImage(io.BytesIO(img[release.APP_OFFSET:])).verify()  # its SHA-256 redone, still valid
+    assert by_size["4MB"][0]["files"] == by_size["8MB"][0]["files"]
+
+
+def flash_of(img: bytes, size: str) -> bytes:
+    """What a board with `size` of flash holds after `write-flash 0x0 img` on an erased chip."""
+    n = image.FLASH_SIZES[size]
+    return (img + b"\xff" * n)[:n]
+
+
+def test_a_4mb_image_does_not_mount_on_an_8mb_board_and_the_8mb_image_does(by_size):
+    from littlefs import LittleFSError
+
+    _, img4 = by_size["4MB"]
+    info8, img8 = by_size["8MB"]
+    on_8mb = flash_of(img4, "8MB")[release.VFS_OFFSET:]  # the partition MicroPython registers: 1536 blocks
+    with pytest.raises(LittleFSError, match="INVAL"):
+        image.read_back(on_8mb)
+    got = image.read_back(flash_of(img8, "8MB")[release.VFS_OFFSET:])
+    assert sorted(got) == info8["files"]
+    assert got == image.read_back(img4[release.VFS_OFFSET:])  # the same files, only the geometry differs
+    with pytest.raises(LittleFSError):  # and the other way round: an 8 MB image cut to a 4 MB chip
+        image.read_back(flash_of(img8, "4MB")[release.VFS_OFFSET:])
+
+
+def test_micropython_refuses_a_4mb_image_on_an_8mb_board(by_size, tmp_path):
+    """Real MicroPython's VfsLfs2 on a block device of the 8 MB board's vfs partition (1536 blocks)."""
+    results = {}
+    for size in ("4MB", "8MB"):
+        flash = tmp_path / ("board-8MB-with-%s-image.bin" % size)
+        flash.write_bytes(flash_of(by_size[size][1], "8MB"))
+        script = MOUNT_SCRIPT % {"vfs": release.VFS_OFFSET, "bs": release.BLOCK_SIZE,
+                                 "count": image.layout("8MB")["vfs_blocks"], "path": str(flash)}
+        results[size] = subprocess.run([MICROPYTHON, "-c", script], capture_output=True, text=True, timeout=60)
+    refused = results["4MB"]
+    assert refused.returncode != 0  # the unix port prints the traceback on stdout
+    assert "OSError: [Errno 22] EINVAL" in refused.stdout + refused.stderr  # vfs.VfsLfs2() itself refuses
+    ok = results["8MB"]
+    assert ok.returncode == 0, ok.stderr
+    seen = sorted(line.split()[1] for line in ok.stdout.splitlines() if line.startswith("SHA "))
+    assert seen == by_size["8MB"][0]["files"]
+
+
+def test_the_16mb_image_gets_its_own_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(tools, "BUILD", tmp_path / "build")
+    fw = stand_in_firmware(tmp_path / "fw.bin")
+    done = image.build(firmware_path=fw, config=ROOT / "wokwi" / "config.json", echo=lambda *_: None,
+                       flash_size="16MB")
+    out = tmp_path / "build" / "flash-16MB.bin"
+    assert done["image"] == str(out) and out.stat().st_size == 16 * 1024 * 1024 and done["vfs_blocks"] == 3584
+    assert "config.json" in image.read_back(out.read_bytes()[release.VFS_OFFSET:])

@@ -38,6 +38,7 @@ def test_provisions_thing_certificate_policy_and_bundle(aws_session, home, tmp_p
     thing = iot.describe_thing(thingName="motor-001")
     assert thing["thingTypeName"] == aws.THING_TYPE
     assert thing["attributes"]["site"] == "hall-3"
+    assert thing["attributes"]["remote_start"] == "false"  # what the API offers the dashboard's Start from
     cert = iot.describe_certificate(certificateId=r["certificate"])["certificateDescription"]
     assert cert["status"] == "ACTIVE"
     assert iot.list_thing_principals(thingName="motor-001")["principals"] == [cert["certificateArn"]]
@@ -137,10 +138,15 @@ def test_policy_statements_resource_by_resource():
     t = "${iot:Connection.Thing.ThingName}"
     assert by_sid["ConnectAsItself"]["Action"] == "iot:Connect"
     assert by_sid["ConnectAsItself"]["Resource"] == arn + "client/" + t
-    assert by_sid["ConnectAsItself"]["Condition"] == {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
+    assert by_sid["ConnectAsItself"]["Condition"] == {
+        "Bool": {"iot:Connection.Thing.IsAttached": "true"},
+        "ForAllValues:StringEquals": {"iot:ConnectAttributes": ["LastWill"]}}  # a Will; no persistent session
     assert sorted(by_sid["PublishOwnTopics"]["Resource"]) == sorted(
-        [arn + "topic/devices/%s/%s" % (t, k) for k in ("telemetry", "events", "status", "ack")]
-        + [arn + "topic/$aws/rules/motorguard_telemetry/devices/%s/telemetry" % t])
+        [arn + "topic/devices/%s/%s" % (t, k) for k in ("telemetry", "events", "status", "ack")])
+    assert by_sid["RetainOwnStatus"]["Action"] == "iot:RetainPublish"
+    assert by_sid["RetainOwnStatus"]["Resource"] == [arn + "topic/devices/%s/status" % t]
+    assert not any("$aws/rules/" in r for s in doc["Statement"] for r in
+                   (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])), "no Basic Ingest"
     assert by_sid["SubscribeOwnCommands"] == {"Sid": "SubscribeOwnCommands", "Effect": "Allow",
                                               "Action": "iot:Subscribe",
                                               "Resource": arn + "topicfilter/devices/%s/cmd" % t}
@@ -167,7 +173,9 @@ def test_policy_topics_match_the_firmware():
     published = {board.topic(t, k) for k in (board.TELEMETRY, board.EVENTS, board.STATUS, board.ACK)}
     granted = {r[len(arn + "topic/"):] for r in by_sid["PublishOwnTopics"]["Resource"]}
     assert published == {contract.topic(t, k) for k in contract.DEVICE_PUBLISHES}
-    assert granted == published | {contract.basic_ingest_topic(contract.RULE_TELEMETRY, t, contract.TELEMETRY)}
+    assert granted == published
+    retained = {r[len(arn + "topic/"):] for r in by_sid["RetainOwnStatus"]["Resource"]}
+    assert retained == {board.topic(t, board.STATUS)}  # the board's retained "online" and its retained Will
     assert by_sid["SubscribeOwnCommands"]["Resource"] == arn + "topicfilter/" + board.topic(t, board.CMD)
     assert by_sid["ReceiveOwnCommands"]["Resource"] == arn + "topic/" + board.topic(t, board.CMD)
 
@@ -311,3 +319,11 @@ def test_revoke_twice_changes_nothing_the_second_time(aws_session, home, root_ca
     assert aws.revoke(home, "motor-r2", session=aws_session)["changed"] is True
     again = aws.revoke(home, "motor-r2", session=aws_session)
     assert again["changed"] is False and again["message"] == "already revoked"
+
+
+def test_remote_start_is_recorded_on_the_thing_for_the_dashboard(aws_session, home, root_ca):
+    aws.provision_device(home, "motor-rs", root_ca_pem=root_ca, remote_start=True, session=aws_session)
+    iot = aws_session.client("iot")
+    assert iot.describe_thing(thingName="motor-rs")["attributes"]["remote_start"] == "true"
+    aws.provision_device(home, "motor-rs", root_ca_pem=root_ca, remote_start=False, force=True, session=aws_session)
+    assert iot.describe_thing(thingName="motor-rs")["attributes"]["remote_start"] == "false"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from contract import exit_codes
+
 from provisioning import errors, pki
 from provisioning.registry import Registry
 
@@ -53,7 +55,7 @@ def test_device_bundle_check_and_idempotency(local_broker, home, cli):
     chk = cli("check", "motor-001", "--json")
     assert chk.exit_code == 0, chk.output
     steps = json.loads(chk.stdout)["steps"]
-    assert [s["ok"] for s in steps] == [True, True, True, True]
+    assert [s["ok"] for s in steps] == [True] * 6  # listener, connect with the Will, telemetry, retained, 2 refusals
     assert_no_key_material(r.output + again.output + chk.output, bundle)
 
 
@@ -217,7 +219,8 @@ def test_mpremote_missing(home, cli, monkeypatch):
 
 
 def test_port_that_is_not_a_board(home, cli, tmp_path):
-    # The real mpremote, given a path that exists but is no serial device, fails as for a busy port.
+    # The board tools (python -m flashing deploy), given a path that exists but is no serial device,
+    # refuse it before anything is sent.
     from provisioning import local
     from cloud.local.broker import free_port
 
@@ -225,8 +228,8 @@ def test_port_that_is_not_a_board(home, cli, tmp_path):
     port = tmp_path / "ttyFAKE0"
     port.write_bytes(b"")
     r = cli("device", "motor-np", "--port", str(port))
-    assert r.exit_code == errors.SERIAL_PORT, r.output
-    assert "serial port unavailable" in r.output and "run this again to retry the copy" in r.output
+    assert r.exit_code == exit_codes.PORT_UNUSABLE, r.output
+    assert "is not a serial device" in r.output and "run this again to retry the copy" in r.output
     assert "Traceback" not in r.output
     assert Registry(home).get("motor-np")["status"] == "ACTIVE"  # the identity is kept; only the copy failed
 

@@ -10,21 +10,23 @@ from vesp32_support import ADC_RE, current_uv, next_adc, ntc_uv, settled_adc, BA
 
 
 def test_adc_voltages_match_the_config_formulas(make_vm):
+    # read_uv() as the chip reports it: whole millivolts (so within 500 uV of the pin's voltage)
+    # inside the ADC's faithful band at 11 dB, 150-2450 mV (which 0 C, 2.54 V, is not).
     vm = make_vm()
     vm.wait_for_state("STOPPED", 5)
     # No PWM, no forced current: 0 A; temperature at the 25 C ambient -> mid-rail.
     t_uv, c_uv = settled_adc(vm)
     assert abs(t_uv - 1_650_000) < 1_000
-    assert abs(t_uv - ntc_uv(25.0)) < 500
-    assert abs(c_uv - current_uv(0.0)) <= 1
-    for celsius in (0.0, 34.0, 60.0, 100.0):
+    assert abs(t_uv - ntc_uv(25.0)) <= 500 and t_uv % 1000 == 0
+    assert abs(c_uv - current_uv(0.0)) <= 500
+    for celsius in (10.0, 34.0, 60.0, 100.0):
         vm.force_temperature(celsius)
         t_uv, _ = settled_adc(vm)
-        assert abs(t_uv - ntc_uv(celsius)) < 500, celsius
+        assert abs(t_uv - ntc_uv(celsius)) <= 500, celsius
     for amps in (0.5, 1.0, 2.2, 3.0):
         vm.force_current(amps)
         _, c_uv = settled_adc(vm)
-        assert abs(c_uv - current_uv(amps)) <= 1, amps
+        assert abs(c_uv - current_uv(amps)) <= 500, amps
     vm.force_current(None)
     vm.force_temperature(None)
 
@@ -59,20 +61,22 @@ def test_config_overrides_reach_the_plant(make_vm):
 
 
 def test_sensor_open_and_short_rails(make_vm):
+    # The pin at the rail or at ground, as the ADC (11 dB) reads them: saturated below 3.3 V, and
+    # the converter's floor above 0.
     vm = make_vm()
     vm.wait_for_state("STOPPED", 5)
     vm.sensor("temp", "open")
-    assert settled_adc(vm)[0] == 3_300_000
+    assert settled_adc(vm)[0] == 2_775_000
     vm.sensor("temp", "short")
-    assert settled_adc(vm)[0] == 0
+    assert settled_adc(vm)[0] == 150_000
     vm.sensor("temp", "ok")
     assert abs(settled_adc(vm)[0] - 1_650_000) < 1_000
     vm.sensor("current", "open")
-    assert settled_adc(vm)[1] == 0
+    assert settled_adc(vm)[1] == 150_000
     vm.sensor("current", "short")
-    assert settled_adc(vm)[1] == 3_300_000
+    assert settled_adc(vm)[1] == 2_775_000
     vm.sensor("current", "ok")
-    assert abs(settled_adc(vm)[1] - current_uv(0)) <= 1
+    assert abs(settled_adc(vm)[1] - current_uv(0)) <= 500
 
 
 def test_running_current_and_overload_heating(make_vm):

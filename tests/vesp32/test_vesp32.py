@@ -42,7 +42,10 @@ def test_boot_cause_and_console(make_vm):
 def test_esp32_pin_rules_and_identity(make_vm):
     vm = make_vm(mac="240ac4abcdef")
     assert "in_only=1 flash=1 not_adc=1" in vm.wait_for_line("MG PINCHECK", 5).text
-    vm.wait_for_line("MG ADC2 busy", 5)  # ADC2 refuses while Wi-Fi is on; the pin map uses ADC1
+    # ADC2 reads its floor whatever the pin sees while Wi-Fi is on (the port ignores the driver's
+    # error): a silent wrong value, which is why the pin map uses ADC1.
+    vm.set_adc(27, 1800000)
+    vm.wait_for_line("MG ADC2 uv=150000", 5)
     vm.wait_for_line("MG MAC 240ac4abcdef", 5)
 
 
@@ -56,14 +59,17 @@ def test_heap_limit_flag_firmware_mode(make_vm):
     assert info["ballast"] > 0 and info["sim_bytes"] > 0
     assert abs(info["mem_free"] - (110 * 1024 - 1024)) < 2048, info
     m = re.search(r"free=(\d+)", vm.wait_for_line("MG HEAP", 5).text)
-    assert 80 * 1024 < int(m.group(1)) < 110 * 1024
+    # What the fixture has left once it has compiled itself and imported the config (as source).
+    assert 70 * 1024 < int(m.group(1)) < 110 * 1024
 
 
 def test_heap_limit_flag_total_mode(make_vm):
-    vm = make_vm(heap="110K", heap_mode="total")
-    assert vm.command[1:3] == ["-X", "heapsize=110K"]
+    # 160K: in total mode the simulator's own ~70 KB (its strict PWM with its per-pin state, the ADC
+    # model, the tick-grained select) comes out of the heap too, and the fixture needs the rest.
+    vm = make_vm(heap="160K", heap_mode="total")
+    assert vm.command[1:3] == ["-X", "heapsize=160K"]
     m = re.search(r"total=(\d+)", vm.wait_for_line("MG HEAP", 5).text)
-    assert abs(int(m.group(1)) - 110 * 1024) < 2048  # the -X flag really limits the heap
+    assert abs(int(m.group(1)) - 160 * 1024) < 2048  # the -X flag really limits the heap
 
 
 def test_hot_paths_do_not_allocate(make_vm):
@@ -130,7 +136,8 @@ def test_watchdog_reset_when_feeding_stops(make_vm):
     vm.wait_for_line("MG BOOT cause=3", 5)
 
 
-def test_machine_reset_restarts_with_soft_reset(make_vm):
+def test_machine_reset_restarts_with_hard_reset(make_vm):
+    # esp_restart() is ESP_RST_SW, which the esp32 port reports as HARD_RESET (modmachine.c).
     vm = make_vm()
     vm.wait_for_state("STOPPED", 5)
     vm.press("start")
@@ -139,8 +146,8 @@ def test_machine_reset_restarts_with_soft_reset(make_vm):
     vm.wait_for_line("MG RESETTING", 2)
     vm.drive_pin(5, None)
     _, cause = vm.wait_for_boot(2, 5)
-    assert cause == H.SOFT_RESET
-    vm.wait_for_line("MG BOOT cause=5", 5)
+    assert cause == H.HARD_RESET
+    vm.wait_for_line("MG BOOT cause=2", 5)
     assert vm.pwm_log[-1][1] == 0 or vm.pwm_duty == 0  # the reset stopped the pulses
     assert vm.leds["green"] == 0
 
@@ -163,9 +170,12 @@ def test_power_cycle_and_reset_button(make_vm):
     vm.force_temperature(40.0)
     vm.reboot()
     vm.wait_for_line("MG BOOT cause=1", 5, since=1)
+    mark = vm.mark()
     vm.reset_button()
-    vm.wait_for_line("MG BOOT cause=2", 5)
-    assert [c for _, c in vm.boots] == [H.PWRON_RESET, H.PWRON_RESET, H.HARD_RESET]
+    # The EN button cuts the chip's power: the ESP32 reports a power-on reset for it.
+    vm.wait_for_line("MG BOOT cause=1", 5, since=mark)
+    assert [c for _, c in vm.boots] == [H.PWRON_RESET, H.PWRON_RESET, H.PWRON_RESET]
+    assert [why for _, _, why in vm.resets] == ["power cycle", "reset button"]
     # The plant (outside the chip) keeps its settings across resets.
     t_uv, _ = settled_adc(vm)
     assert abs(t_uv - ntc_uv(40.0)) < 500
@@ -256,3 +266,17 @@ def test_fixture_firmware_is_used_by_default_in_tests(make_vm):
     vm = make_vm(start=False)
     assert vm.firmware_dir == FIXTURE_FW.resolve()
     assert vm.command[-1].endswith("vesp32_boot.py")
+
+
+def test_the_shipped_firmware_boots_on_the_strict_board_motor_off(make_vm):
+    # The board refuses PWM(pin, freq=50, duty_ns=0) as the esp32 port does ("PWM is inactive"):
+    # firmware that made its PWM that way crashed at every boot and reset forever. This one boots
+    # once, STOPPED, with the servo's channel at 50 Hz and no pulses.
+    cfg = {"thing": "vm-boot", "offline": True}
+    vm = make_vm(config=cfg, firmware_dir=ROOT / "firmware", extra_path=())
+    vm.wait_for_line("MG STATE STOPPED event=BOOT", 10)
+    vm.wait_for_line("MG NET offline_mode", 5)
+    time.sleep(2.5)  # longer than the watchdog's 2 s: a crash loop would show
+    assert vm.boot_count == 1 and not vm.resets
+    assert vm.pwm[DEFAULTS["pins"]["servo"]] == (0, 50)
+    assert not [line for line in vm.text if "Traceback" in line or "CRASH" in line], vm.console_tail()

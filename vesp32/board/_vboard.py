@@ -47,6 +47,10 @@ wifi_up = True
 wifi_since = time.ticks_add(_us(), -10000000)  # when the access point last came back
 rssi = -55
 hosts = []  # [[host, port, new_host, new_port]] DNS rewrites (e.g. to the fault proxy)
+# How long a name lookup blocks the whole VM (the harness's set_dns_delay). On the chip lwIP
+# answers from the network, and a server that does not answer costs its retries: seconds in
+# which no bytecode runs, so no IRQ, no tick and no watchdog feed. No caller's timeout bounds it.
+dns_ms = 0
 
 
 # ---------------------------------------------------------------------------
@@ -126,6 +130,7 @@ def _init(msg):
     for g in msg.get("drive") or {}:
         _P.set_drive(int(g), msg["drive"][g])
     wifi_up = bool(msg.get("wifi", True))
+    _set_dns(msg.get("dns_ms") or 0)
     rssi = int(msg.get("rssi", -55))
     hosts = msg.get("hosts") or []
     if msg.get("wdt_report_ms"):
@@ -155,6 +160,8 @@ def handle(msg):
         wifi_up = up
     elif cmd == "rssi":
         rssi = int(msg["dbm"])
+    elif cmd == "dns":
+        _set_dns(msg["ms"])
     elif cmd == "adc":
         if msg.get("uv") is None:
             _P.adc_uv.pop(msg["pin"], None)
@@ -170,6 +177,22 @@ def handle(msg):
         _W.send({"e": "ack", "id": msg["id"]}, now)  # t = when the board took the input in
 
 
+def _set_dns(ms):
+    global dns_ms
+    dns_ms = int(ms)
+
+
+def lookup(host):
+    """A name lookup as the chip does one: fails at once without Wi-Fi, else blocks the whole VM for
+    dns_ms (no poll: no harness input, no IRQ) and is reported to the harness, which counts them."""
+    poll()
+    if not wifi_up:
+        raise OSError(-202)  # what lwIP's resolver gives with no network
+    _W.send({"e": "dns", "host": host})
+    if dns_ms:
+        time.sleep_ms(dns_ms)
+
+
 # ---------------------------------------------------------------------------
 # Resets and the end of main.py.
 def reset(cause, **extra):
@@ -182,17 +205,21 @@ def reset(cause, **extra):
         msg[k] = extra[k]
     _W.send(msg)
     while True:  # the harness SIGKILLs us; nothing after a reset may run
-        time.sleep_ms(1000)
+        try:
+            time.sleep_ms(1000)
+        except KeyboardInterrupt:
+            pass  # a Ctrl-C on the serial port changes nothing now
 
 
-def halt(why):
-    """main.py ended: the ESP32 sits at the REPL. Outputs keep their state, soft
-    IRQs and timers still run, nothing feeds the watchdog."""
+def halt(why, raw=False):
+    """main.py ended (or a soft reset came up in the raw REPL): the ESP32 sits at the REPL
+    (_vrepl). Outputs keep their state, soft IRQs and timers still run, nothing feeds the watchdog."""
+    import _vrepl
+
     _W.send({"e": "halt", "why": why})
-    print("MicroPython (vesp32): main.py ended (%s); REPL idle" % why)
-    while True:
-        time.sleep_ms(5)
-        poll()
+    if not raw:
+        print("MicroPython (vesp32): main.py ended (%s); REPL idle" % why)
+    _vrepl.run(raw)
 
 
 # ---------------------------------------------------------------------------
@@ -210,10 +237,7 @@ def install_socket_shim():
             setattr(mod, k, getattr(real, k))
 
     def getaddrinfo(host, port, *args):
-        poll()
-        if not wifi_up:
-            raise OSError(-202)  # what lwIP's resolver gives with no network
-        _W.send({"e": "dns", "host": host})  # a lookup blocks a real chip's VM: tests count them
+        lookup(host)  # a lookup blocks a real chip's VM: tests count them
         for h in hosts:
             if h[0] == host and (h[1] is None or h[1] == port):
                 host, port = h[2], h[3]

@@ -26,7 +26,7 @@ mode = {}  # gpio -> mode
 pull = {}  # gpio -> pull
 out = {}  # gpio -> output latch 0/1
 drive = {}  # gpio -> level forced by the outside world (buttons), absent = floating
-irqs = {}  # gpio -> [handler or None, trigger, pin object, hard]: one slot per GPIO (machine.py)
+irqs = {}  # gpio -> [handler or None, trigger, pin object, spare]: one slot per GPIO (machine.py)
 releases = []  # [gpio, deadline_us] pending button releases (see press())
 
 
@@ -46,13 +46,11 @@ def _edge(g, new):
     if irq is None or irq[0] is None:
         return
     if (new == 0 and irq[1] & IRQ_FALLING) or (new == 1 and irq[1] & IRQ_RISING):
-        if irq[3]:
-            irq[0](irq[2])  # hard IRQ: runs at once, as an ISR would
-        else:
-            try:
-                micropython.schedule(irq[0], irq[2])
-            except RuntimeError:
-                pass  # schedule queue full: the event is lost, as on the chip
+        # Scheduled, never run in the "ISR": the esp32 port has soft pin IRQs only.
+        try:
+            micropython.schedule(irq[0], irq[2])
+        except RuntimeError:
+            pass  # schedule queue full: the event is lost, as on the chip
 
 
 def set_drive(g, lvl):

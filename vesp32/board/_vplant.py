@@ -14,7 +14,7 @@ import math
 _us = time.ticks_us
 _diff = time.ticks_diff
 
-RAIL_UV = 3300000  # ADC input clamp (11 dB attenuation) and the 3.3 V rail
+RAIL_UV = 3300000  # the 3.3 V rail (what the ADC makes of it: _vadc)
 
 
 class Plant:

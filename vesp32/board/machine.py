@@ -11,6 +11,7 @@
 
 import time
 
+import _vadc as _A
 import _vboard as _B
 import _vpins as _P
 import _vtimers as _T
@@ -67,10 +68,10 @@ class Pin:
             raise ValueError("invalid pin")
         return p
 
-    def __init__(self, id, mode=-1, pull=-1, value=None, drive=None, hold=None):
-        self.init(mode, pull, value)
+    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        self.init(mode, pull, value=value)
 
-    def init(self, mode=-1, pull=-1, value=None, drive=None, hold=None):
+    def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
         g = self._id
         if (mode == Pin.OUT or mode == Pin.OPEN_DRAIN) and g >= 34:
             raise ValueError("pin can only be input")
@@ -94,13 +95,14 @@ class Pin:
     def off(self):
         self.value(0)
 
-    def irq(self, handler=None, trigger=3, priority=1, wake=None, hard=False):
-        # The handler goes into the pin's slot, made before the fence: the chip keeps it in a
-        # static table too, so registering one allocates nothing.
+    def irq(self, handler=None, trigger=3, wake=None):
+        # The esp32 port takes handler, trigger and wake only (ports/esp32/machine_pin.c): every
+        # handler is scheduled (a soft IRQ), so hard= or priority= is a TypeError, as here. The
+        # handler goes into the pin's slot, made before the fence: the chip keeps it in a static
+        # table too, so registering one allocates nothing.
         irq = _P.irqs[self._id]
         irq[0] = handler
         irq[1] = trigger if handler is not None else 0
-        irq[3] = hard
         return self._irq
 
     def __repr__(self):
@@ -121,6 +123,7 @@ class _PinIRQ:
 # The static objects of the chip, made at import (before the heap fence): GPIO n's pin, with
 # its IRQ object and handler slot.
 _PINS = {}
+_PWM_STATE = {}
 for _g in _GPIOS:
     _p = object.__new__(Pin)
     _p._id = _g
@@ -132,6 +135,7 @@ for _g in _GPIOS:
     _P.mode[_g] = _P.IN
     _P.pull[_g] = -1
     _P.out[_g] = 0
+    _PWM_STATE[_g] = [_g, 0, 0, 0, 0, 16, 0]
 
 
 class Signal:
@@ -154,79 +158,190 @@ class Signal:
         self.value(0)
 
 
+# LEDC numbers of the esp32 port (ports/esp32/machine_pwm.c): duty is kept in 16 bits, the timer
+# counts from the 80 MHz APB clock (1 MHz REF_TICK below 10 Hz) with at most 16 bits of resolution.
+_U16 = 65536
+_APB_HZ = 80000000
+_REF_HZ = 1000000
+
+
+def _resolution(hz):
+    # ledc_find_suitable_duty_resolution: the bits of one period of the source clock, at most 16.
+    ticks = (_REF_HZ if hz < 10 else _APB_HZ) // hz
+    bits = 0
+    while ticks > 1:
+        ticks >>= 1
+        bits += 1
+    return 16 if bits > 16 else bits
+
+
 class PWM:
-    """LEDC PWM. A new channel starts at 50 % duty unless a duty is given (as on
-    the ESP32); deinit() stops the pulses (reported as duty 0)."""
+    """LEDC PWM as the esp32 port (v1.26.1) has it.
 
-    def __init__(self, dest, *, freq=-1, duty=-1, duty_u16=-1, duty_ns=-1, invert=False):
-        self._g = _gpio(dest)
-        if self._g >= 34:
-            raise ValueError("PWM not supported on pin %d" % self._g)
-        self._hz = _P.pwm_hz.get(self._g) or 5000
-        self._ns = None
-        self.init(freq=freq, duty=duty, duty_u16=duty_u16, duty_ns=duty_ns)
+    A new object has no timer until its constructor finishes: a duty_ns given to the constructor is
+    checked against that timer and raises RuntimeError("PWM is inactive"); duty_u16 or duty there
+    are fine. A channel given no duty starts at 50 %. Duty is kept in 16 bits and written to the
+    timer's resolution, so duty_ns() reads back the quantized value (305 ns steps at 50 Hz).
+    deinit() stops the pulses and leaves the object inactive.
 
-    def init(self, *, freq=-1, duty=-1, duty_u16=-1, duty_ns=-1, invert=False):
+    The state lives in a list per GPIO made before the heap fence (_PWM_STATE), so a PWM object
+    costs the firmware's heap what the chip's small C struct does, not a dict of attributes."""
+
+    def __init__(self, dest, freq=-1, *, duty=-1, duty_u16=-1, duty_ns=-1, invert=False, lightsleep=False):
+        g = _gpio(dest)
+        if g >= 34:
+            raise ValueError("PWM not supported on pin %d" % g)
+        self._s = st = _PWM_STATE[g]
+        st[_ACT] = st[_SCALE] = st[_UI] = 0  # the port's self_reset(): a new object has no timer
+        self.init(freq, duty=duty, duty_u16=duty_u16, duty_ns=duty_ns, invert=invert, lightsleep=lightsleep)
+
+    def init(self, freq=-1, *, duty=-1, duty_u16=-1, duty_ns=-1, invert=False, lightsleep=False):
+        st = self._s
         if freq != -1:
-            if not 0 < freq <= 40000000:
-                raise ValueError("freq must be from 1Hz to 40MHz")
-            self._hz = freq
-        ns = self._ns
-        if duty_ns != -1:
-            ns = duty_ns
-        elif duty_u16 != -1:
-            ns = duty_u16 * (1000000000 // self._hz) // 65535
-        elif duty != -1:
-            ns = duty * (1000000000 // self._hz) // 1023
-        elif ns is None:
-            # An active channel keeps its duty; a new one starts at 50 %.
-            ns = _P.pwm_ns[self._g] if self._g in _P.pwm_hz else 500000000 // self._hz
-        self._set(ns)
-
-    def _set(self, ns):
-        period = 1000000000 // self._hz
-        if ns < 0:
-            ns = 0
-        elif ns > period:
-            ns = period
-        self._ns = ns
-        _B.poll()
-        _P.pwm_set(self._g, ns, self._hz)
+            _check_freq(freq)
+        if duty_u16 >= 0:
+            _check_u16(st, duty_u16)
+        elif duty_ns >= 0:
+            _check_ns(st, duty_ns)  # before a timer exists: RuntimeError, as on the chip
+        elif duty >= 0:
+            _check_u10(st, duty)
+        elif st[_SCALE] == 0:
+            st[_SCALE], st[_UI] = 16, _U16 // 2
+        if freq == -1:
+            freq = _P.pwm_hz.get(st[_GPIO]) or 5000  # the channel's timer, else the default 5 kHz
+        _set_freq(st, freq)
+        _apply(st)
 
     def deinit(self):
-        self._ns = 0
+        st = self._s
+        st[_ACT] = st[_SCALE] = 0
         _B.poll()
-        _P.pwm_off(self._g)
+        _P.pwm_off(st[_GPIO])
 
     def freq(self, f=None):
+        st = self._s
+        _inactive(st)
         if f is None:
-            return self._hz
-        ns = self._ns or 0
-        self._hz = f
-        self._set(ns)
+            return st[_HZ]
+        _check_freq(f)
+        if f != st[_HZ]:
+            _set_freq(st, f)
+            _apply(st)
 
     def duty_ns(self, ns=None):
+        st = self._s
         if ns is None:
-            return self._ns or 0
-        self._set(ns)
+            return _read_ns(st)
+        _check_ns(st, ns)
+        _apply(st)
 
     def duty_u16(self, v=None):
-        period = 1000000000 // self._hz
+        st = self._s
         if v is None:
-            return (self._ns or 0) * 65535 // period
-        self._set(v * period // 65535)
+            return _read_u16(st)
+        _check_u16(st, v)
+        _apply(st)
 
     def duty(self, v=None):
-        period = 1000000000 // self._hz
+        st = self._s
         if v is None:
-            return (self._ns or 0) * 1023 // period
-        self._set(v * period // 1023)
+            return _read_u16(st) >> 6
+        _check_u10(st, v)
+        _apply(st)
 
     def __repr__(self):
-        return "PWM(Pin(%d), freq=%d, duty_ns=%d)" % (self._g, self._hz, self._ns or 0)
+        st = self._s
+        if not st[_ACT]:
+            return "PWM(Pin(%d))" % st[_GPIO]
+        return "PWM(Pin(%d), freq=%d, duty_ns=%d)" % (st[_GPIO], st[_HZ], _read_ns(st))
+
+
+# A PWM's state, one list per GPIO: [gpio, timer assigned (the port's self->timer >= 0),
+# duty scale (0 none yet, 16 duty_u16, 10 duty, 1 duty_ns), duty as given, channel duty in timer
+# counts, timer resolution in bits, frequency].
+_GPIO, _ACT, _SCALE, _UI, _CHAN, _RES, _HZ = 0, 1, 2, 3, 4, 5, 6
+
+
+def _inactive(st):
+    if not st[_ACT]:
+        raise RuntimeError("PWM is inactive")
+
+
+def _check_freq(hz):
+    if not 0 < hz <= 40000000:
+        raise ValueError("frequency must be from 1Hz to 40MHz")
+
+
+def _check_u16(st, d):
+    if not 0 <= d <= _U16 - 1:
+        raise ValueError("duty_u16 must be from 0 to %d" % _U16)
+    st[_SCALE], st[_UI] = 16, (_U16 if d == _U16 - 1 else d)
+
+
+def _check_u10(st, d):
+    if not 0 <= d <= 1023:
+        raise ValueError("duty must be from 0 to 1023")
+    st[_SCALE], st[_UI] = 10, (1024 if d == 1023 else d)
+
+
+def _check_ns(st, ns):
+    most = _to_ns(st, _U16)
+    if not 0 <= ns <= most:
+        raise ValueError("duty_ns must be from 0 to %d ns" % most)
+    st[_SCALE], st[_UI] = 1, ns
+
+
+def _to_ns(st, d16):
+    _inactive(st)
+    hz = st[_HZ]
+    return (d16 * 1000000000 + hz * (_U16 // 2)) // (hz * _U16)
+
+
+def _to_u16(st, ns):
+    _inactive(st)
+    d = (ns * _U16 * st[_HZ] + 500000000) // 1000000000
+    if ns > 0 and d == 0:
+        return 1
+    return _U16 if d > _U16 else d
+
+
+def _set_freq(st, hz):
+    _check_freq(hz)
+    st[_HZ] = hz
+    st[_RES] = _resolution(hz)
+    st[_ACT] = 1
+
+
+def _apply(st):
+    _inactive(st)
+    scale = st[_SCALE]
+    if scale == 16:
+        d = st[_UI]
+    elif scale == 10:
+        d = st[_UI] << 6
+    else:
+        d = _to_u16(st, st[_UI])
+    st[_CHAN] = d >> (16 - st[_RES])
+    _B.poll()
+    _P.pwm_set(st[_GPIO], _read_ns(st), st[_HZ])
+
+
+def _read_u16(st):
+    _inactive(st)
+    d = st[_CHAN] << (16 - st[_RES])
+    return _U16 - 1 if d == _U16 else d
+
+
+def _read_ns(st):
+    return _to_ns(st, _read_u16(st))
 
 
 class ADC:
+    """ADC1/ADC2 channels as the esp32 port (v1.26.1) has them: static per channel, 11 dB unless told
+    otherwise, read_uv() calibrated in whole millivolts with the converter's floor and saturation
+    (_vadc). ADC2 cannot convert while Wi-Fi runs; the port ignores the driver's error, so the read
+    returns the code 0's value (the floor), not an exception."""
+
     ATTN_0DB = 0
     ATTN_2_5DB = 1
     ATTN_6DB = 2
@@ -235,53 +350,57 @@ class ADC:
     WIDTH_10BIT = 10
     WIDTH_11BIT = 11
     WIDTH_12BIT = 12
-    _FULL = (950000, 1250000, 1750000, 3300000)  # input range per attenuation, uV
 
     def __new__(cls, pin, *args, **kw):
         # Static per channel on the chip (ports/esp32/machine_adc.c), its attenuation too.
         a = _ADCS.get(_gpio(pin))
         if a is None:
-            raise ValueError("invalid pin for ADC")
+            raise ValueError("invalid pin")
         return a
 
-    def __init__(self, pin, *, atten=0):
-        self._atten = atten
+    def __init__(self, pin, *, atten=-1):
+        self.atten(3 if atten == -1 else atten)  # the port's default is ADC_ATTEN_MAX (11 dB)
+        self._bits = 12
 
-    def init(self, *, atten=None):
-        if atten is not None:
-            self._atten = atten
+    def init(self, *, atten=-1):
+        if atten != -1:
+            self.atten(atten)
 
     def atten(self, a):
+        if not 0 <= a <= 3:
+            raise ValueError("invalid attenuation")
         self._atten = a
 
     def width(self, w):
-        pass
+        if not 9 <= w <= 12:
+            raise ValueError("invalid bit-width")
+        self._bits = w
 
-    def read_uv(self):
+    def _uv_on_pin(self):
+        _B.poll()
         if self._g in _ADC2:
             import network
 
             if network._sta_active():
-                raise OSError("ADC2 is in use by Wi-Fi")
-        _B.poll()
-        uv = _P.adc_read_uv(self._g)
-        full = ADC._FULL[self._atten]
-        if uv < 0:
-            return 0
-        return full if uv > full else uv
+                return 0  # the conversion failed; the port reads the code 0 regardless
+        return _P.adc_read_uv(self._g)
+
+    def read_uv(self):
+        return _A.reading_uv(self._uv_on_pin(), self._atten)
 
     def read_u16(self):
-        return self.read_uv() * 65535 // ADC._FULL[self._atten]
+        return _A.raw12(self._uv_on_pin(), self._atten) << 4
 
     def read(self):
-        return self.read_uv() * 4095 // ADC._FULL[self._atten]
+        return _A.raw12(self._uv_on_pin(), self._atten) >> (12 - self._bits)
 
 
 _ADCS = {}
 for _g in _ADC1 + _ADC2:
     _a = object.__new__(ADC)
     _a._g = _g
-    _a._atten = 0
+    _a._atten = 3
+    _a._bits = 12
     _ADCS[_g] = _a
 
 
@@ -308,22 +427,33 @@ _WDT = object.__new__(WDT)
 
 
 class Timer:
-    """Soft timers: due callbacks are scheduled (micropython.schedule) at the
-    next hardware access, so they run within one control period of the firmware."""
+    """The esp32 port's hardware timers (v1.26.1, ports/esp32/machine_timer.c): ids 0-3, one object
+    per id, keyword-only settings (mode, callback, period, tick_hz, freq). The callback is
+    scheduled like a soft IRQ, at the next hardware access here. v1.26.1 knows no hard=, so it is
+    a TypeError; later releases (1.27+) take it and raise ValueError for hard=True."""
 
     ONE_SHOT = 0
     PERIODIC = 1
 
-    def __init__(self, id=0, **kw):
-        self._id = id
-        self._armed = False
-        if kw:
-            self.init(**kw)
+    def __new__(cls, id, *args, **kw):
+        if type(id) is not int or not 0 <= id <= 3:
+            raise ValueError("invalid Timer number")
+        t = _TIMERS.get(id)
+        if t is None:
+            t = _TIMERS[id] = object.__new__(Timer)
+            t._id = id
+            t._armed = False
+            t._set = False
+        return t
 
-    def init(self, *, mode=PERIODIC, period=-1, freq=-1, callback=None, tick_hz=1000):
+    def __init__(self, id, *, mode=1, callback=None, period=-1, tick_hz=1000, freq=None):
+        if callback is not None or period != -1 or freq is not None:
+            self.init(mode=mode, callback=callback, period=period, tick_hz=tick_hz, freq=freq)
+
+    def init(self, *, mode=1, callback=None, period=-1, tick_hz=1000, freq=None):
         self.deinit()
-        if freq != -1:
-            us = 1000000 // freq
+        if freq is not None:
+            us = int(1000000 // freq)
         elif period != -1:
             us = period * 1000000 // tick_hz
         else:
@@ -332,20 +462,27 @@ class Timer:
         self._periodic = mode == Timer.PERIODIC
         self._cb = callback
         self._next = time.ticks_add(time.ticks_us(), self._period)
+        self._set = True
         if callback is not None:
             self._armed = True
             _T.timers.append(self)
 
     def deinit(self):
+        self._set = False
         if self._armed:
             self._armed = False
             if self in _T.timers:
                 _T.timers.remove(self)
 
     def value(self):
+        if not self._set:
+            raise ValueError("timer not set")
         if not self._armed:
             return 0
         return max(0, time.ticks_diff(self._next, time.ticks_us()) // 1000)
+
+
+_TIMERS = {}
 
 
 class RTC:
@@ -366,12 +503,12 @@ class RTC:
 
 
 def reset():
-    # esp_restart(): the next boot reports SOFT_RESET on the ESP32.
-    _B.reset(SOFT_RESET)
+    # esp_restart(): ESP_RST_SW, which the port reports as HARD_RESET (ports/esp32/modmachine.c).
+    _B.reset(HARD_RESET)
 
 
 def soft_reset():
-    # Ends main.py with SystemExit; the launcher soft-reboots (same reset cause).
+    # Ends main.py with SystemExit; the launcher soft-reboots: the next boot reports SOFT_RESET.
     raise SystemExit
 
 

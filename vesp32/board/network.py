@@ -3,8 +3,9 @@
 # The link itself is the harness's: wifi(up) in the harness decides whether the
 # access point is reachable. A station that has been asked to connect is
 # connected ~300 ms after connect() or after the AP comes back (the ESP32 driver
-# keeps retrying, as MicroPython's default reconnect policy does). An empty SSID
-# never connects. The IP traffic is the host's real network; while Wi-Fi is down
+# keeps retrying, as MicroPython's default reconnect policy does), and a second
+# connect() while it is at it raises, as the chip's does. An empty SSID never
+# connects. The IP traffic is the host's real network; while Wi-Fi is down
 # name resolution fails (see _vboard.install_socket_shim) and the harness can
 # also cut the fault proxy.
 
@@ -84,18 +85,26 @@ class WLAN:
         if not is_active:
             self._s[1] = False
 
-    def connect(self, ssid=None, key=None, *, bssid=None):
+    def connect(self, *args, bssid=None):
+        # ssid and key are positional only on the chip (ports/esp32/network_wlan.c).
+        if len(args) > 2:
+            raise TypeError("function takes at most 2 positional arguments")
         if self._if != STA_IF:
             raise OSError("AP interface cannot connect")
         if not self._s[0]:
             raise OSError("Wifi Not Started")
         _B.poll()
-        if ssid is not None:
-            self._s[2] = ssid
+        if self._s[1] and not self.isconnected():
+            # The driver is connecting, or reassociating by itself after a loss: esp_wifi_connect()
+            # refuses ("sta is connecting, return error"), which the port raises (micropython#17661).
+            raise OSError("Wifi Internal Error")
+        if args and args[0] is not None:
+            self._s[2] = args[0]
         self._s[1] = True
         self._s[3] = time.ticks_us()
 
     def disconnect(self):
+        # The driver stops reassociating; status() is STAT_IDLE again.
         self._s[1] = False
 
     def _since(self):

@@ -7,7 +7,8 @@
 #      VESP32_FIRMWARE (dir holding main.py; default ../../firmware),
 #      VESP32_DEVICE_DIR (the device's flash: config.json, certificates; default cwd),
 #      VESP32_EXTRA_PATH (colon-separated dirs appended to sys.path, for tests),
-#      VESP32_MAC (12 hex digits).
+#      VESP32_MAC (12 hex digits), VESP32_REPL ("raw": a soft reset from the raw REPL, so
+#      main.py does not run and the board comes up in the raw REPL, as the chip does).
 #
 #      VESP32_HEAP_TARGET (bytes the firmware should see; the rest of -X heapsize,
 #      the simulator's own footprint, is fenced off with a ballast block).
@@ -18,7 +19,7 @@
 # working directory is the device dir, so open("config.json") finds the
 # device's own file, as on the flash. Then boot.py (if any) and main.py run as
 # __main__, exactly as the ESP32 runs them. When main.py ends the board sits at
-# the REPL (outputs keep their state, nothing feeds the watchdog); SystemExit
+# the REPL (_vrepl: outputs keep their state, nothing feeds the watchdog); SystemExit
 # means a soft reboot.
 
 import os
@@ -46,6 +47,9 @@ os.chdir(_abs(os.getenv("VESP32_DEVICE_DIR") or ""))
 import _vboard  # noqa: E402  (connects to the harness and waits for its init)
 
 _vboard.install_socket_shim()
+import _vselect  # noqa: E402  (waits on the FreeRTOS tick: before the firmware imports asyncio)
+
+_vselect.install()
 # On the chip these modules are built in and cost no heap; load them now so that
 # what they cost here can be fenced off below.
 import machine  # noqa: E402,F401
@@ -86,18 +90,23 @@ def _run(name):
 
 
 def _boot():
+    raw = os.getenv("VESP32_REPL") == "raw"
     try:
         _run("boot.py")
-        why = "returned" if _run("main.py") else "no main.py"
+        if raw:
+            why = "raw REPL"  # the port runs main.py only from the friendly REPL (ports/esp32/main.c)
+        else:
+            why = "returned" if _run("main.py") else "no main.py"
     except SystemExit:
-        print("MPY: soft reboot")
-        _vboard.reset(_vboard.CAUSE, soft=True)
-    except KeyboardInterrupt:
+        sys.stdout.write("MPY: soft reboot\r\n")
+        _vboard.reset(_vboard.SOFT_RESET, soft=True, repl="friendly")
+    except KeyboardInterrupt as e:  # Ctrl-C on the serial port (mpremote, make deploy)
+        sys.print_exception(e)
         why = "KeyboardInterrupt"
     except BaseException as e:  # noqa: BLE001 - whatever main.py raised ends at the REPL
         sys.print_exception(e)
         why = "exception: " + repr(e)
-    _vboard.halt(why)
+    _vboard.halt(why, raw)
 
 
 _boot()

@@ -16,6 +16,13 @@ Prints one line per step and interpreter, then the totals:
     heap_step interpreter=unix step=code_to_app_main bytes=...
     heap_firmware_bytes unix=... wasm32=... ratio=...
 
+It also runs the control tick there (tick.py): the App on stand-in pins, the motor started,
+600 ticks of the sweep and then every kind of state change counted with the collector off. Small
+ints are 31-bit on a 32-bit port, as on the ESP32, so any arithmetic past 2**30 in the tick shows
+up as bytes (on the 64-bit host it would not):
+
+    tick_bytes interpreter=wasm32 steady=0 changes=0 ticks=600 old_formula=...
+
 What it cannot say: the TLS session and the network buffers (the WebAssembly port has no
 sockets), the ESP32 port's own set of built-in names (qstrs it already holds), and anything
 about a real board; docs/virtual-esp32.md says how the figure is used.
@@ -64,13 +71,29 @@ def read_rows(out: str):
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
-def run_unix(fw: Path) -> list:
-    script = UNIX_RUNNER % (str(fw), str(HERE / "stubs"), str(HERE / "steps.py"))
+STEPS = HERE / "steps.py"
+TICK = HERE / "tick.py"
+
+
+def unix_rows(fw: Path, steps: Path) -> list:
+    script = UNIX_RUNNER % (str(fw), str(HERE / "stubs"), str(steps))
     r = subprocess.run([find_micropython(), "-X", "heapsize=4M", "-c", script], capture_output=True, text=True,
                        timeout=120)
     if r.returncode:
         raise RuntimeError("unix micropython failed: %s" % (r.stderr or r.stdout).strip()[-600:])
-    return deltas(read_rows(r.stdout))
+    return read_rows(r.stdout)
+
+
+def run_unix(fw: Path) -> list:
+    return deltas(unix_rows(fw, STEPS))
+
+
+def tick_row(rows) -> dict:
+    """The figures tick.py prints (the other rows are the runner's per-step readings)."""
+    found = [r for r in rows if "tick_steady_bytes" in r]
+    if not found:
+        raise RuntimeError("the tick run printed no figures: %s" % rows[-3:])
+    return found[0]
 
 
 def install_wasm_port() -> None:
@@ -85,15 +108,28 @@ def install_wasm_port() -> None:
         raise RuntimeError("npm install %s failed: %s" % (NPM_PACKAGE, (r.stderr or r.stdout).strip()[-600:]))
 
 
-def run_wasm(fw: Path) -> list:
+def wasm_rows(fw: Path, steps: Path) -> list:
     install_wasm_port()
     runner = NODE_DIR / "run.mjs"  # next to node_modules, so Node resolves the package from there
     shutil.copyfile(HERE / "run.mjs", runner)
-    r = subprocess.run(["node", str(runner), str(fw), str(HERE / "stubs"), str(HERE / "steps.py")],
+    r = subprocess.run(["node", str(runner), str(fw), str(HERE / "stubs"), str(steps)],
                        capture_output=True, text=True, timeout=120)
     if r.returncode:
         raise RuntimeError("the WebAssembly port failed: %s" % (r.stderr or r.stdout).strip()[-600:])
-    return deltas(read_rows(r.stdout))
+    return read_rows(r.stdout)
+
+
+def run_wasm(fw: Path) -> list:
+    return deltas(wasm_rows(fw, STEPS))
+
+
+def tick_wasm(fw: Path) -> dict:
+    """The control tick's figures on the 32-bit port (tick.py)."""
+    return tick_row(wasm_rows(fw, TICK))
+
+
+def tick_unix(fw: Path) -> dict:
+    return tick_row(unix_rows(fw, TICK))
 
 
 def main(argv=None) -> int:
@@ -108,6 +144,7 @@ def main(argv=None) -> int:
         if failures:
             raise RuntimeError("mpy-cross failed on %s" % failures[0][0])
         figures = {"unix": run_unix(tmp / "fw"), "wasm32": run_wasm(tmp / "fw")}
+        ticks = {"unix": tick_unix(tmp / "fw"), "wasm32": tick_wasm(tmp / "fw")}
     except (RuntimeError, FileNotFoundError, subprocess.TimeoutExpired) as e:
         print("heap32: %s" % e, file=sys.stderr)
         return exit_codes.SETUP_FAILED
@@ -123,6 +160,11 @@ def main(argv=None) -> int:
     unix, wasm = figures["unix"][-1][1], figures["wasm32"][-1][1]
     total = {"unix": unix, "wasm32": wasm, "ratio": round(wasm / unix, 3)}
     print(json.dumps(total) if args.json else "heap_firmware_bytes unix=%(unix)d wasm32=%(wasm32)d ratio=%(ratio).3f" % total)
+    for interp, t in ticks.items():
+        row = dict(t, interpreter=interp)
+        print(json.dumps(row) if args.json else
+              "tick_bytes interpreter=%(interpreter)s steady=%(tick_steady_bytes)d changes=%(tick_changes_bytes)d "
+              "ticks=%(ticks)d old_formula=%(old_formula_bytes)d" % row)
     return exit_codes.OK
 
 

@@ -23,14 +23,18 @@ def code(tmp_path_factory):
     return stage(tmp_path_factory.mktemp("lambda"))
 
 
-@pytest.fixture(scope="module")
-def template(code):
+def synthesize(code, **context) -> Template:
     from cloud.infra.stack import MotorGuardStack
 
-    app = cdk.App()
+    app = cdk.App(context=context)
     stack = MotorGuardStack(app, "Test", code_dir=str(code),
                             env=cdk.Environment(account="123456789012", region="us-east-1"))
     return Template.from_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def template(code):
+    return synthesize(code)
 
 
 def test_the_lambda_asset_bundles_the_tested_versions_built_for_the_functions_platform(code):
@@ -111,7 +115,7 @@ def test_every_variable_a_handler_reads_is_set_on_every_function(template):
                 read.add(node.args[0].value)
     assert {"TELEMETRY_TABLE", "DEVICES_TABLE", "EVENTS_TABLE", "STATE_TABLE", "DEAD_LETTER_QUEUE_NAME"} <= read
     tables = {t["Properties"]["TableName"]: lid for lid, t in template.find_resources("AWS::DynamoDB::Table").items()}
-    (bucket,) = template.find_resources("AWS::S3::Bucket")
+    (bucket,) = [lid for lid in template.find_resources("AWS::S3::Bucket") if lid.startswith("Archive")]
     functions = template.find_resources("AWS::Lambda::Function")
     assert len(functions) == len(resources.FUNCTIONS)
     for fn in functions.values():
@@ -133,6 +137,8 @@ DEPLOYED_RULES = {
     contract.RULE_ALERTS: (contract.EVENTS, " WHERE event = 'FAULT' OR event = 'ESTOP'", ("Lambda", "alert")),
     contract.RULE_EVENTS: (contract.EVENTS, "", ("Lambda", "ingest")),
     contract.RULE_TELEMETRY: (contract.TELEMETRY, "", ("Sqs", resources.TELEMETRY_QUEUE)),
+    contract.RULE_ACKS: (contract.ACK, None, ("DynamoDBv2", resources.TABLES["commands"][0])),
+    contract.RULE_STATUS: (contract.STATUS, None, ("DynamoDBv2", resources.TABLES["presence"][0])),
 }
 
 
@@ -142,8 +148,15 @@ def test_each_topic_rule_reads_the_contracts_topic_and_sends_the_payload_as_publ
     assert sorted(by_name) == sorted(contract.RULE_NAMES) == sorted(DEPLOYED_RULES)
     queues = {q["Properties"]["QueueName"]: lid for lid, q in template.find_resources("AWS::SQS::Queue").items()}
     functions = {f["Properties"]["FunctionName"]: lid for lid, f in template.find_resources("AWS::Lambda::Function").items()}
+    tables = {t["Properties"]["TableName"]: lid for lid, t in template.find_resources("AWS::DynamoDB::Table").items()}
     for name, (kind, where, (action, target)) in DEPLOYED_RULES.items():
         payload = by_name[name]
+        if action == "DynamoDBv2":  # the audit trail's rules select fields, not the original payload
+            assert " FROM '%s'" % contract.topic_filter(kind) in payload["Sql"] and "topic(2) AS device" in payload["Sql"]
+            (sent,) = payload["Actions"]
+            assert sent["DynamoDBv2"]["PutItem"]["TableName"] == {"Ref": tables[target]}, name
+            assert payload["ErrorAction"]["Sqs"]["QueueUrl"] == {"Ref": queues[resources.DEAD_LETTER_QUEUE]}
+            continue
         assert payload["Sql"] == "%s FROM '%s'%s" % (SELECT_ORIGINAL, contract.topic_filter(kind), where), name
         assert payload["AwsIotSqlVersion"] == "2016-03-23" and payload["RuleDisabled"] is False
         (sent,) = payload["Actions"]
@@ -188,10 +201,21 @@ def test_bucket_is_private_encrypted_versioned_and_ages_to_glacier(template):
     assert "aws:SecureTransport" in policy_doc
 
 
-def test_api_requires_iam_auth(template):
+def test_no_api_route_is_open(template):
+    """Every method of every resource, OPTIONS included, is authenticated: AWS_IAM (SigV4), or an
+    authorizer it names. A method with AuthorizationType NONE (or none set) would serve anyone."""
     methods = template.find_resources("AWS::ApiGateway::Method")
-    real = [m for m in methods.values() if m["Properties"]["HttpMethod"] != "OPTIONS"]
-    assert real and all(m["Properties"]["AuthorizationType"] == "AWS_IAM" for m in real)
+    resources_ = template.find_resources("AWS::ApiGateway::Resource")
+    # the SigV4 routes ({proxy+}) and the dashboard's Cognito routes (api/{proxy+})
+    assert {r["Properties"]["PathPart"] for r in resources_.values()} == {"{proxy+}", "api"}
+    on = {m["Properties"].get("ResourceId", {}).get("Ref") for m in methods.values()}
+    bare = {lid for lid, r in resources_.items() if r["Properties"]["PathPart"] == "api"}  # a path part, no method
+    assert not bare & on and set(resources_) - bare <= on and any("Fn::GetAtt" in m["Properties"]["ResourceId"] for m in methods.values()), \
+        "the root and the proxy resource both carry methods, so both are checked"
+    for lid, m in methods.items():
+        props = m["Properties"]
+        kind = props.get("AuthorizationType", "NONE")
+        assert kind == "AWS_IAM" or (kind in ("CUSTOM", "COGNITO_USER_POOLS") and props.get("AuthorizerId")), (lid, kind)
 
 
 def test_hourly_schedule_targets_aggregate(template):
@@ -200,11 +224,71 @@ def test_hourly_schedule_targets_aggregate(template):
 
 def test_alarms(template):
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
-    metrics = sorted((a["Properties"].get("Namespace"), a["Properties"].get("MetricName")) for a in alarms.values())
+    metrics = [(a["Properties"].get("Namespace"), a["Properties"].get("MetricName")) for a in alarms.values()]
     assert metrics.count(("AWS/Lambda", "Errors")) == len(resources.FUNCTIONS)
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in metrics
-    assert metrics.count(("AWS/IoT", "Failure")) == len(rules.RULES)
-    assert all(a["Properties"]["AlarmActions"] for a in alarms.values())
+    topic = logical_id(template, "AWS::SNS::Topic", TopicName=resources.ALERTS_TOPIC)
+    assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic}] for a in alarms.values())
+
+
+# AWS IoT publishes its rule-action metrics (namespace AWS/IoT) with exactly two dimensions, RuleName
+# and ActionType (developer guide, "AWS IoT metrics and dimensions", Rule action metrics). A query over
+# that schema, filtered on the rule, sums every action type; RuleName alone names no metric.
+RULE_ACTION_QUERY = re.compile(r"""SELECT SUM\((\w+)\) FROM SCHEMA\("AWS/IoT", ActionType, RuleName\) WHERE RuleName = '(\w+)'""")
+
+
+def test_rule_alarms_watch_the_metrics_aws_iot_publishes(template):
+    watched = {}
+    for a in template.find_resources("AWS::CloudWatch::Alarm").values():
+        props = a["Properties"]
+        if props.get("Namespace") == "AWS/IoT":
+            raise AssertionError("an AWS/IoT metric named by dimensions (%s) misses the ActionType dimension unless "
+                                 "it names it" % props.get("Dimensions"))
+        for q in props.get("Metrics", []):
+            m = RULE_ACTION_QUERY.fullmatch(q.get("Expression", ""))
+            if m:
+                assert q["Period"] == 300 and q["ReturnData"] is True and props["Threshold"] == 1
+                assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+                assert props["TreatMissingData"] == "notBreaching"
+                watched[m.groups()] = props["AlarmDescription"]
+    names = [r["name"] for r in rules.RULES]
+    assert sorted(watched) == sorted((metric, rule) for metric in ("Failure", "ErrorActionFailure") for rule in names)
+    assert all(rule in description for (_, rule), description in watched.items())
+
+
+def test_every_alarm_can_notify_through_the_alerts_topic(template):
+    """The topic's policy replaces SNS's default one: it must allow CloudWatch, for this account's alarms
+    only, beside the SSL-only Deny; the topic's key must let CloudWatch encrypt what it publishes."""
+    topic = logical_id(template, "AWS::SNS::Topic", TopicName=resources.ALERTS_TOPIC)
+    (policy,) = template.find_resources("AWS::SNS::TopicPolicy").values()
+    assert policy["Properties"]["Topics"] == [{"Ref": topic}]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    (deny,) = [st for st in statements if st["Effect"] == "Deny"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} and deny["Principal"] == "*"
+    (allow,) = [st for st in statements if st["Effect"] == "Allow"]
+    assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert allow["Action"] == "sns:Publish" and allow["Resource"] == {"Ref": topic}
+    assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+    (source,) = allow["Condition"]["ArnLike"].values()
+    assert list(allow["Condition"]["ArnLike"]) == ["aws:SourceArn"]
+    assert text_of(source) == "arn:aws:cloudwatch:us-east-1:123456789012:alarm:*"
+
+    (key,) = template.find_resources("AWS::KMS::Key").values()
+    (cloudwatch,) = [st for st in key["Properties"]["KeyPolicy"]["Statement"]
+                     if st.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    assert cloudwatch["Effect"] == "Allow" and sorted(cloudwatch["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+
+
+def test_the_alert_function_may_publish_to_the_alerts_topic(template):
+    topic = logical_id(template, "AWS::SNS::Topic", TopicName=resources.ALERTS_TOPIC)
+    key = logical_id(template, "AWS::KMS::Key", EnableKeyRotation=True)
+    fn = logical_id(template, "AWS::Lambda::Function", FunctionName=resources.function_name("alert"))
+    role = template.find_resources("AWS::Lambda::Function")[fn]["Properties"]["Role"]["Fn::GetAtt"][0]
+    granted = [st for p in template.find_resources("AWS::IAM::Policy").values() if {"Ref": role} in p["Properties"]["Roles"]
+               for st in p["Properties"]["PolicyDocument"]["Statement"] if st["Effect"] == "Allow"]
+    assert any(st["Action"] == "sns:Publish" and st["Resource"] == {"Ref": topic} for st in granted)
+    assert any("kms:GenerateDataKey*" in st["Action"] and st["Resource"] == {"Fn::GetAtt": [key, "Arn"]}
+               for st in granted), "the topic is encrypted: publishing needs its key"
 
 
 def test_functions(template):
@@ -214,32 +298,11 @@ def test_functions(template):
             "Layers": [Match.string_like_regexp("AWSLambdaPowertoolsPythonV3-python312-x86_64")]})
 
 
-def test_the_device_policy_lets_a_thing_use_only_its_own_topics(template):
-    """Least privilege, statement by statement: the connected thing's own client id while its
-    certificate is attached, publish to its own topics (and its Basic Ingest telemetry topic),
-    subscribe to and receive only its own command topic; no wildcard anywhere."""
-    found = template.find_resources("AWS::IoT::Policy")
-    (doc,) = [r["Properties"]["PolicyDocument"] for r in found.values()]
-    thing = "${iot:Connection.Thing.ThingName}"
-    arn = "arn:aws:iot:us-east-1:123456789012:"
-    own = "devices/%s/" % thing
-    want = {
-        ("ConnectAsItself", "iot:Connect"): [arn + "client/" + thing],
-        ("PublishOwnTopics", "iot:Publish"): [arn + "topic/" + own + k for k in ("telemetry", "events", "status", "ack")]
-        + [arn + "topic/$aws/rules/%s/%stelemetry" % (contract.RULE_TELEMETRY, own)],
-        ("SubscribeOwnCommands", "iot:Subscribe"): [arn + "topicfilter/" + own + "cmd"],
-        ("ReceiveOwnCommands", "iot:Receive"): [arn + "topic/" + own + "cmd"],
-    }
-    got = {(st["Sid"], st["Action"]): st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
-           for st in doc["Statement"]}
-    assert doc["Version"] == "2012-10-17" and all(st["Effect"] == "Allow" for st in doc["Statement"])
-    assert {k: sorted(v) for k, v in got.items()} == {k: sorted(v) for k, v in want.items()}
-    (connect,) = [st for st in doc["Statement"] if st["Action"] == "iot:Connect"]
-    assert connect["Condition"] == {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
-    resources_named = [r for rs in got.values() for r in rs]
-    assert all(thing in r and not re.search(r"[*+#]", r.replace(thing, "")) for r in resources_named), resources_named
-    kinds = {r.rsplit("/", 1)[1] for r in resources_named if "/devices/" in r}
-    assert kinds == set(contract.TOPIC_KINDS), "the policy's topics are the contract's"
+def test_the_stack_makes_no_iot_policy_provisioning_owns_the_device_policy(template):
+    """provision creates the device policy (provisioning/policy.py) and pushes its new versions; a
+    stack-made policy of the same name would make whichever came second fail."""
+    assert template.find_resources("AWS::IoT::Policy") == {}
+    assert "iot:CreatePolicy" not in json.dumps(template.to_json())
 
 
 def test_no_wildcard_iam_actions(template):
@@ -276,6 +339,17 @@ def test_queue_fed_lambdas_drain_their_queue_in_batches(template):
     ages = [a for a in template.find_resources("AWS::CloudWatch::Alarm").values()
             if a["Properties"].get("MetricName") == "ApproximateAgeOfOldestMessage"]
     assert len(ages) == len(resources.EVENT_SOURCES)
+
+
+def text_of(value) -> str:
+    """A CloudFormation string with its Fn::Join and partition Ref written out (aws)."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        sep, parts = value["Fn::Join"]
+        return sep.join(text_of(part) for part in parts)
+    if value == {"Ref": "AWS::Partition"}:
+        return "aws"
+    assert isinstance(value, str), value
+    return value
 
 
 def logical_id(template, kind, **props):
@@ -316,6 +390,44 @@ def test_every_function_has_a_reserved_concurrency_ceiling(template):
         "ScalingConfig": {"MaximumConcurrency": INGEST_QUEUE_CONCURRENCY}})
 
 
+def test_reserved_concurrency_off_drops_every_reservation_and_nothing_else(code, template):
+    off = synthesize(code, reserved_concurrency="off")
+    functions = off.find_resources("AWS::Lambda::Function")
+    assert len(functions) == len(resources.FUNCTIONS)
+    assert all("ReservedConcurrentExecutions" not in f["Properties"] for f in functions.values())
+
+    def without_reservations(t):
+        res = json.loads(json.dumps(t.to_json()["Resources"]))
+        for r in res.values():
+            r.get("Properties", {}).pop("ReservedConcurrentExecutions", None)
+        return res
+
+    assert without_reservations(off) == without_reservations(template)
+
+
+@pytest.mark.parametrize("value", ["maybe", "0", ""])
+def test_a_reserved_concurrency_value_other_than_on_or_off_is_refused(value):
+    from cloud.infra.stack import reserves_concurrency
+
+    with pytest.raises(ValueError, match="reserved_concurrency=.*use on or off"):
+        reserves_concurrency(value)
+    assert reserves_concurrency(None) and reserves_concurrency("on") and not reserves_concurrency("OFF")
+
+
+def test_what_a_failed_first_create_leaves_behind_is_nothing(template):
+    """Every resource kept on delete is RetainExceptOnCreate: kept when the stack is updated or deleted,
+    deleted when the create that made it rolls back, so a retry finds the fixed names free."""
+    res = template.to_json()["Resources"]
+    kept = {lid: r for lid, r in res.items() if r.get("DeletionPolicy", "Delete") != "Delete"}
+    assert all(r["DeletionPolicy"] == "RetainExceptOnCreate" for r in kept.values()), \
+        {lid: r["DeletionPolicy"] for lid, r in kept.items()}
+    assert all(r.get("UpdateReplacePolicy") == "Retain" for r in kept.values())
+    kinds = sorted(r["Type"] for r in kept.values())
+    assert kinds.count("AWS::DynamoDB::Table") == len(resources.TABLES)
+    assert {"AWS::S3::Bucket", "AWS::Logs::LogGroup"} <= set(kinds)
+    assert not any("Retain" in r.get("DeletionPolicy", "") for r in res.values() if r not in kept.values())
+
+
 def test_api_access_log_names_the_caller_of_each_request(template):
     log = logical_id(template, "AWS::Logs::LogGroup", RetentionInDays=365)
     stages = template.find_resources("AWS::ApiGateway::Stage")
@@ -329,15 +441,10 @@ def test_api_access_log_names_the_caller_of_each_request(template):
     assert template.find_resources("AWS::ApiGateway::Account"), "API Gateway needs its role to write logs"
 
 
-def test_alerts_topic_is_encrypted_with_a_key_alarms_and_the_alert_function_may_use(template):
+def test_alerts_topic_is_encrypted_with_a_key_of_its_own(template):
     key = logical_id(template, "AWS::KMS::Key", EnableKeyRotation=True)
     template.has_resource_properties("AWS::SNS::Topic", {"TopicName": resources.ALERTS_TOPIC,
                                                          "KmsMasterKeyId": {"Fn::GetAtt": [key, "Arn"]}})
-    statements = template.find_resources("AWS::KMS::Key")[key]["Properties"]["KeyPolicy"]["Statement"]
-    assert any(st.get("Principal") == {"Service": "cloudwatch.amazonaws.com"} and "kms:GenerateDataKey*" in st["Action"]
-               for st in statements), "CloudWatch alarms publish to the topic: they need the key"
-    alert_policy = [p for lid, p in template.find_resources("AWS::IAM::Policy").items() if lid.startswith("Fnalert")]
-    assert '"kms:GenerateDataKey*"' in json.dumps(alert_policy)
 
 
 def test_lint_suppressions_give_a_reason_each(template):

@@ -8,10 +8,12 @@ import json
 import pathlib
 import time
 
+import boto3
 import jsonschema
 import pytest
 import requests
 
+from cloud import resources
 from cloud.lambdas import api
 from cloud.local.apigw import ApiServer
 
@@ -27,6 +29,8 @@ def sent(aws, monkeypatch):
 
 @pytest.fixture
 def api_url(aws):
+    # m1 is a device the fleet knows (it has sent an event): commands to others are a 404.
+    boto3.resource("dynamodb").Table(resources.TABLES["devices"][0]).put_item(Item={"device": "m1", "state": "STOPPED"})
     srv = ApiServer().start()
     yield srv.url
     srv.stop()
@@ -41,6 +45,15 @@ def test_the_api_fills_in_version_id_and_issue_time(api_url, sent):
     assert thing == "m1" and cmd["v"] == 2 and cmd["id"] == r.json()["id"]
     assert before <= cmd["issued_at"] <= after and r.json()["issued_at"] == cmd["issued_at"]
     jsonschema.validate(cmd, V2)
+
+
+def test_a_command_for_a_device_the_fleet_does_not_know_is_a_404_and_is_not_sent(api_url, sent):
+    r = requests.post(api_url + "/devices/m404/commands", json={"cmd": "stop"})
+    assert r.status_code == 404, r.text
+    assert "no device 'm404'" in r.json()["message"] and "check the name" in r.json()["message"]
+    assert sent == []
+    # A bad command stays a 400 whatever the device: the body is judged first.
+    assert requests.post(api_url + "/devices/m404/commands", json={"cmd": "launch"}).status_code == 400
 
 
 def test_a_caller_cannot_choose_the_issue_time_or_version(api_url, sent):

@@ -324,6 +324,7 @@ def test_api_bad_requests(api_url, path, params, status, words):
 
 
 def test_api_command_validation(api_url, monkeypatch):
+    seed()  # a device the fleet knows (a command for an unknown one is a 404: test_api_commands.py)
     sent = []
     monkeypatch.setattr(api, "publish_command", lambda thing, payload: sent.append((thing, json.loads(payload))))
     r = requests.post(api_url + "/devices/m1/commands", json={"cmd": "set_speed", "speed": 90})

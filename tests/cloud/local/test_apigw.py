@@ -33,6 +33,11 @@ def test_while_the_local_api_runs_a_command_reaches_the_device_through_the_local
     device.client.on_subscribe = lambda *a: subscribed.set()
     device.client.subscribe("devices/m1/cmd", qos=1)
     assert subscribed.wait(5), "no SUBACK"
+    import boto3
+
+    from cloud import resources
+
+    boto3.resource("dynamodb").Table(resources.TABLES["devices"][0]).put_item(Item={"device": "m1", "state": "STOPPED"})
     srv = ApiServer(broker_dir=str(broker.state_dir)).start()
     try:
         assert api.publisher is not api.iot_publish
@@ -54,3 +59,46 @@ def test_without_a_broker_the_local_api_leaves_the_publisher_alone(aws, monkeypa
         assert api.publisher is api.iot_publish
     finally:
         srv.stop()
+
+
+class Verifier:
+    """A stand-in for cloud/local/cognito.py TokenVerifier: takes one token."""
+
+    def claims(self, token):
+        from cloud.local.cognito import InvalidToken
+
+        if token != "good-token":
+            raise InvalidToken("not the good token")
+        return {"cognito:username": "ana", "token_use": "id"}
+
+
+def test_the_dashboard_routes_reach_the_handler_only_with_a_token_the_verifier_takes(aws):
+    reached = []  # the events of /api requests that got to the handler
+
+    def handler(event, context):
+        if event["path"].startswith("/api"):
+            reached.append(event)
+        return {"statusCode": 200, "body": "{}"}
+
+    for verifier in (None, Verifier()):
+        srv = ApiServer(handler=handler, verifier=verifier).start()
+        try:
+            for headers in ({}, {"Authorization": "bad"}, {"Authorization": "Bearer bad"}):
+                r = requests.get(srv.url + "/api/devices", headers=headers)
+                assert r.status_code == 401 and r.json() == {"message": "Unauthorized"}
+            assert reached == [], "a refused request never reaches the handler"
+            r = requests.get(srv.url + "/api/devices", headers={"Authorization": "Bearer good-token"})
+            assert r.status_code == (200 if verifier else 401)
+            assert requests.get(srv.url + "/devices").status_code == 200  # the other routes: as before
+        finally:
+            srv.stop()
+        if verifier:
+            (event,) = reached
+            assert event["requestContext"]["authorizer"] == {"claims": {"cognito:username": "ana", "token_use": "id"}}
+
+
+def test_the_handler_itself_refuses_a_dashboard_route_without_claims(aws):
+    from cloud.local.apigw import LambdaContext, proxy_event
+
+    r = api.handler(proxy_event("GET", "/api/devices", {}, b""), LambdaContext("motorguard-api"))
+    assert r["statusCode"] == 401

@@ -31,27 +31,21 @@ def made(tmp_path_factory):
     return LocalBroker.with_new_pki(tmp_path_factory.mktemp("cfg"), 18883)
 
 
-def test_config_mirrors_the_aws_iot_setup(made):
+def test_config_hides_mosquitto_behind_the_gateway(made):
     conf = made.config_text()
     lines = set(conf.splitlines())
     for needed in (
-        "allow_anonymous false",
         "persistence true",
-        "listener 18883 127.0.0.1",
-        "require_certificate true",
-        "use_identity_as_username true",
+        f"listener 0 {made.socket_path}",  # a unix socket only: every client comes through the gateway
         "use_username_as_clientid true",  # client id = certificate name (tests/cloud/local/test_client_id.py)
         "message_size_limit 131072",  # AWS IoT Core's 128 KB payload limit
-        "tls_version tlsv1.2",
         f"max_queued_messages {broker_config.MAX_QUEUED_MESSAGES}",
         f"max_inflight_messages {broker_config.MAX_INFLIGHT_MESSAGES}",
-        f"cafile {made.ca_cert}",
-        f"certfile {made.server_cert}",
-        f"keyfile {made.server_key}",
-        f"crlfile {made.crl}",
         f"acl_file {made.acl_path}",
     ):
         assert needed in lines, needed
+    assert not [ln for ln in lines if ln.startswith("listener ") and ln != f"listener 0 {made.socket_path}"]
+    assert len(str(made.socket_path)) < 100
     assert broker_config.MAX_QUEUED_MESSAGES >= 100000  # the service must not lose a burst (see FACTS)
 
 
@@ -62,12 +56,12 @@ def test_acl_is_least_privilege():
         "pattern write devices/%u/events",
         "pattern write devices/%u/status",
         "pattern write devices/%u/ack",
-        "pattern write $aws/rules/motorguard_telemetry/devices/%u/telemetry",
         "pattern read devices/%u/cmd",
         "user motorguard-service",  # the observer: tests, tools, the HIL rig
         "topic read devices/#",
         "topic read $aws/rules/#",
         "topic write devices/+/cmd",
+        "topic read $aws/events/presence/#",
         "user motorguard-rules-engine",  # every rule's topics; republish actions
         "topic read devices/#",
         "topic read $aws/rules/#",
@@ -77,13 +71,18 @@ def test_acl_is_least_privilege():
         "user motorguard-provision-check",  # sees a device's telemetry, probes one device that must not exist
         "topic read devices/+/telemetry",
         "topic write devices/motorguard-check-other/cmd",
+        "topic read $aws/events/presence/#",  # tells a refusal (AUTH_ERROR) from a takeover
         "user motorguard-provision-rotation",  # waits for a new boot's status
         "topic read devices/+/status",
+        "topic read $aws/events/presence/#",
+        "user motorguard-gateway",  # publishes the lifecycle events
+        "topic write $aws/events/presence/#",
     ]
     assert contract.SERVICE_IDENTITIES == ("motorguard-service", "motorguard-rules-engine", "motorguard-api",
                                            "motorguard-provision-check", "motorguard-provision-rotation")
-    assert tuple(broker_config.SERVICE_GRANTS) == contract.SERVICE_IDENTITIES
-    assert set(contract.RESERVED_THING_NAMES) == set(contract.SERVICE_IDENTITIES) | {"motorguard-check-other"}
+    assert tuple(broker_config.SERVICE_GRANTS) == contract.SERVICE_IDENTITIES + (contract.GATEWAY_IDENTITY,)
+    assert set(contract.RESERVED_THING_NAMES) == set(contract.SERVICE_IDENTITIES) | {"motorguard-check-other",
+                                                                                      "motorguard-gateway"}
 
 
 def test_acl_mirrors_the_aws_policy():
@@ -116,9 +115,9 @@ def test_start_failure_reports_the_log_tail(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         b = LocalBroker.with_new_pki(tmp_path, busy.getsockname()[1])
-        with pytest.raises(BrokerError, match="(?s)exited.*Address already in use"):
+        with pytest.raises(BrokerError, match="(?is)gateway exited.*address already in use"):
             b.start(timeout=5)
-    assert not b.running()
+    assert not b.running() and b.pid() is None
 
 
 def test_context_manager_starts_checks_and_stops(tmp_path):
@@ -189,7 +188,7 @@ def test_cli_start_status_config_stop(tmp_path):
         r = cli("status", "--json", state=state)
         assert r.returncode == 0 and json.loads(r.stdout)["port"] == port, r.stdout + r.stderr
         r = cli("config", state=state)
-        assert r.returncode == 0 and f"listener {port} 127.0.0.1" in r.stdout
+        assert r.returncode == 0 and "listener 0 " in r.stdout
         assert "PRIVATE KEY" not in r.stdout
         r = cli("reload", state=state)
         assert r.returncode == 0 and "reloaded" in r.stdout, r.stdout + r.stderr

@@ -113,6 +113,15 @@ def test_an_action_that_cannot_run_goes_to_the_error_action_with_aws_payload(eng
 
 
 def test_basic_ingest_topic_reaches_only_its_rule(engine, broker, recorded):
+    """The engine serves AWS's Basic Ingest topics for a rule that takes them. MotorGuard's device policy
+    grants none, so this broker is given a policy that does (the gateway and the ACL both follow it)."""
+    from provisioning import policy
+
+    doc = policy.document()
+    doc["Statement"].append({"Sid": "BasicIngest", "Effect": "Allow", "Action": "iot:Publish", "Resource":
+                             "arn:aws:iot:*:*:topic/$aws/rules/motorguard_telemetry/devices/%s/telemetry" % policy.THING})
+    broker.policy_path.write_text(json.dumps(doc))
+    broker.reload()
     dev = Publisher(broker, "m3")
     try:
         dev.publish("$aws/rules/motorguard_telemetry/devices/m3/telemetry", {"device": "m3", "x": 1})

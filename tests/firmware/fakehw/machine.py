@@ -2,6 +2,13 @@
 # tests (CPython and MicroPython). Hardware is the true edge here: the tests set
 # pin levels and ADC voltages directly and read back PWM duty and LEDs.
 # The socket-driven virtual board (vesp32/board) is used for whole-device tests.
+#
+# Where the firmware's logic depends on it, this stand-in refuses what the esp32 port
+# (v1.26.1) refuses: duty_ns in the PWM constructor (RuntimeError "PWM is inactive"), a duty
+# out of range, hard= on a pin IRQ; and the ADC reads through the chip's characteristics (the
+# virtual board's model, vesp32/board/_vadc.py): a grounded input reads ~150 mV, the rail saturates.
+
+import _vadc
 
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -57,7 +64,7 @@ class Pin:
     def off(self):
         self.level = 0
 
-    def irq(self, handler=None, trigger=3, hard=False):
+    def irq(self, handler=None, trigger=3, wake=None):
         self.handler = handler
         self.trigger = trigger
 
@@ -71,10 +78,14 @@ class Pin:
 
 
 class PWM:
-    def __init__(self, pin, freq=50, duty_ns=0):
+    def __init__(self, pin, freq=-1, *, duty=-1, duty_u16=-1, duty_ns=-1):
+        if duty_ns >= 0:
+            raise RuntimeError("PWM is inactive")  # checked before the channel has a timer
+        if duty_u16 > 65535 or duty > 1023:
+            raise ValueError("duty out of range")
         self.pin = pin
-        self.f = freq
-        self.ns = duty_ns
+        self.f = 5000 if freq == -1 else freq
+        self.ns = 0 if duty_u16 == 0 or duty == 0 else 1000000000 // self.f // 2  # no duty given: 50 %
         self.writes = 0
         pwms[pin.id] = self
 
@@ -86,6 +97,8 @@ class PWM:
     def duty_ns(self, ns=None):
         if ns is None:
             return self.ns
+        if not 0 <= ns <= 1000000000 // self.f:
+            raise ValueError("duty_ns must be from 0 to %d ns" % (1000000000 // self.f))
         self.ns = ns
         self.writes += 1
 
@@ -99,11 +112,13 @@ class ADC:
     ATTN_6DB = 2
     ATTN_11DB = 3
 
-    def __init__(self, pin, atten=ATTN_0DB):
+    def __init__(self, pin, *, atten=ATTN_11DB):
         self.id = pin.id
+        self.atten = atten
 
     def read_uv(self):
-        return adc_uv.get(self.id, 0)
+        # What the pin sees, through the converter's floor and saturation.
+        return _vadc.reading_uv(adc_uv.get(self.id, 0), self.atten)
 
 
 class WDT:

@@ -65,3 +65,25 @@ def test_a_ring_older_than_its_timestamps_can_tell_is_refused():
            "buffer_samples x sample_period_ms")
     ok = config.parse('{"thing": "m", "mqtt": {"host": "h"}, "telemetry": {"buffer_samples": 600, "sample_period_ms": 100000}}')
     assert ok["telemetry"]["sample_period_ms"] == 100000
+
+
+def test_sensor_windows_must_fit_the_esp32_adc():
+    # At 11 dB the ADC reads a grounded input as ~150 mV and saturates below 3.3 V: a window that
+    # reaches past 200 mV..2.4 V would take a short or an open wire for a reading.
+    raises('{"thing": "m", "mqtt": {"host": "h"}, "ntc": {"min_uv": 100000}}', "ntc.min_uv and max_uv must satisfy 200000")
+    raises('{"thing": "m", "mqtt": {"host": "h"}, "current": {"max_uv": 3150000}}', "ESP32 ADC's usable range")
+    raises('{"thing": "m", "mqtt": {"host": "h"}, "current": {"min_uv": 900000, "max_uv": 800000}}', "min_uv < max_uv")
+    ok = config.parse('{"thing": "m", "mqtt": {"host": "h"}, "ntc": {"min_uv": 250000, "max_uv": 2300000}}')
+    assert ok["ntc"]["min_uv"] == 250000
+
+
+def test_servo_pulses_stay_small_int_arithmetic():
+    # The sweep multiplies the span in whole microseconds by the position (servo.py): a span in
+    # part-microseconds or over 5 ms is refused rather than computed with big ints on the chip.
+    raises('{"thing": "m", "mqtt": {"host": "h"}, "servo": {"max_pulse_ns": 2000500}}', "whole microseconds")
+    raises('{"thing": "m", "mqtt": {"host": "h"}, "servo": {"min_pulse_ns": 500000, "max_pulse_ns": 5600000}}',
+           "at most 5000000 ns apart")
+    raises('{"thing": "m", "mqtt": {"host": "h"}, "servo": {"min_pulse_ns": 2000000, "max_pulse_ns": 1000000}}',
+           "min_pulse_ns < max_pulse_ns")
+    ok = config.parse('{"thing": "m", "mqtt": {"host": "h"}, "servo": {"min_pulse_ns": 500000, "max_pulse_ns": 2500000}}')
+    assert ok["servo"]["max_pulse_ns"] == 2500000

@@ -1,0 +1,53 @@
+"""What the 10,000-device run taught sim/local.py: the gateway's open-file ceiling is said before a
+run, a busy moto cannot leave the broker running nor lose the run's summary, and a run starts with
+no queue left by the one before."""
+
+from __future__ import annotations
+
+import subprocess
+
+from sim import local
+
+
+def test_the_gateway_needs_two_descriptors_a_device():
+    assert local.device_capacity(20000) == 9968  # measured here: 9,995 connected, then EMFILE
+    assert local.device_capacity(65536) > 10000
+    assert local.device_capacity(10) == 0
+
+
+class _Proc:
+    def __init__(self):
+        self.killed = False
+
+    def kill(self):
+        self.killed = True
+
+    def wait(self, timeout):
+        return 0
+
+
+class _Core:
+    def __init__(self):
+        self.moto = type("M", (), {"proc": _Proc()})()
+        self.broker = type("B", (), {"stopped": False, "stop": lambda b: setattr(b, "stopped", True)})()
+
+    def stop(self):
+        raise subprocess.TimeoutExpired("moto_server", 10)
+
+
+def test_a_moto_that_will_not_exit_is_killed_and_the_broker_still_stopped():
+    core = _Core()
+    local.stop_core(core)
+    assert core.moto.proc.killed and core.broker.stopped
+
+
+def test_a_run_starts_without_the_previous_runs_queue(tmp_path, monkeypatch):
+    from provisioning import local as local_backend
+
+    stale = local_backend.broker_dir(tmp_path) / "mosquitto.db"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"queued messages of a run cut short")
+    started = []
+    monkeypatch.setattr("cloud.bench_fleet.start_core", lambda home, **kw: started.append(home) or "core")
+    assert local.start_core(tmp_path) == "core"
+    assert not stale.exists() and started == [tmp_path]
