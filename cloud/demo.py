@@ -128,7 +128,7 @@ def run(duration=None, home=None, out=sys.stdout) -> dict:
     old = signal.signal(signal.SIGINT, lambda *a: stop.set())
     summary = {}
     try:
-        console.print("starting the local IoT Core (Mosquitto mTLS, moto, rules engine, API) in %s" % home)
+        console.print("starting the local IoT Core (gateway with mTLS and the device policy, Mosquitto, moto, rules engine, API) in %s" % home)
         core.start()
         watch = Watch(core)
         password = "Demo-%s-1" % secrets.token_hex(6)  # a fresh one each run (the pool's policy: 12+, mixed case, digit)
