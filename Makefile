@@ -12,7 +12,7 @@ FIRMWARE_PY := $(shell find firmware -name '*.py' 2>/dev/null)
 WEB_SRC     := $(shell find web/src -type f 2>/dev/null) web/build.mjs web/package-lock.json
 WEB_DEPS    := web/node_modules/.package-lock.json
 
-.PHONY: help setup test test-firmware compile-firmware sim bench-firmware bench-heap32 soak-firmware demo bench-cloud fuzz synth-cloud deploy-cloud destroy-cloud flash deploy image console hil wokwi clean web bench-dashboard
+.PHONY: help setup test test-firmware compile-firmware sim bench-firmware bench-heap32 soak-firmware demo bench-cloud fuzz synth-cloud deploy-cloud destroy-cloud flash deploy image console hil wokwi clean web bench-dashboard simulate bench-fleet simulate-aws
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -86,10 +86,10 @@ destroy-cloud: $(STAMP) ## Remove the CDK stack (tables and the archive bucket a
 flash: $(STAMP) ## Erase an ESP32 and write MicroPython: make flash PORT=/dev/ttyUSB0 [FIRMWARE=file.bin]
 	$(PY) -m flashing flash $(if $(PORT),--port $(PORT)) $(if $(FIRMWARE),--firmware $(FIRMWARE))
 
-deploy: $(STAMP) ## Copy firmware + device bundle onto the board, verify, wait for online: PORT=... [BUNDLE=dir] [TEST_HOOK=1]
+deploy: $(STAMP) ## Maintenance mode (motor off, no watchdog), copy firmware + bundle, verify, hard reset, wait for online: PORT=... [BUNDLE=dir] [TEST_HOOK=1]
 	$(PY) -m flashing deploy $(if $(PORT),--port $(PORT)) $(if $(BUNDLE),--bundle $(BUNDLE)) $(if $(TEST_HOOK),--test-hook)
 
-image: $(STAMP) ## Factory image build/flash-<SIZE>.bin for FLASH_SIZE=4MB|8MB|16MB, or the board's on PORT (+ BUNDLE=dir | CONFIG=file)
+image: $(STAMP) ## Factory image build/flash-<SIZE>.bin for FLASH_SIZE=4MB|8MB|16MB, or for the board on IMAGE_PORT (checked, then written) [+ BUNDLE=dir | CONFIG=file]
 	$(PY) -m flashing image $(if $(BUNDLE),--bundle $(BUNDLE)) $(if $(CONFIG),--config $(CONFIG)) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(if $(TEST_HOOK),--test-hook) $(if $(FLASH_SIZE),--flash-size $(FLASH_SIZE)) $(if $(IMAGE_PORT),--port $(IMAGE_PORT))
 
 console: $(STAMP) ## Serial REPL and log of the board: make console PORT=/dev/ttyUSB0

@@ -117,6 +117,9 @@ ENTER_SCRIPT = (  # runs on the board inside the watchdog's window: ~2 KB, well 
 LEAVE_SCRIPT = "import os\nos.remove(%r)\nimport machine\nmachine.reset()\n" % MAINTENANCE_FILE
 
 
+RAW_REPL_TRIES = 3  # Ctrl-C and a raw REPL, again after a watchdog reset that came in between
+
+
 def raw_session(port: str, script: str, timeout_s: float):
     """Stops whatever runs on the board (Ctrl-C), runs script in the raw REPL (no soft reset: the
     watchdog's clock is running) and yields the console lines that follow, the port kept open, until
@@ -132,11 +135,16 @@ def raw_session(port: str, script: str, timeout_s: float):
         raise FlashError("cannot open %s (%s)" % (port, e),
                          tools.HINTS[exit_codes.PORT_UNUSABLE], exit_codes.PORT_UNUSABLE) from None
     with s:
-        s.write(b"\r\x03\x03")  # interrupt the firmware (twice: once may land in a handler)
-        time.sleep(0.1)
-        s.reset_input_buffer()
-        s.write(b"\r\x01")  # raw REPL
-        got = _read_until(s, RAW_PROMPT, 3.0)
+        for _ in range(RAW_REPL_TRIES):
+            s.write(b"\r\x03\x03")  # interrupt the firmware (twice: once may land in a handler)
+            time.sleep(0.1)
+            s.reset_input_buffer()
+            s.write(b"\r\x01")  # raw REPL
+            got = _read_until(s, RAW_PROMPT, 3.0)
+            if got.endswith(RAW_PROMPT):
+                break
+            # No prompt: the interrupt may have come too late for the watchdog's window, which reset
+            # the board (it then boots the firmware again, motor off): interrupt the new boot.
         if not got.endswith(RAW_PROMPT):
             raise FlashError("the board on %s does not answer with a raw REPL (it printed %r)" % (port, got[-80:]),
                              "is MicroPython on it (make flash)? press its EN button and run again",
