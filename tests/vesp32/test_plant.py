@@ -1,6 +1,7 @@
 """The virtual ESP32's plant: the ADC voltages its motor, NTC and current sensor produce, checked
 against the config's formulas written out here, with noise, rails, heating and a held shaft."""
 
+import json
 import time
 
 
@@ -40,13 +41,31 @@ def _adc_lines(vm, n):
     return out
 
 
+def plant_noise(seed, n=12, noise_uv=2000):
+    """The plant's first n noise offsets for a seed, from vesp32/board/_vplant.py under real MicroPython."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    board = Path(__file__).resolve().parents[2] / "vesp32" / "board"
+    code = ("import sys\nsys.path.insert(0, %r)\nfrom _vplant import Plant\np = Plant()\np.noise = %d\np.seed = %d\n"
+            "print([p._noise(0) for _ in range(%d)])\n" % (str(board), noise_uv, seed, n))
+    exe = str(Path(sys.executable).parent / "micropython")
+    out = subprocess.run([exe, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def test_sensor_noise_is_deterministic_with_a_seed(make_vm):
+    # The sequence itself: the same seed gives the same offsets, another seed others, all in bounds.
+    # (Two live boards are not compared line by line: how many reads fall between two console lines
+    # depends on real-time scheduling, now that waits end on the chip's 10 ms tick.)
+    assert plant_noise(7) == plant_noise(7) != plant_noise(8)
+    offsets = json.loads(plant_noise(7))
+    assert all(abs(v) <= 2000 for v in offsets) and len(set(offsets)) > 1
+    # And on a running board the seeded noise reaches the ADC, within its bounds.
     a = make_vm(name="a", plant={"noise_uv": 2000, "seed": 7})
-    b = make_vm(name="b", plant={"noise_uv": 2000, "seed": 7})
-    c = make_vm(name="c", plant={"noise_uv": 2000, "seed": 8})
-    la, lb, lc = _adc_lines(a, 3), _adc_lines(b, 3), _adc_lines(c, 3)
-    assert la == lb and la != lc
-    for text in la:
+    for text in _adc_lines(a, 3):
         t_uv, c_uv = map(int, ADC_RE.search(text).groups())
         assert abs(t_uv - ntc_uv(25.0)) <= 2001 and abs(c_uv - current_uv(0)) <= 2001
 
