@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 # AWS list prices, us-east-1, in USD. Read from the AWS pricing pages as published in
-# 2025 and recorded in shared/FACTS.md; re-check before relying on them.
+# 2025 (IoT Core, Lambda, DynamoDB, S3, SQS, SNS pricing pages); re-check before relying on them.
 PRICES_DATE = "2025 (us-east-1 list prices, recorded 2026-11-23)"
 PRICES = {
     "iot_message_5kb": 1.00 / 1e6,  # messaging, per message, metered in 5 KB steps

@@ -48,7 +48,7 @@ def signing_ca(tmp_path):
 def aws_session(aws_env, signing_ca):
     """A boto3 session whose CreateCertificateFromCsr answers carry a certificate for OUR key.
 
-    moto signs a fresh RSA key of its own instead of the CSR's (see shared/FACTS.md), which the
+    moto signs a fresh RSA key of its own instead of the CSR's, which the
     provisioning code rightly refuses. Real AWS IoT signs the CSR's key; this hook makes the test
     account do the same, so the product's public-key check stays exactly as strict as in production
     (test_moto_certificate_for_another_key_is_refused proves it refuses moto's answer as is)."""
