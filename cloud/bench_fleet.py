@@ -99,12 +99,13 @@ def count_items(table_logical):
         kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
 
 
-def start_core(home, workers, functions=None, lambda_processes=2):
+def start_core(home, workers, functions=None, lambda_processes=2, gateway_workers=1):
     from cloud.local.core import LocalCore
     from cloud.local.broker import free_port
 
     return LocalCore(home, broker_port=free_port(), workers=workers, functions=functions,
-                     moto_factory=MotoProcess, lambda_processes=lambda_processes).start()
+                     moto_factory=MotoProcess, lambda_processes=lambda_processes,
+                     gateway_workers=gateway_workers).start()
 
 
 def telemetry_payloads(device, per, t0_ms):

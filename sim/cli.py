@@ -101,18 +101,20 @@ def run_local(a) -> dict:
     from sim import local
 
     open_files = local.raise_open_files()
-    if a.devices > local.device_capacity(open_files):
-        # measured on a 2-core container whose hard limit is 20,000 and cannot be raised: 9,995 connected
-        print("warning: the open-file limit is %d, enough for about %d devices in the local gateway (two "
-              "descriptors each); raise `ulimit -Hn` (or run as a user who may) to connect %d" % (
-                  open_files, local.device_capacity(open_files), a.devices), file=sys.stderr)
+    workers = 1 if a.broker_dir else local.gateway_workers_for(a.devices, open_files)
+    if a.devices > workers * local.device_capacity(open_files):
+        # a running broker's gateway was started with its own process count (measured on a 2-core
+        # container whose hard limit is 20,000: one gateway process stopped at 9,995 devices)
+        print("warning: the open-file limit is %d, enough for about %d devices in each gateway process (two "
+              "descriptors each); start the demo's broker with more gateway workers or raise `ulimit -Hn` to "
+              "connect %d" % (open_files, local.device_capacity(open_files), a.devices), file=sys.stderr)
     core = None
     try:
         if a.broker_dir:
             broker = local.attach(a.broker_dir)
             endpoint = a.aws_endpoint
         else:
-            core = local.start_core(a.home)
+            core = local.start_core(a.home, workers)
             broker, endpoint = core.broker, core.moto.url
         per_worker = -(-a.devices // max(1, a.workers))
         t0 = time.monotonic()
@@ -126,7 +128,7 @@ def run_local(a) -> dict:
                 extra["SIM_TIMELINE"] = a.timeline
             if endpoint:
                 extra.update(SIM_STORAGE_ENDPOINT=endpoint, SIM_STORAGE_SAMPLE=a.storage_sample)
-            usage = local.Usage({"broker": [broker.pid(), broker.gateway_pid()]})
+            usage = local.Usage({"broker": local.broker_pids(broker)})
             codes = run_locust(locust_commands(a.devices, a.rate, a.workers, a.ui, a.port, a.csv), device_env(a, extra),
                                usage, None if a.ui else a.duration + a.devices / a.rate + 300,
                                stdout=sys.stderr if getattr(a, "locust_to_stderr", False) else None)

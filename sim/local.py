@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sim import summary
 
+MAX_GATEWAY_WORKERS = 16
 FILES_WANTED = 65536  # 10,000 devices: a socket each in the simulator, two each in the gateway, one in Mosquitto
 
 
@@ -28,10 +29,18 @@ def raise_open_files(wanted: int = FILES_WANTED) -> int:
 
 
 def device_capacity(open_files: int) -> int:
-    """How many devices the gateway can hold under an open-file limit: two descriptors a device (its
-    TLS socket and its unix socket to Mosquitto), less a few dozen of its own. The limit binds here
-    first: the simulator needs one a device, Mosquitto one."""
+    """How many devices one gateway process can hold under an open-file limit: two descriptors a device
+    (its TLS socket and its unix socket to Mosquitto), less a few dozen of its own. The limit binds
+    there first: the simulator needs one a device, Mosquitto one."""
     return max(0, (open_files - 64) // 2)
+
+
+def gateway_workers_for(devices: int, open_files: int) -> int:
+    """Gateway processes (cloud/local/gateway_workers.py) for a fleet: enough that each holds at most
+    half of what its open files allow, so reconnects and probes have room; at least one, at most
+    MAX_GATEWAY_WORKERS (past that the limit itself must be raised: the run then warns)."""
+    per_process = max(1, device_capacity(open_files) // 2)
+    return min(MAX_GATEWAY_WORKERS, max(1, -(-devices // per_process)))
 
 
 def stop_core(core) -> None:
@@ -47,7 +56,7 @@ def stop_core(core) -> None:
         core.broker.stop()
 
 
-def start_core(home):
+def start_core(home, gateway_workers: int = 1):
     """The local IoT Core with moto in a process of its own (as make bench-cloud runs it)."""
     from cloud.bench_fleet import start_core as start
     from provisioning import local as local_backend
@@ -56,7 +65,7 @@ def start_core(home):
     # A run that ended before the engine drained it (measured: a 10,000-device run cut short) would
     # hand its messages to the next run, which would count them as its own: each run starts empty.
     (local_backend.broker_dir(Path(home)) / "mosquitto.db").unlink(missing_ok=True)
-    return start(Path(home), workers=4, lambda_processes=1)
+    return start(Path(home), workers=4, lambda_processes=1, gateway_workers=gateway_workers)
 
 
 def attach(broker_dir):
@@ -132,6 +141,17 @@ def rss_mb(pid) -> float:
     except (OSError, TypeError):
         pass
     return 0.0
+
+
+def broker_pids(broker) -> list:
+    """Mosquitto, the gateway and the gateway's other worker processes (cloud/local/gateway_workers.py)."""
+    gw = broker.gateway_pid()
+    pids = [broker.pid(), gw]
+    try:
+        pids += [int(p) for p in Path("/proc/%d/task/%d/children" % (gw, gw)).read_text().split()]
+    except (OSError, TypeError, ValueError):
+        pass
+    return pids
 
 
 class Usage:

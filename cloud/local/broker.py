@@ -45,6 +45,9 @@ class LocalBroker(broker_home.LocalBroker):
         super().__init__(*args, **kw)
         self._proc: subprocess.Popen | None = None
         self._gateway: subprocess.Popen | None = None
+        # Gateway processes sharing the port: one holds under half its open-file limit in devices
+        # (cloud/local/gateway_workers.py); the fleet simulator asks for more.
+        self.gateway_workers = 1
 
     # ------------------------------------------------------------ config
 
@@ -111,6 +114,8 @@ class LocalBroker(broker_home.LocalBroker):
             cmd += ["--crlfile", str(self.crl)]
         if self.record:
             cmd += ["--record", str(self.record)]
+        cmd += ["--workers", str(self.gateway_workers)]
+        self.gateway_workers_path.write_text(str(self.gateway_workers))
         self._gateway = _spawn(cmd, self.gateway_log_path, append=True)
         self.gateway_pid_path.write_text(str(self._gateway.pid))
         last = None
@@ -144,6 +149,17 @@ class LocalBroker(broker_home.LocalBroker):
             return self._gateway.pid if self._gateway.poll() is None else None
         return _live_pid(self.gateway_pid_path, b"cloud.local.gateway")
 
+    @property
+    def gateway_workers_path(self) -> Path:
+        return self.state_dir / "gateway.workers"
+
+    def running_gateway_workers(self) -> int:
+        """How many processes the running gateway was started with (each logs its own reload)."""
+        try:
+            return max(1, int(self.gateway_workers_path.read_text()))
+        except (OSError, ValueError):
+            return 1
+
     def reload(self, timeout: float = 5.0) -> None:
         """SIGHUP to both: Mosquitto re-reads its config and ACL file, the gateway the device policy and
         the CRL. Returns once both logs say so."""
@@ -151,13 +167,14 @@ class LocalBroker(broker_home.LocalBroker):
         if pid is None or gw is None:
             raise BrokerError("broker is not running")
         self.acl_path.write_text(self.acl())  # the device patterns follow device-policy.json
-        waits = [(self.log_path, b"Reloading config."), (self.gateway_log_path, gateway.RELOADED.encode())]
-        before = [_count(path, needle) for path, needle in waits]
+        waits = [(self.log_path, b"Reloading config.", 1),
+                 (self.gateway_log_path, gateway.RELOADED.encode(), self.running_gateway_workers())]
+        before = [_count(path, needle) for path, needle, _ in waits]
         os.kill(pid, signal.SIGHUP)
-        os.kill(gw, signal.SIGHUP)
+        os.kill(gw, signal.SIGHUP)  # its first worker passes it on to the others
         deadline = time.monotonic() + timeout
-        for (path, needle), n in zip(waits, before):
-            while _count(path, needle) <= n:
+        for (path, needle, times), n in zip(waits, before):
+            while _count(path, needle) < n + times:
                 if time.monotonic() > deadline:
                     raise BrokerError(f"no reload logged in {path.name} within {timeout} s; log tail:\n{_tail(path)}")
                 time.sleep(0.02)
@@ -331,6 +348,10 @@ def parser() -> argparse.ArgumentParser:
         if name in ("start", "stop", "reload"):
             c.add_argument("--timeout", type=float, default=10.0 if name == "start" else 5.0,
                            help="seconds to wait for Mosquitto (default: %(default)s)")
+        if name == "start":
+            c.add_argument("--gateway-workers", type=int, default=1, metavar="N",
+                           help="gateway processes sharing the port (default 1); each holds under half its "
+                                "open-file limit in devices, so a 10,000-device fleet under a 20,000 limit needs 3")
         if name == "status":
             c.add_argument("--json", action="store_true", help="one JSON object instead of key: value lines")
     return p
@@ -346,6 +367,7 @@ def main(argv=None) -> int:
         else:
             broker = LocalBroker.from_state_dir(state, a.port)
         if a.command == "start":
+            broker.gateway_workers = max(1, a.gateway_workers)
             broker.start(a.timeout)
             print(f"mosquitto running: pid {broker.pid()}, gateway pid {broker.gateway_pid()}, "
                   f"mqtts://{broker.host}:{broker.port}, logs {broker.log_path} {broker.gateway_log_path}")

@@ -28,7 +28,7 @@ from provisioning import local as local_backend
 
 class LocalCore:
     def __init__(self, home, broker_port: int | None = None, api_port: int = 0, workers: int = 4, functions=None,
-                 moto_factory=None, lambda_processes: int = 0):
+                 moto_factory=None, lambda_processes: int = 0, gateway_workers: int = 1):
         """moto_factory: makes the AWS side (default: moto in this process; the benchmark runs it in
         its own process so it does not share a core with the engine); lambda_processes: worker
         processes for the queue-fed Lambdas (0: they run in this process)."""
@@ -39,6 +39,7 @@ class LocalCore:
         self.functions = functions
         self.moto_factory = moto_factory or moto_env.MotoServer
         self.lambda_processes = lambda_processes
+        self.gateway_workers = gateway_workers  # processes sharing the broker's port (a large fleet needs several)
         self.broker = self.moto = self.engine = self.api = self.users = None
         self.meter = Meter()
         self.started_at = None
@@ -54,6 +55,7 @@ class LocalCore:
         self.broker = LocalBroker.from_state_dir(state, self.broker_port)
         self.broker.update_acl()
         if not self.broker.running():
+            self.broker.gateway_workers = self.gateway_workers
             self.broker.start()
         self.moto = self.moto_factory().start()
         os.environ["MOTORGUARD_LOCAL_BROKER_DIR"] = str(self.broker.state_dir)  # the api publishes commands there

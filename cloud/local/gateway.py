@@ -38,7 +38,8 @@ from pathlib import Path
 import contract
 from contract import exit_codes
 from cloud.local import mqtt_wire as w
-from cloud.local.lifecycle import EventPublisher
+from cloud.local import gateway_workers
+from cloud.local.lifecycle import EventPublisher, RelayedEvents
 from provisioning import policy_eval
 
 # A packet the gateway reads whole: AWS IoT Core's payload limit plus room for the topic and headers.
@@ -69,8 +70,10 @@ class Policy:
 
 
 class Gateway:
-    def __init__(self, args):
+    def __init__(self, args, index: int = 0):
         self.args = args
+        self.index = index  # this worker's number among --workers processes (gateway_workers.py)
+        self.siblings = None
         self.policy = Policy(Path(args.policy))
         self.services = set(contract.SERVICE_IDENTITIES) | set(args.service or ())
         self.sessions: dict[str, "Session"] = {}  # client id -> the live session
@@ -91,9 +94,25 @@ class Gateway:
         return ctx
 
     async def start(self):
-        self.events = EventPublisher(self.args.upstream)
+        if self.args.workers > 1:
+            self.siblings = gateway_workers.Siblings(Path(self.args.upstream).parent, self.index, self.args.workers,
+                                                     self.taken_over, self.publish_event, log)
+        if self.index == 0:
+            self.events = EventPublisher(self.args.upstream)
+        else:
+            self.events = RelayedEvents(self.siblings)
         await self.listen()
-        log("gateway listening on %s:%d, upstream %s" % (self.args.host, self.args.port, self.args.upstream))
+        log("gateway worker %d of %d listening on %s:%d, upstream %s"
+            % (self.index, self.args.workers, self.args.host, self.args.port, self.args.upstream))
+
+    def taken_over(self, key: str):
+        """Another worker accepted a new session of this client id: the one here ends, as in one process."""
+        old = self.sessions.get(key)
+        if old is not None:
+            old.end("DUPLICATE_CLIENTID")
+
+    def publish_event(self, packet: bytes):
+        self.events.publish(packet)  # worker 0 only: the others send theirs here
 
     async def listen(self):
         """(Re)open the listener with a fresh TLS context (the CRL may have changed). The new listener
@@ -129,6 +148,8 @@ class Gateway:
 
     def note(self, **fields):
         if self.record:
+            if self.args.workers > 1:
+                fields["worker"] = self.index
             self.record.write(json.dumps(dict(fields, t=time.time())) + "\n")
 
 
@@ -170,6 +191,8 @@ class Session:
         old = self.gw.sessions.get(self.key())
         if old is not None:
             old.end("DUPLICATE_CLIENTID")
+        if self.gw.siblings is not None:
+            self.gw.siblings.takeover(self.key())  # before Mosquitto hears of it: see gateway_workers.py
         self.gw.sessions[self.key()] = self
         self.up_r, self.up_w = await asyncio.open_unix_connection(self.gw.args.upstream, limit=PIPE_CHUNK)
         self.up_w.write(w.connect_as(c, self.identity))
@@ -317,6 +340,8 @@ class Session:
             except (ConnectionError, w.WireError):
                 data = b""
             if not data:
+                if self.gw.siblings is not None:
+                    self.gw.siblings.read_pending()  # a takeover by another worker names the reason
                 return self.end(self.upstream_gone_reason())
 
     def upstream_gone_reason(self) -> str:
@@ -379,6 +404,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", required=True, help="the device policy document (JSON) to enforce")
     p.add_argument("--service", action="append", help="another identity to treat as a local service")
     p.add_argument("--record", help="append every device packet's decoded header to this JSONL file")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes sharing the port (default 1): each holds under half its open-file limit "
+                        "in devices; see cloud/local/gateway_workers.py")
     return p
 
 
@@ -387,28 +415,43 @@ def parser() -> argparse.ArgumentParser:
 TLS_READ_BUFFER = 32 * 1024
 
 
-async def serve(args):
+async def serve(args, index: int = 0, children=()):
     import asyncio.sslproto
 
     asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
-    gw = Gateway(args)
+    gw = Gateway(args, index)
     await gw.start()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(gw.reload()))
+
+    def hup():
+        gateway_workers.forward(children, signal.SIGHUP)
+        loop.create_task(gw.reload())
+
+    loop.add_signal_handler(signal.SIGHUP, hup)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    gateway_workers.forward(children, signal.SIGTERM)
     gw.server.close()
+    if gw.siblings is not None:
+        gw.siblings.close()
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return exit_codes.BAD_INPUT
+    index, children = gateway_workers.fork_workers(args.workers)
     try:
-        asyncio.run(serve(args))
+        asyncio.run(serve(args, index, children))
     except (OSError, ValueError, ssl.SSLError) as e:
-        print("error: gateway could not start: %s" % e, file=sys.stderr)
+        print("error: gateway worker %d could not start: %s" % (index, e), file=sys.stderr)
+        gateway_workers.forward(children, signal.SIGTERM)
         return exit_codes.SERVICE_ERROR
+    finally:
+        gateway_workers.reap(children)
     return exit_codes.OK
 
 

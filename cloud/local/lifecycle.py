@@ -18,6 +18,27 @@ def log(text: str):
     print("%s %s" % (time.strftime("%Y-%m-%dT%H:%M:%S"), text), flush=True)
 
 
+def event_packet(kind: str, s, reason: str | None = None) -> bytes:
+    """The QoS 0 PUBLISH of session s's connected or disconnected event."""
+    event = {"clientId": s.connect.client_id, "timestamp": int(time.time() * 1000), "eventType": kind,
+             "sessionIdentifier": s.id, "principalIdentifier": s.identity, "versionNumber": 0}
+    if kind == "disconnected":
+        event["clientInitiatedDisconnect"] = reason == "CLIENT_INITIATED_DISCONNECT"
+        event["disconnectReason"] = reason
+    return w.publish_qos0(contract.lifecycle_topic(kind, s.connect.client_id), json.dumps(event).encode())
+
+
+class RelayedEvents:
+    """A gateway worker's events when it is not worker 0: handed to worker 0, which publishes them
+    (cloud/local/gateway_workers.py says why)."""
+
+    def __init__(self, siblings):
+        self.siblings = siblings
+
+    def lifecycle(self, kind: str, s, reason: str | None = None):
+        self.siblings.event(event_packet(kind, s, reason))
+
+
 class EventPublisher:
     """Lifecycle events onto the broker, as the gateway's own client on the unix socket (QoS 0)."""
 
@@ -29,15 +50,13 @@ class EventPublisher:
 
     def lifecycle(self, kind: str, s, reason: str | None = None):
         """Queues the event of session s (a gateway Session: its connect, id and identity)."""
-        event = {"clientId": s.connect.client_id, "timestamp": int(time.time() * 1000), "eventType": kind,
-                 "sessionIdentifier": s.id, "principalIdentifier": s.identity, "versionNumber": 0}
-        if kind == "disconnected":
-            event["clientInitiatedDisconnect"] = reason == "CLIENT_INITIATED_DISCONNECT"
-            event["disconnectReason"] = reason
+        self.publish(event_packet(kind, s, reason))
+
+    def publish(self, packet: bytes):
         try:
-            self.queue.put_nowait(w.publish_qos0(contract.lifecycle_topic(kind, s.connect.client_id), json.dumps(event).encode()))
+            self.queue.put_nowait(packet)
         except asyncio.QueueFull:
-            log("lifecycle event queue full: dropped a %s event of %s" % (kind, s.connect.client_id))
+            log("lifecycle event queue full: dropped one (%d bytes)" % len(packet))
 
     async def run(self):
         while True:

@@ -15,6 +15,13 @@ def test_the_gateway_needs_two_descriptors_a_device():
     assert local.device_capacity(10) == 0
 
 
+def test_a_fleet_past_one_gateway_process_gets_several():
+    assert local.gateway_workers_for(1000, 20000) == 1
+    assert local.gateway_workers_for(10000, 20000) == 3  # each process at most half full
+    assert local.gateway_workers_for(10000, 65536) == 1
+    assert local.gateway_workers_for(10000, 10) == local.MAX_GATEWAY_WORKERS
+
+
 class _Proc:
     def __init__(self):
         self.killed = False
@@ -51,3 +58,17 @@ def test_a_run_starts_without_the_previous_runs_queue(tmp_path, monkeypatch):
     monkeypatch.setattr("cloud.bench_fleet.start_core", lambda home, **kw: started.append(home) or "core")
     assert local.start_core(tmp_path) == "core"
     assert not stale.exists() and started == [tmp_path]
+
+
+def test_the_broker_s_cost_counts_every_gateway_process(tmp_path):
+    from cloud.local.broker import LocalBroker, free_port
+
+    b = LocalBroker.with_new_pki(tmp_path / "broker", free_port())
+    b.gateway_workers = 3
+    b.start()
+    try:
+        pids = local.broker_pids(b)
+        assert len(set(pids)) == 4 and b.pid() in pids and b.gateway_pid() in pids
+        assert all(local.rss_mb(p) > 0 for p in pids)
+    finally:
+        b.stop()
