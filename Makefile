@@ -12,7 +12,7 @@ FIRMWARE_PY := $(shell find firmware -name '*.py' 2>/dev/null)
 WEB_SRC     := $(shell find web/src -type f 2>/dev/null) web/build.mjs web/package-lock.json
 WEB_DEPS    := web/node_modules/.package-lock.json
 
-.PHONY: help setup test test-firmware compile-firmware sim bench-firmware bench-heap32 soak-firmware demo bench-cloud fuzz synth-cloud deploy-cloud destroy-cloud flash deploy image console hil wokwi clean web bench-dashboard simulate bench-fleet simulate-aws
+.PHONY: help setup test test-firmware compile-firmware sim bench-firmware bench-heap32 soak-firmware demo bench-cloud fuzz synth-cloud deploy-cloud destroy-cloud flash deploy image console hil wokwi clean web bench-dashboard simulate bench-fleet simulate-aws soak-outage
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,9 @@ sim: $(STAMP) ## Run one virtual ESP32: make sim BROKER=host:port [DEVICE=dir | 
 
 bench-firmware: $(STAMP) ## Safety-latency and heap benchmark of the virtual ESP32 (machine-readable lines)
 	$(PY) -m vesp32.bench
+
+soak-outage: $(STAMP) ## A one-hour broker outage on virtual boards with the shipped settings: per-device lost/gaps/drain lines, exit 22 on any loss: make soak-outage [DEVICES=n] [OUTAGE=s]
+	$(PY) -m vesp32.soak $(if $(DEVICES),--devices $(DEVICES)) $(if $(OUTAGE),--outage-s $(OUTAGE))
 
 bench-heap32: $(STAMP) compile-firmware ## The firmware's code and data, and the control tick's allocations, on 64-bit unix vs 32-bit WebAssembly MicroPython (npm; machine-readable)
 	$(PY) -m vesp32.heap32

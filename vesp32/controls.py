@@ -105,6 +105,12 @@ class BoardControls:
         _, t = self._command({"cmd": "dns", "ms": self._dns_ms})
         return t
 
+    def cut_power_in_flash_write(self, after_bytes: int) -> int:
+        """The power goes once after_bytes more bytes reached a file: the write in progress is
+        torn there and the board boots again (power-on reset). A harness input like the others."""
+        _, t = self._command({"cmd": "flash", "cut_after": int(after_bytes)})
+        return t
+
     def set_rssi(self, dbm: int) -> int:
         self._rssi = int(dbm)
         _, t = self._command({"cmd": "rssi", "dbm": int(dbm)})

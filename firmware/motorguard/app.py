@@ -83,6 +83,9 @@ class App:
         self.samples = Samples(tel["buffer_samples"], tel["samples_per_message"])
         self.events = Events(tel["event_queue"])
         self.sample_period_ms = tel["sample_period_ms"]
+        self.backlog_samples = tel["backlog_samples"]
+        self.backlog = None  # the flash backlog (backlog.py) while there is one: net.keep_backlog
+        self.drain_gap_ms = 1000 // tel["backlog_drain_per_s"]
         self.since_sample = 0
 
         # Remote commands from the network task, one at a time (a stop always first).

@@ -118,6 +118,12 @@ DEFAULTS = {
         # 10 minutes at 1 Hz: 7.2 KB of the heap (12 bytes a sample); docs/virtual-esp32.md
         # has the heap budget this has to fit in.
         "buffer_samples": 600,
+        # Store and forward (motorguard/backlog.py): while offline with the motor stopped, samples
+        # go on to flash, at most this many (24 h at 1 Hz: 1.04 MB of flash, 12 bytes a sample;
+        # 0 = no backlog); back online they drain oldest first, at most backlog_drain_per_s
+        # messages a second (AWS IoT Core allows a connection 100 publishes a second).
+        "backlog_samples": 86400,
+        "backlog_drain_per_s": 20,
         "event_queue": 32,
     },
     # Set only by test configurations: enables the serial test hook.
@@ -218,6 +224,11 @@ def check(cfg):
         # The ring keeps uptime seconds modulo UPTIME_WRAP_S (telemetry.Samples); it rounds
         # its capacity up to whole messages, hence the extra message.
         raise ConfigError("telemetry.buffer_samples x sample_period_ms must be under 65,536 s (18 h)")
+    if tel["backlog_samples"] and tel["backlog_samples"] < 2 * tel["samples_per_message"] * 32:
+        raise ConfigError("telemetry.backlog_samples must be 0 (no backlog) or hold at least two segments "
+                          "(64 messages)")
+    if not 1 <= tel["backlog_drain_per_s"] <= 50:
+        raise ConfigError("telemetry.backlog_drain_per_s must be 1..50 (AWS IoT Core allows 100 publishes/s)")
     ctl = cfg["control"]
     if ctl["wdt_timeout_ms"] < 1000:
         raise ConfigError("control.wdt_timeout_ms must be >= 1000 (the ESP32 minimum)")

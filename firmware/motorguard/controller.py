@@ -30,7 +30,8 @@ EV_FAULT = const(4)
 EV_FAULT_CLEARED = const(5)
 EV_BOOT = const(6)
 EV_BUTTON_STUCK = const(7)
-EVENT_NAMES = ("NONE", "STARTED", "STOPPED", "ESTOP", "FAULT", "FAULT_CLEARED", "BOOT", "BUTTON_STUCK")
+EV_BACKLOG_DROPPED = const(8)  # the flash backlog was full: its oldest samples went (detail: how many)
+EVENT_NAMES = ("NONE", "STARTED", "STOPPED", "ESTOP", "FAULT", "FAULT_CLEARED", "BOOT", "BUTTON_STUCK", "BACKLOG_DROPPED")
 
 # Fault reasons.
 R_NONE = const(0)

@@ -206,6 +206,9 @@ class Session:
 
     def pieces(self, spec):
         ring, k, dropped, up_s, heap_free, rssi = spec
+        if ring is self.app.backlog:  # a stored batch: its own boot id and uptime, read from flash
+            thing = self.thing_b
+            return ring.pieces(k, lambda boot, up: telemetry.head(thing, boot, _FW, up, heap_free, rssi), self.app.clock)
         head = telemetry.head(self.thing_b, self.boot_b, _FW, up_s, heap_free, rssi)
         return ring.pieces(k, head, dropped, self.app.clock)
 
@@ -261,7 +264,11 @@ class Session:
             if len(self.inflight) < self.mq["max_inflight"]:
                 ring, topic = app.events, self.t_events
                 k = ring.box.next_batch()
-                if k < 0:
+                backlog = app.backlog
+                if k < 0 and backlog is not None and backlog.pending():
+                    # Oldest first: the RAM ring waits until the backlog is drained; events never do.
+                    ring, topic, k = backlog, self.t_telemetry, backlog.next_batch()
+                elif k < 0:
                     ring, topic = app.samples, self.t_telemetry
                     k = ring.box.next_batch()
                 if k >= 0:
@@ -298,6 +305,8 @@ class Session:
             gc.collect()
             app.samples.box.rewind()
             app.events.box.rewind()
+            if app.backlog is not None:
+                app.backlog.rewind()
             app.online = True
             log("NET", "online")
             pump = asyncio.create_task(self.pump_or_hang_up())
@@ -320,6 +329,28 @@ def device_topics(thing):
     return tuple(contract.topic(thing, kind).encode() for kind in kinds)
 
 
+async def keep_backlog(app):
+    """The flash backlog's keeper (backlog.keep), once a sample period: it has work while there is
+    a backlog, or while the board is offline with its motor stopped. Its code is in the heap only
+    then: from the first spill, or a boot that found one, until the backlog is drained and deleted."""
+    ctl = app.ctl
+    # At 1 Hz or slower, every sample goes to flash as it comes, so a power cut loses none. Faster
+    # sampling still writes once a second (a keeper every few ms cost the board 5 KB more heap at
+    # its peak in make bench-firmware's heap run).
+    period = app.sample_period_ms if app.sample_period_ms > 1000 else 1000
+    try:
+        stored = os.listdir(telemetry.BACKLOG_DIR)  # a previous boot's: the first session drains it
+    except OSError:
+        stored = ()
+    while True:
+        await asyncio.sleep_ms(period)  # first: a boot that comes online at once writes nothing
+        if app.backlog is not None or stored or not (app.online or ctl.state == controller.RUNNING):
+            from motorguard import backlog
+
+            backlog.keep(app)
+            backlog = stored = None  # this frame must not keep the module once keep() dropped it
+
+
 async def network_task(app):
     cfg = app.cfg
     mq = cfg["mqtt"]
@@ -330,6 +361,8 @@ async def network_task(app):
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
     commands = Commands(app)
+    if app.backlog_samples:
+        asyncio.create_task(keep_backlog(app))
     guard = blocking_guard(app)  # one for the whole task: NTP, the TLS context, every session
     dns = {}  # the broker's address, looked up once (motorguard/dnscache.py)
     ssl_ctx = None

@@ -64,6 +64,15 @@ class Outbox:
         while self.base < self.cursor and self._acked[self.base % self.batches]:
             self.base += 1
 
+    def spill(self, index):
+        """Records before index are stored elsewhere (the flash backlog): the whole batches among
+        them leave the ring as if acknowledged, so their room is free and never counted dropped."""
+        k = index // self.batch
+        if k > self.base:
+            self.base = k
+            if self.cursor < k:
+                self.cursor = k
+
     def rewind(self):
         """After a reconnect: send every unacknowledged batch again, oldest first."""
         self.cursor = self.base

@@ -23,6 +23,10 @@ _STATE_SHIFT = const(12)  # a sample's state sits above its position (< 4096 ten
 _POS_MASK = const(0xFFF)
 
 
+# The flash backlog's directory (backlog.py); the network task looks there at boot.
+BACKLOG_DIR = "backlog"
+
+
 class Overwritten(Exception):
     """The batch to render was overwritten in the ring since it was first sent."""
 
@@ -114,6 +118,23 @@ class Clock:
         return self.epoch_ms(self.up_s, self.up_ms)
 
 
+def sample_json(n, time_s, ms, temp, current, pos_state, speed):
+    """Sample n of a message as JSON bytes (a comma before all but the first), from the ring's
+    encoding: the RAM ring and the flash backlog (backlog.py) render through this one function."""
+    pos = pos_state & _POS_MASK
+    return b'%s{"time":%d%03d,"temperature_c":%s,"current_a":%s,"position":%d.%d,"speed":%d,"state":"%s"}' % (
+        b"," if n else b"",
+        time_s,
+        ms,
+        _fixed(temp, 1),
+        _fixed(current, 3),
+        pos // 10,
+        pos % 10,
+        speed,
+        _STATES[pos_state >> _STATE_SHIFT],
+    )
+
+
 class Samples:
     def __init__(self, capacity, batch):
         self.box = Outbox(capacity, batch)
@@ -150,17 +171,14 @@ class Samples:
         now_s = clock.up_s
         for n in range(box.batch):
             i = box.slot(first + n)
-            pos = self.pos_state[i] & _POS_MASK
-            yield b'%s{"time":%d%03d,"temperature_c":%s,"current_a":%s,"position":%d.%d,"speed":%d,"state":"%s"}' % (
-                b"," if n else b"",
+            yield sample_json(
+                n,
                 at_boot + now_s - (now_s - self.up_s[i]) % UPTIME_WRAP_S,
                 self.up_ms[i],
-                _fixed(self.temp[i], 1),
-                _fixed(self.current[i], 3),
-                pos // 10,
-                pos % 10,
+                self.temp[i],
+                self.current[i],
+                self.pos_state[i],
                 self.speed[i],
-                _STATES[self.pos_state[i] >> _STATE_SHIFT],
             )
         yield b"]}"
 

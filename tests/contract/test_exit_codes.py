@@ -28,6 +28,7 @@ TOOLS = {
     "python -m cloud.fuzz": ("cloud.fuzz", ["-m", "cloud.fuzz", "--help"]),
     "python -m cloud.local.broker": ("cloud.local.broker", ["-m", "cloud.local.broker", "--help"]),
     "python -m vesp32.bench": ("vesp32.bench", ["-m", "vesp32.bench", "--help"]),
+    "python -m vesp32.soak": ("vesp32.soak", ["-m", "vesp32.soak", "--help"]),
     "python -m vesp32.heap32": ("vesp32.heap32.__main__", ["-m", "vesp32.heap32", "--help"]),
     "python -m sim": ("sim.cli", ["-m", "sim", "--help"]),
     "python -m sim.bench": ("sim.bench", ["-m", "sim.bench", "--help"]),

@@ -97,6 +97,15 @@ def test_ntptime_dns_lookup_is_not_bounded_by_its_timeout(probe):
     assert int(probe["ntptime_ms"][1]) >= DNS_DELAY_MS  # timeout = 1 s, yet 1.5 s in the lookup
 
 
+def test_flash_writes_and_deletes_stall_the_whole_board(probe):
+    # 8 KB: 32 pages of 1 ms and two 4 KB blocks' erase slices of 20 ms, plus the close's commit;
+    # the 1 ms timer's callback does not run meanwhile (it may run once as the write returns).
+    us, callbacks = eval(probe["flash_write_8k"][1])
+    assert us >= 32 * 1000 + 2 * 20000 + 1000, us
+    assert callbacks <= 2, callbacks
+    assert int(probe["flash_remove"][1]) >= 20000
+
+
 # --------------------------------------------------------------------------- reset causes
 
 

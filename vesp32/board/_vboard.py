@@ -167,6 +167,10 @@ def handle(msg):
             _P.adc_uv.pop(msg["pin"], None)
         else:
             _P.adc_uv[msg["pin"]] = int(msg["uv"])
+    elif cmd == "flash":
+        import _vflash
+
+        _vflash.cut_after(msg["cut_after"])
     elif cmd == "init":
         _init(msg)
     elif cmd == "ping":

@@ -50,6 +50,9 @@ _vboard.install_socket_shim()
 import _vselect  # noqa: E402  (waits on the FreeRTOS tick: before the firmware imports asyncio)
 
 _vselect.install()
+import _vflash  # noqa: E402  (file writes and deletes stall the chip, as the flash does)
+
+_vflash.install()
 # On the chip these modules are built in and cost no heap; load them now so that
 # what they cost here can be fenced off below.
 import machine  # noqa: E402,F401

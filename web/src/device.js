@@ -19,7 +19,7 @@ const RANGES = [
   { key: "1d", label: "1 day", ms: 86400e3, raw: false },
   { key: "7d", label: "7 days", ms: 7 * 86400e3, raw: false },
 ];
-const EVENT_ICONS = { BOOT: "↻", STARTED: "▶", STOPPED: "■", ESTOP: "⛔", FAULT: "⚠", FAULT_CLEARED: "✓", BUTTON_STUCK: "☝" };
+const EVENT_ICONS = { BOOT: "↻", STARTED: "▶", STOPPED: "■", ESTOP: "⛔", FAULT: "⚠", FAULT_CLEARED: "✓", BUTTON_STUCK: "☝", BACKLOG_DROPPED: "⌫" };
 const ALERT_EVENTS = new Set(["FAULT", "ESTOP"]);
 
 function q(params) {

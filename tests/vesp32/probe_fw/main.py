@@ -77,4 +77,30 @@ ntptime.timeout = 1
 t0 = time.ticks_ms()
 probe("ntptime_settime", ntptime.settime)
 probe("ntptime_ms", lambda: time.ticks_diff(time.ticks_ms(), t0))
+# Flash: a write or a delete stalls the whole VM, no soft IRQ runs meanwhile (ESP-IDF suspends
+# tasks while the SPI flash is written or erased). 8 KB written in one go crosses two 4 KB blocks.
+hits = []
+machine.Timer(1, period=1, callback=lambda t: hits.append(1))
+
+
+def flash_write():
+    data = bytes(8192)
+    t0 = time.ticks_us()
+    n = len(hits)
+    with open("probe.bin", "wb") as f:
+        f.write(data)
+    return (time.ticks_diff(time.ticks_us(), t0), len(hits) - n)
+
+
+def flash_remove():
+    import os
+
+    t0 = time.ticks_us()
+    os.remove("probe.bin")
+    return time.ticks_diff(time.ticks_us(), t0)
+
+
+probe("flash_write_8k", flash_write)
+probe("flash_remove", flash_remove)
+machine.Timer(1).deinit()
 print("MG PROBE done")
