@@ -226,24 +226,29 @@ class Backlog:
         return -1
 
     def _start(self, n):
-        """Reads segment n's header and counts its valid entries; False if it cannot be read."""
+        """Reads segment n's header and counts its valid entries; False if it cannot be read.
+        Appends tear only at the end, so the last valid entry is looked for from there, a batch's
+        worth at a time: checking a whole segment (11 KB) would hold the control loop up."""
         count = -1
+        path = _path(n)
         try:
-            with open(_path(n), "rb") as f:
+            with open(path, "rb") as f:
                 f.readinto(self.hdr)
-                count = 0
+                count = (os.stat(path)[6] - HDR_SIZE) // ENTRY
                 buf = self.buf
-                while True:
-                    got = f.readinto(buf)
-                    whole = got // ENTRY
-                    m = 0
-                    while m < whole and buf[m * ENTRY + ENTRY - 1] == _check(buf, m * ENTRY):
-                        m += 1
-                    count += m
-                    if not got or m < whole or got % ENTRY:
-                        break  # the end, or a torn or unchecked entry: the segment ends before it
+                per = len(buf) // ENTRY
+                while count > 0:
+                    at = count - per if count > per else 0
+                    f.seek(HDR_SIZE + at * ENTRY)
+                    f.readinto(buf)
+                    m = count - at
+                    while m and buf[m * ENTRY - 1] != _check(buf, (m - 1) * ENTRY):
+                        m -= 1  # a torn or never written entry
+                    count = at + m
+                    if m:
+                        break
         except OSError:
-            pass
+            count = -1
         if count < 0 or bytes(self.hdr[:4]) != _MAGIC:
             self._finish(n)  # unreadable: nothing in it can be sent
             return False
