@@ -76,6 +76,12 @@ SCENARIOS = {
     # delivers to one connection (100 a second).
     "command_flood": ("flood", {"control": {"remote_start_enabled": True}}),
     "buffer_full": ("drop", {"telemetry": {"sample_period_ms": 10, "samples_per_message": 5, "buffer_samples": 20}}),
+    # Offline: between the trials (motor stopped) the keeper writes the samples to flash, and the
+    # virtual board stalls for each write as the chip does (vesp32/board/_vflash.py).
+    "backlog_write": ("drop", {"telemetry": {"sample_period_ms": 10}}),
+    # Back online with ~800 samples on flash, drained at 1 message a second so the drain lasts
+    # through the trials: reads while the motor runs, deletes between the trials.
+    "backlog_drain": ("backlog", {"telemetry": {"sample_period_ms": 10, "backlog_drain_per_s": 1}}),
 }
 REFERENCE_ONLY = {"tls_handshake_unguarded"}
 
@@ -228,8 +234,15 @@ def run_scenario(name: str, workdir: Path, broker: LocalBroker, n: int, heap: st
     try:
         vm.start()
         vm.wait_for_state("STOPPED", 10)
-        if net in ("pass", "flood"):
+        if net in ("pass", "flood", "backlog"):
             vm.wait_for_line("MG NET online", 15)
+        if net == "backlog":
+            vm.network("drop")
+            time.sleep(8.0)
+            vm.wait_for_line("MG BACKLOG stored=", 5)
+            mark = vm.mark()
+            vm.network("pass")
+            vm.wait_for_line("MG NET online", 30, since=mark)
         if net == "flood":
             flood = Flooder(broker, vm.config["thing"])
         elif net in ("drop", "blackhole"):
