@@ -77,13 +77,19 @@ def drained(cloud, boot, at_least, timeout=40):
 
 
 def test_an_outage_longer_than_the_ram_ring_with_the_motor_stopped_loses_nothing(board, cloud, broker):
+    """And an event during the drain is not held up behind it."""
     vm = board()
     vm.wait_for_line("MG NET online", 15)
     boot = cloud.event("BOOT")["boot"]
-    outage(broker, vm, 40.0)  # 800 samples: the RAM ring holds 600
+    outage(broker, vm, 40.0)  # 800 samples: the RAM ring holds 600; ~27 messages, drained at 20 a second
     t_back = time.time()
     cloud.restart_broker(broker, vm)
+    vm.press("start")  # a STARTED event while the backlog drains
+    started = cloud.wait(lambda c: [e for e in c.of("events") if e["event"] == "STARTED"], 10, "STARTED")[0]
     msgs = drained(cloud, boot, 800 // BATCH + 2)
+    assert cloud.received_at(started) < max(cloud.received_at(m) for m in msgs.values()), \
+        "the event waited until the backlog was drained"
+    vm.press("stop")
     got = samples(msgs)
     assert all(m["dropped"] == 0 for m in msgs.values())
     assert_no_gap([s["time"] for s in got])
@@ -156,7 +162,7 @@ def test_a_power_cut_in_the_middle_of_an_outage_loses_nothing(board, cloud, brok
     assert not cloud.invalid, cloud.invalid
 
 
-@pytest.mark.parametrize("cut_after", [0, 7, 26, 38, 400])
+@pytest.mark.parametrize("cut_after", [7, 26, 400])  # in the header, at its end, a few entries in
 def test_a_power_cut_during_a_flash_write_keeps_what_was_stored_before_it(board, cloud, broker, cut_after):
     """The power goes cut_after bytes into the next writes (a header is 26 bytes, a sample 12):
     what reached flash before the torn write is delivered intact, the torn part is never read as a
@@ -201,20 +207,4 @@ def test_a_full_backlog_drops_its_oldest_samples_and_says_exactly_how_many(board
     oldest_kept = min(k for k in msgs if k > min(missing))
     assert all(k < oldest_kept for k in missing), "only the oldest samples may go"
     assert events[0]["state"] == "STOPPED"
-    assert not cloud.invalid, cloud.invalid
-
-
-def test_events_are_not_held_up_behind_a_drain(board, cloud, broker):
-    vm = board()
-    vm.wait_for_line("MG NET online", 15)
-    boot = cloud.event("BOOT")["boot"]
-    outage(broker, vm, 40.0)  # ~27 messages on flash: more than a second's drain (20 a second)
-    cloud.restart_broker(broker, vm)
-    vm.press("start")  # a STARTED event while the backlog drains
-    started = cloud.wait(lambda c: [e for e in c.of("events") if e["event"] == "STARTED"], 10, "STARTED")[0]
-    t_event = cloud.received_at(started)
-    msgs = drained(cloud, boot, 800 // BATCH)
-    last = max(cloud.received_at(m) for m in msgs.values())
-    assert t_event < last, "the event waited until the backlog was drained"
-    vm.press("stop")
     assert not cloud.invalid, cloud.invalid
