@@ -39,6 +39,7 @@ import contract
 from contract import exit_codes
 from cloud.local import mqtt_wire as w
 from cloud.local import gateway_workers
+from cloud.local.gateway_policy import Policy
 from cloud.local.lifecycle import EventPublisher, RelayedEvents
 from provisioning import policy_eval
 
@@ -48,25 +49,6 @@ PACKET_LIMIT = contract.MAX_PAYLOAD_BYTES + 64 * 1024
 CONNECT_TIMEOUT_S = 10  # a client that sends no CONNECT this long after its handshake is dropped
 PIPE_CHUNK = 256 * 1024
 RELOADED = "gateway reloaded its policy and CRL"  # the log line cloud.local.broker waits for
-
-
-class Policy:
-    """The device policy document the gateway enforces, from a file (re-read on SIGHUP)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.doc = None
-        self.version = 0  # sessions remember decisions until it changes
-        self.load()
-
-    def load(self):
-        doc = json.loads(self.path.read_text())
-        policy_eval.check_document(doc)  # refuse a document the evaluator cannot decide, at load time
-        self.doc = doc
-        self.version += 1
-
-    def decide(self, requests, ctx) -> policy_eval.Decision:
-        return policy_eval.evaluate_all(self.doc, requests, ctx)
 
 
 class Gateway:
