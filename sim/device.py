@@ -29,7 +29,7 @@ import contract
 FW = "0.1.0-sim"
 SAMPLES_PER_MESSAGE = 30  # firmware DEFAULTS["telemetry"]["samples_per_message"]
 SAMPLE_PERIOD_MS = 1000  # firmware DEFAULTS["telemetry"]["sample_period_ms"]
-BUFFER_MESSAGES = 600 // SAMPLES_PER_MESSAGE  # DEFAULTS["telemetry"]["buffer_samples"] = 600
+BUFFER_MESSAGES = 930 // SAMPLES_PER_MESSAGE  # DEFAULTS["telemetry"]["buffer_samples"] = 930
 EVENT_BUFFER = 32
 MAX_INFLIGHT = 2  # DEFAULTS["mqtt"]["max_inflight"]
 ACK_TIMEOUT_S = 5.0  # DEFAULTS["mqtt"]["ack_timeout_ms"]

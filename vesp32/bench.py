@@ -292,7 +292,7 @@ def run_heap(workdir: Path, broker: LocalBroker, heap: str, log, scenario="tls_c
         vm.wait_for_line("MG NET online", 15)
         start_running(vm)
         vm.network("drop")
-        time.sleep(9.0)  # 900 samples into the 600-sample ring: full
+        time.sleep(12.0)  # 1,200 samples into the 930-sample ring: full
         vm.press("stop")  # the firmware reconnects only with the motor off
         vm.wait_for_state("STOPPED", 3)
         if HEAP_RUNS[scenario]:

@@ -35,7 +35,6 @@ HDR_SIZE = const(26)
 ENTRY = const(12)
 _ENT = "<HHhhHB"
 SEG_BATCHES = const(32)  # a segment holds at most this many batches (11.5 KB at 30 samples)
-_SPAN_S = const(65000)  # uptime - base must fit in a u16: a segment is closed before
 
 
 def _check(buf, at):
@@ -84,6 +83,9 @@ class Backlog:
         self.box = self  # the publisher acknowledges through ring.box.ack(k), as for a RAM ring
         self.dropped = 0  # (the publisher's renderer reads ring.box.dropped; a segment has its own)
         self.batch = samples.box.batch
+        # An entry's uptime - base must fit in a u16: a segment is closed one batch before that
+        # (a batch spans at most batch x 66 s: telemetry.MAX_GAP_MS between two samples).
+        self.span = 65535 - self.batch * 66
         self.boot = int(app.boot_id, 16).to_bytes(4, "big")
         self.limit = app.backlog_samples  # samples at most; past it the oldest segment goes, counted
         self.gap_ms = app.drain_gap_ms  # between two drained messages: AWS IoT Core's publish limit
@@ -125,29 +127,27 @@ class Backlog:
             i = box.base * B  # the ring overwrote samples while the motor ran: a gap, counted there
             self.w_seg = -1
         end = box.head
-        now = clock.up_s
-        up = s.up_s  # uptime seconds modulo 65536 in the ring: rebuilt from the clock
         buf = self.buf
         while i < end:
             n = B - i % B
             if n > end - i:
                 n = end - i
-            t0 = now - (now - up[box.slot(i)]) % 65536
-            if self.w_seg < 0 or (i % B == 0 and (self.w_count >= SEG_BATCHES * B or t0 - self.w_base >= _SPAN_S)):
-                # A new segment: at a batch boundary once this boot has one, so no batch is split
-                # between two files; the first of a boot, or after a gap, starts where the ring does.
-                self.w_seg, self.w_count, self.w_base = self.next, 0, t0
-                self.next += 1
-                self.d_seg = -1  # the header buffer now holds this one's: a drain reads its own again
-                struct.pack_into(_HDR, self.hdr, 0, _MAGIC, self.boot, clock.epoch_at_boot, i, t0, box.dropped, B)
-                with open(_path(self.w_seg), "wb") as f:
-                    f.write(self.hdr)
-            for m in range(n):
-                slot = box.slot(i + m)
-                at = m * ENTRY
-                struct.pack_into(_ENT, buf, at, now - (now - up[slot]) % 65536 - self.w_base, s.up_ms[slot],
-                                 s.temp[slot], s.current[slot], s.pos_state[slot], s.speed[slot])
-                buf[at + ENTRY - 1] = _check(buf, at)
+            m = -(i % B)  # the ring decodes a batch from its start
+            for up, ms, temp, cur, ps, speed in s.rows(i // B, i % B + n):
+                if m == 0 and (self.w_seg < 0 or (i % B == 0 and (self.w_count >= SEG_BATCHES * B or up - self.w_base > self.span))):
+                    # A new segment: at a batch boundary once this boot has one, so no batch is split
+                    # between two files; the first of a boot, or after a gap, starts where the ring does.
+                    self.w_seg, self.w_count, self.w_base = self.next, 0, up
+                    self.next += 1
+                    self.d_seg = -1  # the header buffer now holds this one's: a drain reads its own again
+                    struct.pack_into(_HDR, self.hdr, 0, _MAGIC, self.boot, clock.epoch_at_boot, i, up, box.dropped, B)
+                    with open(_path(self.w_seg), "wb") as f:
+                        f.write(self.hdr)
+                if m >= 0:
+                    at = m * ENTRY
+                    struct.pack_into(_ENT, buf, at, up - self.w_base, ms, temp, cur, ps, speed)
+                    buf[at + ENTRY - 1] = _check(buf, at)
+                m += 1
             with open(_path(self.w_seg), "ab") as f:
                 f.write(memoryview(buf)[: n * ENTRY])
             self.w_count += n

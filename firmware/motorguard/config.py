@@ -115,9 +115,9 @@ DEFAULTS = {
         # write charges are per message, so this is what keeps the cloud side cheap
         # (docs/cloud-figures.md has the arithmetic); events still go out at once.
         "samples_per_message": 30,
-        # 10 minutes at 1 Hz: 7.2 KB of the heap (12 bytes a sample); docs/virtual-esp32.md
-        # has the heap budget this has to fit in.
-        "buffer_samples": 600,
+        # 15 minutes at 1 Hz and the batch in flight when the link went (31 messages): 7.4 KB of
+        # the heap (8 bytes a sample, telemetry.REC); docs/virtual-esp32.md has the heap budget.
+        "buffer_samples": 930,
         # Store and forward (motorguard/backlog.py): while offline with the motor stopped, samples
         # go on to flash, at most this many (24 h at 1 Hz: 1.04 MB of flash, 12 bytes a sample;
         # 0 = no backlog); back online they drain oldest first, at most backlog_drain_per_s
@@ -186,7 +186,7 @@ def merge(base, override, path=""):
 def check(cfg):
     # Here, not at the top: merge() alone (host tools, test firmware) need not load the rings'
     # module; on the board app.py has loaded it already.
-    from motorguard.telemetry import UPTIME_WRAP_S
+    from motorguard import telemetry
 
     for path in REQUIRED:
         if cfg.get("offline") and path[0] == "mqtt":
@@ -220,10 +220,19 @@ def check(cfg):
     tel = cfg["telemetry"]
     if tel["samples_per_message"] < 1 or tel["buffer_samples"] < tel["samples_per_message"] * 2:
         raise ConfigError("telemetry.buffer_samples must hold at least two messages")
-    if (tel["buffer_samples"] + tel["samples_per_message"]) * tel["sample_period_ms"] >= UPTIME_WRAP_S * 1000:
-        # The ring keeps uptime seconds modulo UPTIME_WRAP_S (telemetry.Samples); it rounds
-        # its capacity up to whole messages, hence the extra message.
-        raise ConfigError("telemetry.buffer_samples x sample_period_ms must be under 65,536 s (18 h)")
+    # The sample ring's record has a field of fixed width for each value (telemetry.REC).
+    if not 1 <= tel["sample_period_ms"] or tel["sample_period_ms"] + cfg["control"]["wdt_timeout_ms"] > telemetry.MAX_GAP_MS:
+        # Two samples are at most a period and the longest tick apart, and a tick longer than the
+        # watchdog's timeout resets the chip.
+        raise ConfigError("telemetry.sample_period_ms must be >= 1, and with control.wdt_timeout_ms at most %d ms"
+                          % telemetry.MAX_GAP_MS)
+    lo, hi = telemetry.TEMP_RANGE_C
+    if not lo <= cfg["ntc"]["min_c"] < cfg["ntc"]["max_c"] <= hi:
+        raise ConfigError("ntc.min_c and max_c must satisfy %d <= min_c < max_c <= %d (the sample ring's range)" % (lo, hi))
+    lo, hi = telemetry.CURRENT_RANGE_A
+    if not lo <= cfg["current"]["min_a"] < cfg["current"]["max_a"] <= hi:
+        raise ConfigError("current.min_a and max_a must satisfy %d <= min_a < max_a <= %d (the sample ring's range)"
+                          % (lo, hi))
     if tel["backlog_samples"] and tel["backlog_samples"] < 2 * tel["samples_per_message"] * 32:
         raise ConfigError("telemetry.backlog_samples must be 0 (no backlog) or hold at least two segments "
                           "(64 messages)")

@@ -15,12 +15,23 @@ from motorguard import controller
 from motorguard.contract import MESSAGE_VERSION, const
 from motorguard.outbox import Outbox
 
-_NONE = -32768  # stored for an implausible reading; published as null
-# The sample ring stores uptime seconds modulo this (2 bytes a sample); config.check keeps
-# every sample the ring can hold younger than that, so the clock restores the rest.
-UPTIME_WRAP_S = const(65536)
-_STATE_SHIFT = const(12)  # a sample's state sits above its position (< 4096 tenths of a degree)
+_NONE = -32768  # an implausible reading in a typed array (the events'); published as null
+_STATE_SHIFT = const(12)  # the flash backlog's entries keep position | state << 12 (< 4096 tenths)
 _POS_MASK = const(0xFFF)
+
+# The sample ring's record, 8 bytes (REC), exact and allocation-free to write (docs/store-and-forward.md):
+#   0-1  ms since the previous sample (u16; 0 for a batch's first, whose uptime the batch's anchor holds)
+#   2    speed, deg/s (<= commands.MAX_SPEED, 180)
+#   3-4  current + CUR_OFFSET in 15 bits (0 = implausible) | state bit 0 << 15
+#   5-6  temperature + TEMP_OFFSET in 12 bits (0 = implausible) | state bit 1 << 12 | position bits 8-10 << 13
+#   7    position bits 0-7 (tenths of a degree, <= 1800)
+# config.check keeps every value inside its field (TEMP_RANGE_C, CURRENT_RANGE_A, the gap rule).
+REC = const(8)
+TEMP_OFFSET = const(1000)  # tenths: -99.9 .. 309.5 C
+CUR_OFFSET = const(16384)  # mA: -16.383 .. 16.383 A
+TEMP_RANGE_C = (-99, 300)
+CURRENT_RANGE_A = (-16.0, 16.0)
+MAX_GAP_MS = const(65535)  # two samples at most this far apart (period + the longest tick, < watchdog)
 
 
 # The flash backlog's directory (backlog.py); the network task looks there at boot.
@@ -136,50 +147,86 @@ def sample_json(n, time_s, ms, temp, current, pos_state, speed):
 
 
 class Samples:
+    """The sample ring: REC bytes a sample in one bytearray, and each batch's first uptime."""
+
     def __init__(self, capacity, batch):
-        self.box = Outbox(capacity, batch)
-        n = self.box.capacity
-        self.up_s = array("H", bytes(2 * n))  # modulo UPTIME_WRAP_S: 1.2 KB of the default ring kept
-        self.up_ms = array("H", bytes(2 * n))
-        self.temp = array("h", bytes(2 * n))  # tenths of a degree C
-        self.current = array("h", bytes(2 * n))  # milliamps
-        # Position in tenths of a degree (0-1800: 12 bits) with the state above it: one 2-byte
-        # slot instead of 3 bytes a sample (600 bytes of the default ring).
-        self.pos_state = array("H", bytes(2 * n))
-        self.speed = bytearray(n)  # deg/s: at most commands.MAX_SPEED (180), so a byte
+        box = self.box = Outbox(capacity, batch)
+        self.rec = bytearray(REC * box.capacity)
+        self.at_s = array("I", bytes(4 * box.batches))  # uptime of each batch's first sample
+        self.at_ms = array("H", bytes(2 * box.batches))
+        self.last_s = self.last_ms = 0  # the previous sample's uptime
 
     def record(self, clock, temp, current, position, speed, state):
         """temp in 0.1 C, current in mA (None = implausible), position in 0.1 degree."""
-        i = self.box.push()
-        self.up_s[i] = clock.up_s % UPTIME_WRAP_S
-        self.up_ms[i] = clock.up_ms
-        self.temp[i] = _NONE if temp is None else temp
-        self.current[i] = _NONE if current is None else current
-        self.pos_state[i] = position | state << _STATE_SHIFT
-        self.speed[i] = speed
+        box = self.box
+        i = box.push()
+        s = clock.up_s
+        ms = clock.up_ms
+        if i % box.batch:
+            gap = (s - self.last_s) * 1000 + ms - self.last_ms
+        else:
+            gap = 0
+            j = i // box.batch
+            self.at_s[j] = s
+            self.at_ms[j] = ms
+        self.last_s = s
+        self.last_ms = ms
+        cur = 0 if current is None else current + CUR_OFFSET
+        cur |= (state & 1) << 15
+        hot = 0 if temp is None else temp + TEMP_OFFSET
+        hot |= (state >> 1) << 12 | (position >> 8) << 13
+        r = self.rec
+        o = i * REC
+        r[o] = gap & 0xFF
+        r[o + 1] = gap >> 8 & 0xFF  # config.check keeps gap <= MAX_GAP_MS: the mask only keeps the tick alive
+        r[o + 2] = speed
+        r[o + 3] = cur & 0xFF
+        r[o + 4] = cur >> 8
+        r[o + 5] = hot & 0xFF
+        r[o + 6] = hot >> 8
+        r[o + 7] = position & 0xFF
+
+    def rows(self, k, count):
+        """The first count samples of batch k as (uptime s, ms, temp, current, position | state << 12,
+        speed), temp and current _NONE when implausible: the messages and the flash backlog read
+        the ring through this one decoder."""
+        box = self.box
+        first = box.slot(k * box.batch)
+        j = first // box.batch
+        s = self.at_s[j]
+        ms = self.at_ms[j]
+        r = self.rec
+        for n in range(count):
+            o = (first + n) * REC
+            ms += r[o] | r[o + 1] << 8
+            if ms >= 1000:
+                s += ms // 1000
+                ms %= 1000
+            cur = r[o + 3] | r[o + 4] << 8
+            hot = r[o + 5] | r[o + 6] << 8
+            t = hot & 0xFFF
+            c = cur & 0x7FFF
+            yield (
+                s,
+                ms,
+                t - TEMP_OFFSET if t else _NONE,
+                c - CUR_OFFSET if c else _NONE,
+                ((hot >> 13) << 8 | r[o + 7]) | ((cur >> 15) | (hot >> 12 & 1) << 1) << _STATE_SHIFT,
+                r[o + 2],
+            )
 
     def pieces(self, k, head, dropped, clock):
         """The pieces of telemetry message k (batch k). head is head()'s bytes and dropped the
         count at the first rendering: a retransmission renders the same message again."""
-        box = self.box
-        if k < box.base:
+        if k < self.box.base:
             raise Overwritten(k)
         yield head
         yield b',"seq":%d,"dropped":%d,"samples":[' % (k, dropped)
-        first = k * box.batch
         at_boot = clock.epoch_at_boot
-        now_s = clock.up_s
-        for n in range(box.batch):
-            i = box.slot(first + n)
-            yield sample_json(
-                n,
-                at_boot + now_s - (now_s - self.up_s[i]) % UPTIME_WRAP_S,
-                self.up_ms[i],
-                self.temp[i],
-                self.current[i],
-                self.pos_state[i],
-                self.speed[i],
-            )
+        n = 0
+        for s, ms, temp, cur, pos_state, speed in self.rows(k, self.box.batch):
+            yield sample_json(n, at_boot + s, ms, temp, cur, pos_state, speed)
+            n += 1
         yield b"]}"
 
 

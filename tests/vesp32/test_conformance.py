@@ -110,9 +110,10 @@ def test_flash_writes_and_deletes_stall_the_whole_board(probe):
 
 
 def test_soft_reboot_reports_soft_reset_and_the_watchdog_survives_it(make_vm):
-    vm = make_vm()
+    # A 3 s watchdog: the soft reset must come before it fires, however slow a shared machine is.
+    vm = make_vm(config=dict(BASE_CONFIG, control={"wdt_timeout_ms": 3000}))
     vm.wait_for_state("STOPPED", 5)
-    vm.wait_until(lambda v: v.wdt_timeout_ms == 1000, 2, "WDT armed")
+    vm.wait_until(lambda v: v.wdt_timeout_ms == 3000, 2, "WDT armed")
     vm.drive_pin(13, 0)  # the fixture raises out of main.py: the board sits at the REPL
     vm.wait_until(lambda v: v.halted is not None, 3, "at the REPL")
     vm.drive_pin(13, None)
@@ -121,7 +122,7 @@ def test_soft_reboot_reports_soft_reset_and_the_watchdog_survives_it(make_vm):
     assert cause == H.SOFT_RESET
     # Nothing feeds the watchdog the first boot armed: it resets the board (the old simulator
     # disarmed it on every soft reboot).
-    _, cause = vm.wait_for_boot(3, 5)
+    _, cause = vm.wait_for_boot(3, 8)
     assert cause == H.WDT_RESET
     assert [why for _, _, why in vm.resets] == ["soft reboot", "watchdog"]
     vm.wait_for_line("MG BOOT cause=3", 5)

@@ -57,14 +57,22 @@ def test_missing_file_names_the_fix():
     raise AssertionError("no ConfigError")
 
 
-def test_a_ring_older_than_its_timestamps_can_tell_is_refused():
-    # The ring keeps uptime seconds modulo 65536 (18 h): a buffer that could hold older
-    # samples would give them wrong times, so it is refused with the rule.
-    raises('{"thing": "m", "mqtt": {"host": "h"}, "telemetry": {"buffer_samples": 65536}}', "under 65,536 s")
-    raises('{"thing": "m", "mqtt": {"host": "h"}, "telemetry": {"buffer_samples": 600, "sample_period_ms": 120000}}',
-           "buffer_samples x sample_period_ms")
-    ok = config.parse('{"thing": "m", "mqtt": {"host": "h"}, "telemetry": {"buffer_samples": 600, "sample_period_ms": 100000}}')
-    assert ok["telemetry"]["sample_period_ms"] == 100000
+def test_values_the_sample_ring_cannot_hold_exactly_are_refused():
+    # The ring's record has a field of fixed width per value (telemetry.REC): a setting that could
+    # produce a value outside it would give a wrong sample, so it is refused with the rule.
+    base = '{"thing": "m", "mqtt": {"host": "h"}, %s}'
+    raises(base % '"telemetry": {"sample_period_ms": 64000}', "with control.wdt_timeout_ms at most 65535 ms")
+    raises(base % '"telemetry": {"sample_period_ms": 60000}, "control": {"wdt_timeout_ms": 6000}', "at most 65535")
+    raises(base % '"telemetry": {"sample_period_ms": 0}', "sample_period_ms must be >= 1")
+    raises(base % '"ntc": {"max_c": 310.0}', "ntc.min_c and max_c must satisfy -99 <= min_c < max_c <= 300")
+    raises(base % '"ntc": {"min_c": -100.0}', "sample ring's range")
+    raises(base % '"current": {"max_a": 16.5}', "current.min_a and max_a must satisfy -16 <= min_a < max_a <= 16")
+    raises(base % '"current": {"min_a": -17.0}', "sample ring's range")
+    ok = config.parse(base % '"telemetry": {"sample_period_ms": 63000}, "ntc": {"min_c": -99.0, "max_c": 300.0}, '
+                              '"current": {"min_a": -16.0, "max_a": 16.0}')
+    assert ok["telemetry"]["sample_period_ms"] == 63000
+    # The ring holds any number of samples: its record keeps no uptime that wraps.
+    assert config.parse(base % '"telemetry": {"buffer_samples": 86400}')["telemetry"]["buffer_samples"] == 86400
 
 
 def test_sensor_windows_must_fit_the_esp32_adc():

@@ -55,24 +55,35 @@ def test_every_position_and_state_comes_back_as_recorded():
     assert got == [(p, controller.STATE_NAMES[st], 180) for p, st in cases]
 
 
-def test_sample_times_survive_the_uptime_wrap_of_the_ring():
-    # The ring keeps uptime seconds modulo 65536: samples recorded on both sides of that
-    # wrap, and rendered up to the oldest age config allows, keep their exact epoch times.
-    for start_s in (65530, 100 * 86400 - 3, 3 * 65536 - 1):
+def test_every_value_the_settings_allow_comes_back_exactly():
+    # The ring packs a sample into 8 bytes (telemetry.REC): every field at both ends of its range,
+    # implausible readings, and the gaps two samples can have (a tick's catch-up of 0 ms up to
+    # the longest the config allows) come back exactly, at an uptime of 100 days too.
+    temps = (None, -999, -1, 0, 1, 3009)
+    currents = (None, -16000, -1, 0, 1, 16000)
+    gaps = (1000, 0, 1, 999, 1001, 65535, 7)
+    cases = []
+    for n in range(60):
+        cases.append((gaps[n % len(gaps)], temps[n % len(temps)], currents[(n // 2) % len(currents)],
+                      (0, 1, 255, 256, 1799, 1800)[n % 6], n % len(controller.STATE_NAMES), (0, 1, 127, 128, 179, 180)[(n // 3) % 6]))
+    for start_ms in (2500, 100 * 86400 * 1000 + 999):
         c = Clock()
         c.sync(1795370000)
-        c.advance(start_s * 1000 + 250)
-        epoch_of_first = (1795370000 + start_s) * 1000 + 250
-        s = Samples(8, 4)
-        for i in range(8):
-            s.record(c, 250, 500, 900, 60, controller.RUNNING)
-            c.advance(1000)
-        for wait_s in (0, 600, 65535 - 8):  # rendered later: right after, 10 min, the oldest allowed
-            later = Clock()
-            later.sync(1795370000)
-            later.advance((start_s + 8 + wait_s) * 1000 + 250)
-            times = [x["time"] for k in (0, 1) for x in render(s, k, later)["samples"]]
-            assert times == [epoch_of_first + 1000 * i for i in range(8)], (start_s, wait_s, times)
+        c.advance(start_ms)
+        s = Samples(len(cases), 20)
+        want = []
+        for gap, temp, cur, pos, st, speed in cases:
+            c.advance(gap)
+            s.record(c, temp, cur, pos, speed, st)
+            want.append((c.now_ms(), temp, cur, pos, controller.STATE_NAMES[st], speed))
+        got = []
+        for k in range(3):
+            for x in render(s, k, c)["samples"]:
+                t = x["temperature_c"]
+                a = x["current_a"]
+                got.append((x["time"], None if t is None else round(t * 10), None if a is None else round(a * 1000),
+                            round(x["position"] * 10), x["state"], x["speed"]))
+        assert got == want, [(g, w) for g, w in zip(got, want) if g != w][:3]
 
 
 def test_events_message():
@@ -140,3 +151,24 @@ def test_an_overwritten_batch_is_never_rendered_under_its_old_number():
     except telemetry.Overwritten:
         return
     raise AssertionError("batch 0 rendered after it was overwritten")
+
+
+def test_the_default_ring_holds_15_minutes_offline_and_the_batch_in_flight():
+    # The README's promise: a board offline 15 minutes at the default cadence, running (so
+    # nothing goes to flash), loses no sample, even when the link went with a batch unacknowledged.
+    from motorguard.config import DEFAULTS
+
+    tel = DEFAULTS["telemetry"]
+    s = Samples(tel["buffer_samples"], tel["samples_per_message"])
+    c = clock()
+    batch = tel["samples_per_message"]
+    for _ in range(batch):
+        s.record(c, 250, 500, 900, 60, controller.RUNNING)
+        c.advance(tel["sample_period_ms"])
+    s.box.sent(0)  # published; the link goes before its PUBACK
+    for _ in range(15 * 60 * 1000 // tel["sample_period_ms"]):
+        s.record(c, 250, 500, 900, 60, controller.RUNNING)
+        c.advance(tel["sample_period_ms"])
+    assert s.box.dropped == 0 and s.box.base == 0
+    times = [x["time"] for k in range(s.box.complete()) for x in render(s, k, c)["samples"]]
+    assert len(times) == batch + 900 and times == sorted(set(times))

@@ -4,7 +4,7 @@ broker: outages longer than the RAM ring holds lose nothing, with the motor stop
 the power cut in the middle or during a flash write; a full backlog reports exactly what it
 dropped; events are not held up behind a drain.
 
-The shipped settings (30 samples a message, a 600-sample RAM ring, the default backlog), sampled
+The shipped settings (30 samples a message, a 930-sample RAM ring, the default backlog), sampled
 every 50 ms instead of every second, so 30 s of outage is the 600 samples of a 10-minute one.
 Judged from what the cloud receives (every message validated against schemas/v1)."""
 
@@ -81,12 +81,12 @@ def test_an_outage_longer_than_the_ram_ring_with_the_motor_stopped_loses_nothing
     vm = board()
     vm.wait_for_line("MG NET online", 15)
     boot = cloud.event("BOOT")["boot"]
-    outage(broker, vm, 40.0)  # 800 samples: the RAM ring holds 600; ~27 messages, drained at 20 a second
+    outage(broker, vm, 50.0)  # 1,000 samples: the RAM ring holds 930; ~34 messages, drained at 20 a second
     t_back = time.time()
     cloud.restart_broker(broker, vm)
     vm.press("start")  # a STARTED event while the backlog drains
     started = cloud.wait(lambda c: [e for e in c.of("events") if e["event"] == "STARTED"], 10, "STARTED")[0]
-    msgs = drained(cloud, boot, 800 // BATCH + 2)
+    msgs = drained(cloud, boot, 1000 // BATCH + 2)
     assert cloud.received_at(started) < max(cloud.received_at(m) for m in msgs.values()), \
         "the event waited until the backlog was drained"
     vm.press("stop")
@@ -111,14 +111,14 @@ def vm_wait(pred, timeout):
 
 def test_an_outage_with_the_motor_running_loses_nothing_once_it_stops(board, cloud, broker):
     """Running, the board writes no flash and does not reconnect: the RAM ring holds the outage
-    and the time until someone stops the motor (here 20 s + 6 s: 520 of its 600 samples), which
-    then go on to flash and out."""
+    and the time until someone stops the motor. Here a 10-minute outage and 2 minutes more
+    (30 s + 6 s at 20 Hz: 720 of its 930 samples), which then go on to flash and out."""
     vm = board()
     vm.wait_for_line("MG NET online", 15)
     boot = cloud.event("BOOT")["boot"]
     vm.press("start")
     vm.wait_for_state("RUNNING", 3)
-    outage(broker, vm, 20.0)
+    outage(broker, vm, 30.0)
     vm.network("drop")
     broker.start()  # the broker is back, the board still runs and waits
     time.sleep(6.0)
@@ -128,7 +128,7 @@ def test_an_outage_with_the_motor_running_loses_nothing_once_it_stops(board, clo
     vm.wait_for_state("STOPPED", 3)
     vm.network("pass")
     vm.wait_for_line("MG NET online", 20)
-    msgs = drained(cloud, boot, 520 // BATCH + 1)
+    msgs = drained(cloud, boot, 720 // BATCH + 1)
     assert all(m["dropped"] == 0 for m in msgs.values())
     assert_no_gap([s["time"] for s in samples(msgs)])
     assert not cloud.invalid, cloud.invalid
