@@ -1,6 +1,6 @@
 # MotorGuard firmware entry point (runs at every boot of the ESP32).
 # Everything lives in motorguard/; this file stays tiny so a broken module still
-# leaves a readable traceback and motorguard.app.main() handles safe mode.
+# leaves a readable traceback: start.main() boots (or goes to safe mode), app.run() runs.
 #
 # While `make deploy` replaces the files, a file named "maintenance" exists (flashing/deploy.py
 # writes it, with this main.py and maintenance.py, and removes it at the end): the watchdog
@@ -18,6 +18,10 @@ except OSError:
 if maintenance:
     import maintenance  # noqa: F811
 else:
-    import motorguard.app
+    from motorguard import start
 
-    motorguard.app.main()
+    board = start.main()
+    start = None  # boot-only: start.main() dropped the module, this was its last reference
+    from motorguard import app
+
+    app.run(board)

@@ -16,7 +16,7 @@ deploy goes through maintenance mode (firmware/main.py):
 An interrupted deploy leaves the file in place: the board stays in maintenance (motor off) until a
 deploy finishes, never running a mix of old and new files.
 
-The firmware's console lines start with "MG " (firmware/motorguard/app.py and net.py):
+The firmware's console lines start with "MG " (firmware/motorguard/base.py prints them):
     MG MAINTENANCE ...       maintenance mode (step 1 waits for it)
     MG NET online            connected to the broker: done
     MG NET offline_mode      config says offline (e.g. the Wokwi config): done, nothing to wait for

@@ -13,99 +13,21 @@ import sys
 import time
 
 import asyncio
-import gc
 import machine
-import os
 
-from motorguard import VERSION
 from motorguard import commands as cmds
 from motorguard import controller
-from motorguard.buttons import Button
-from motorguard.sensors import NTC, CurrentSensor
-from motorguard.servo import Sweep
-from motorguard.telemetry import Clock, Events, Samples
-
-
-# Collect garbage after every this many bytes allocated (the network task's messages,
-# the TLS records), rather than only when an allocation fails: a heap left to fill up
-# fragments, and a message buffer or a TLS record then finds no room although the
-# live data is small. The control tick allocates nothing, so it never triggers one.
-GC_EVERY_BYTES = 1024
-# The config sections App() turns into objects (sensors, sweep, limits, rings) and then drops.
-_BUILT_FROM = ("ntc", "current", "servo", "limits", "telemetry")
-
-
-def log(*parts):
-    # One console line per network step or boot-time fact (net.py logs through this too),
-    # prefixed so the test harness can parse it. Allocates its tuple: not for the tick.
-    print("MG", *parts)
-
-
-def say(what, word, key, value):
-    # The control tick's console line, "MG <what> [<word> ]<key>=<value>" (word "" for none):
-    # a call with fixed arguments and print's sep keyword allocate nothing, unlike log().
-    if word:
-        print("MG ", what, " ", word, " ", key, "=", value, sep="")
-    else:
-        print("MG ", what, " ", key, "=", value, sep="")
+from motorguard.base import log, say
 
 
 class App:
-    def __init__(self, cfg):
-        self.cfg = cfg
-        pins = cfg["pins"]
-        ctl = cfg["control"]
-        # Outputs first, all off: whatever happens next, the motor stays still. duty_u16=0, never
-        # duty_ns=0: the esp32 port checks a duty_ns given to the constructor against a timer the
-        # channel does not have yet and raises RuntimeError("PWM is inactive") (machine_pwm.c,
-        # v1.26.1 on); once the channel runs, duty_ns() works. The same in main() and safe_mode.
-        self.pwm = machine.PWM(machine.Pin(pins["servo"]), freq=cfg["servo"]["freq_hz"], duty_u16=0)
-        self.duty = 0
-        self.led_green = machine.Pin(pins["led_green"], machine.Pin.OUT, value=0)
-        self.led_red = machine.Pin(pins["led_red"], machine.Pin.OUT, value=0)
-        self.adc_temp = machine.ADC(machine.Pin(pins["temp_adc"]), atten=machine.ADC.ATTN_11DB)
-        self.adc_current = machine.ADC(machine.Pin(pins["current_adc"]), atten=machine.ADC.ATTN_11DB)
-        pull = machine.Pin.PULL_UP
-        self.stop_pin = machine.Pin(pins["stop_button"], machine.Pin.IN, pull)
-        self.start_button = Button(
-            machine.Pin(pins["start_button"], machine.Pin.IN, pull), ctl["debounce_ms"], ctl["stuck_button_ms"]
-        )
-        self.stop_button = Button(self.stop_pin, ctl["debounce_ms"])
-
-        self.ntc = NTC(cfg["ntc"])
-        self.current_sensor = CurrentSensor(cfg["current"])
-        self.sweep = Sweep(cfg["servo"])
-        self.ctl = controller.Controller(cfg["limits"], ctl["remote_start_enabled"])
-        self.period_ms = ctl["period_ms"]
-
-        tel = cfg["telemetry"]
-        self.clock = Clock()
-        self.samples = Samples(tel["buffer_samples"], tel["samples_per_message"])
-        self.events = Events(tel["event_queue"])
-        self.sample_period_ms = tel["sample_period_ms"]
-        self.backlog_samples = tel["backlog_samples"]
-        self.backlog = None  # the flash backlog (backlog.py) while there is one: net.keep_backlog
-        self.drain_gap_ms = 1000 // tel["backlog_drain_per_s"]
-        self.since_sample = 0
-
-        # Remote commands from the network task, one at a time (a stop always first).
-        self.mailbox = cmds.Mailbox()
-        # Every stop of any kind (boot, button, e-stop, fault, remote, cloud loss) counts
-        # here with its uptime: a remote start issued before the latest one is refused.
-        self.stop_gen = 0
-        self.stop_up_s = 0
-        self.stop_up_ms = 0
-        self.estop_flag = False
-        self.online = False
-        self.offline_run_ms = 0  # running without a cloud connection, for stop_on_cloud_loss_s
-        self.cloud_loss_ms = ctl["stop_on_cloud_loss_s"] * 1000
-        self.boot_id = "%08x" % int.from_bytes(os.urandom(4), "big")
-        self.wdt = None
-        self._estop_irq_ref = self._estop_irq  # bound once: an IRQ must not allocate
-        self.stop_pin.irq(handler=self._estop_irq_ref, trigger=machine.Pin.IRQ_FALLING)
-        # These sections now live on as the objects' own numbers: their dicts leave the heap.
-        for key in _BUILT_FROM:
-            cfg.pop(key)
+    """The board's state, shared by the control task (owner of the PWM, the LEDs, the controller and
+    the rings) and the network task. Built by start.build() (boot-only code, dropped once the tasks
+    run): pwm, duty, led_green, led_red, adc_temp, adc_current, stop_pin, start_button,
+    stop_button, ntc, current_sensor, sweep, ctl, period_ms, clock, samples, events,
+    sample_period_ms, backlog_samples, backlog, drain_gap_ms, since_sample, mailbox, stop_gen,
+    stop_up_s, stop_up_ms, estop_flag, online, offline_run_ms, cloud_loss_ms, boot_id, wdt, wdt_ms,
+    servo_pin, max_age_ms, tolerance_ms, cfg (what the network task reads: wifi, mqtt, thing)."""
 
     # --- outputs -------------------------------------------------------
     def motor_off(self):
@@ -246,8 +168,7 @@ class App:
 
     async def _control_loop(self):
         period = self.period_ms
-        wdt_ms = self.cfg["control"]["wdt_timeout_ms"]
-        self.wdt = machine.WDT(timeout=wdt_ms)
+        self.wdt = machine.WDT(timeout=self.wdt_ms)
         last = time.ticks_ms()
         while True:
             now = time.ticks_ms()
@@ -259,84 +180,41 @@ class App:
             spent = time.ticks_diff(time.ticks_ms(), now)
             await asyncio.sleep_ms(period - spent if spent < period else 0)
 
-    def boot(self):
-        from motorguard import contract  # dropped by the network task once it has the topics
 
-        self._leds()
-        try:
-            cause = contract.RESET_CAUSES.get(machine.reset_cause(), contract.UNKNOWN_RESET_CAUSE)
-        except Exception:  # noqa: BLE001 - a machine module without reset_cause()
-            cause = contract.UNKNOWN_RESET_CAUSE
-        self._event(controller.EV_BOOT, cause.encode())
-        log("BOOT", "version=" + VERSION, "thing=" + self.cfg["thing"], "boot=" + self.boot_id, "cause=" + cause)
+async def serve(a):
+    """The board's tasks: control, and network unless the config says offline."""
+    from motorguard import net  # loaded at boot already, after the rings (start.main)
 
+    if a.cfg["test_hook"]:  # test configurations only (hil_tests/): inputs from the console
+        from motorguard.testhook import Hook
 
-def run(cfg):
-    # The rings first, while the heap is still in one piece, then the network code.
-    gc.collect()
-    app = App(cfg)
-    app.boot()
-    from motorguard import net
-
-    gc.collect()
-    gc.threshold(GC_EVERY_BYTES)
-
-    async def main():
-        if cfg["test_hook"]:  # test configurations only (hil_tests/): inputs from the console
-            from motorguard.testhook import Hook
-
-            asyncio.create_task(Hook(app).run())
-        if cfg["offline"]:
-            log("NET", "offline_mode")
-            await app.control_task()
-        else:
-            asyncio.create_task(app.control_task())
-            await net.network_task(app)
-
-    asyncio.run(main())
+        asyncio.create_task(Hook(a).run())
+    if a.cfg["offline"]:
+        log("NET", "offline_mode")
+        await a.control_task()
+    else:
+        asyncio.create_task(a.control_task())
+        await net.network_task(a)
 
 
-def forget(name):
-    """Drops a module that has done its work, so the collector can free its code.
-
-    Boot-only code (the config loader with its defaults) and the connect-time code
-    (link, mqtt_connect, dnscache, while a session is up) would otherwise hold heap for as long
-    as the board runs; docs/virtual-esp32.md has the heap budget."""
-    sys.modules.pop(name, None)
-    package, _, leaf = name.rpartition(".")
+def run(a):
+    """Runs the App's tasks for as long as the board is on; any crash ends in halt()."""
     try:
-        delattr(sys.modules[package], leaf)  # the package keeps its submodules as attributes
-    except (KeyError, AttributeError, TypeError):
-        pass  # not there, or a port that cannot delete it: the module then just stays loaded
-
-
-def load_config():
-    """The validated config, or safe mode (which never returns) when it is missing or bad."""
-    from motorguard import config
-
-    try:
-        cfg = config.load()
-    except config.ConfigError as e:
-        from motorguard import safe_mode  # never returns
-
-        safe_mode.run(str(e), config.DEFAULTS)
-    forget("motorguard.config")  # the sections the config did not override stay, cfg holds them
-    return cfg
-
-
-def main():
-    cfg = load_config()
-    try:
-        run(cfg)
+        asyncio.run(serve(a))
     except Exception as e:  # noqa: BLE001 - any crash must end with the motor off and a clean reboot
+        halt(a.servo_pin, e)
+    halt(a.servo_pin)
+
+
+def halt(servo_pin, e=None):
+    """Motor off and a reset, after a crash (e) or the tasks' end: a reboot always comes up STOPPED."""
+    if e is not None:
         sys.print_exception(e)
         log("CRASH", repr(e))
-    finally:
-        # Motor off however we got here; a reboot always comes up STOPPED.
-        try:
-            # duty_u16, as in App(); App() may have dropped the servo section: at duty 0 any rate will do.
-            machine.PWM(machine.Pin(cfg["pins"]["servo"]), freq=50, duty_u16=0)
-        except Exception:  # noqa: BLE001 - nothing may stop the reset below
-            pass
+    try:
+        # duty_u16, as start.build() does; the servo section may be gone: at duty 0 any rate will do.
+        machine.PWM(machine.Pin(servo_pin), freq=50, duty_u16=0)
+    except Exception:  # noqa: BLE001 - nothing may stop the reset below
+        pass
     time.sleep_ms(1000)
     machine.reset()

@@ -26,8 +26,7 @@ import os
 import struct
 
 from motorguard import controller
-from motorguard.app import forget, log
-from motorguard.contract import const
+from motorguard.base import const, forget, log
 from motorguard.telemetry import BACKLOG_DIR as DIR
 _MAGIC = b"MGB1"
 _HDR = "<4s4sIIIIH"

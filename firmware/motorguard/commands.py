@@ -20,7 +20,8 @@ import hashlib
 import json
 from array import array
 
-from motorguard.contract import COMMAND_VERSION, const
+from motorguard.base import const
+from motorguard.contract import COMMAND_VERSION
 
 CMD_NONE = const(0)
 CMD_START = const(1)

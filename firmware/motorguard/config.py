@@ -5,7 +5,7 @@
 # CPython (vesp32/settings.py reads the pins and merges a device's config.json as
 # the board would). A missing or corrupt config.json raises ConfigError, and
 # main.py then boots into safe mode with the motor off. The board needs this module
-# only at boot: app.load_config() drops it once the config is loaded.
+# only at boot: start.load_config() drops it once the config is loaded.
 
 import json
 
@@ -185,7 +185,7 @@ def merge(base, override, path=""):
 
 def check(cfg):
     # Here, not at the top: merge() alone (host tools, test firmware) need not load the rings'
-    # module; on the board app.py has loaded it already.
+    # module; on the board start.py has loaded it already.
     from motorguard import telemetry
 
     for path in REQUIRED:

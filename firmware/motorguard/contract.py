@@ -5,14 +5,6 @@
 # it, so this is its copy, and tests/contract/test_firmware_copy.py holds the two equal.
 # Plain constants and two small functions, no `re`; runs under CPython too.
 
-try:
-    from micropython import const
-except ImportError:  # CPython: the firmware modules take const from here, so it is defined once
-
-    def const(x):
-        return x
-
-
 # Topics: devices/<thing>/<kind>. Fixed for the fleet (the device policy allows no others),
 # so they are not a config setting.
 TOPIC_PREFIX = "devices"

@@ -13,7 +13,7 @@
 # - Stop (button or remote) always turns the motor off at once.
 # - Remote start obeys every interlock and can be disabled.
 
-from motorguard.contract import const
+from motorguard.base import const
 
 
 STOPPED = const(0)

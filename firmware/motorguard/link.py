@@ -1,7 +1,7 @@
 # Bringing the network up before a session: Wi-Fi, the clock (NTP) and the TLS context.
 #
 # Needed only while (re)connecting, so net.py imports it for each attempt and drops it
-# (app.forget) as soon as these steps are done, before the TLS handshake: on the board its
+# (base.forget) as soon as these steps are done, before the TLS handshake: on the board its
 # code is then not in the heap while the session connects, publishes and takes commands.
 # The MQTT connect itself is in mqtt_connect.py, dropped once the session is online.
 #
@@ -12,7 +12,7 @@ import time
 
 import asyncio
 
-from motorguard.app import log
+from motorguard.base import log
 
 _EPOCH_2000 = 946684800
 

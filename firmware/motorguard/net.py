@@ -25,7 +25,7 @@ from motorguard import VERSION
 from motorguard import commands as cmds
 from motorguard import controller
 from motorguard import telemetry
-from motorguard.app import forget, log
+from motorguard.base import forget, log
 from motorguard.mqtt import MQTTClient, MQTTException
 
 _MAX_PENDING = 4  # start/set_speed commands waiting for the control task
@@ -65,9 +65,8 @@ class Commands:
 
     def __init__(self, app):
         self.app = app
-        ctl = app.cfg["control"]
-        self.max_age_ms = ctl["command_max_age_s"] * 1000
-        self.tolerance_ms = ctl["clock_tolerance_ms"]
+        self.max_age_ms = app.max_age_ms
+        self.tolerance_ms = app.tolerance_ms
         self.recent = cmds.RecentIds(_RECENT_IDS)
         self.pending = []  # (id, name, code, speed, issued_ms)
         self.acks = []  # (id, name, ok, result)

@@ -1,11 +1,11 @@
 # Safe mode: what the board does when its config is missing or corrupt. A module of its own,
-# imported only then (app.load_config), so a healthy board never has this code in its heap.
+# imported only then (start.load_config), so a healthy board never has this code in its heap.
 
 import time
 
 import machine
 
-from motorguard.app import log
+from motorguard.base import log
 
 
 def run(reason, defaults):

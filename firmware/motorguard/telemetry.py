@@ -12,7 +12,8 @@ import json
 from array import array
 
 from motorguard import controller
-from motorguard.contract import MESSAGE_VERSION, const
+from motorguard.base import const
+from motorguard.contract import MESSAGE_VERSION
 from motorguard.outbox import Outbox
 
 _NONE = -32768  # an implausible reading in a typed array (the events'); published as null
@@ -230,28 +231,39 @@ class Samples:
         yield b"]}"
 
 
+# An event's record, 12 bytes (EV_REC), in the same field encodings as a sample's:
+#   0 code, 1 reason | state << 5, 2-5 uptime s (u32), 6-7 ms, 8-9 temperature + TEMP_OFFSET
+#   (0 = implausible), 10-11 current + CUR_OFFSET (0 = implausible)
+EV_REC = const(12)
+_STATE_AT = const(5)  # reason < 32
+
+
 class Events:
     def __init__(self, capacity):
-        self.box = Outbox(capacity, 1)
-        n = self.box.capacity
-        self.code = bytearray(n)
-        self.reason = bytearray(n)
-        self.state = bytearray(n)
-        self.up_s = array("I", bytes(4 * n))
-        self.up_ms = array("H", bytes(2 * n))
-        self.temp = array("h", bytes(2 * n))
-        self.current = array("h", bytes(2 * n))
-        self.detail = [None] * n  # bytes: BOOT's reset cause, who stopped; rare, so allocation is fine
+        box = self.box = Outbox(capacity, 1)
+        self.rec = bytearray(EV_REC * box.capacity)
+        self.detail = [None] * box.capacity  # bytes: BOOT's reset cause, who stopped; rare, so allocation is fine
 
     def record(self, clock, code, reason, state, temp, current, detail=None):
         i = self.box.push()
-        self.code[i] = code
-        self.reason[i] = reason
-        self.state[i] = state
-        self.up_s[i] = clock.up_s
-        self.up_ms[i] = clock.up_ms
-        self.temp[i] = _NONE if temp is None else temp
-        self.current[i] = _NONE if current is None else current
+        r = self.rec
+        o = i * EV_REC
+        s = clock.up_s
+        ms = clock.up_ms
+        hot = 0 if temp is None else temp + TEMP_OFFSET
+        cur = 0 if current is None else current + CUR_OFFSET
+        r[o] = code
+        r[o + 1] = reason | state << _STATE_AT
+        r[o + 2] = s & 0xFF
+        r[o + 3] = s >> 8 & 0xFF
+        r[o + 4] = s >> 16 & 0xFF
+        r[o + 5] = s >> 24 & 0xFF
+        r[o + 6] = ms & 0xFF
+        r[o + 7] = ms >> 8
+        r[o + 8] = hot & 0xFF
+        r[o + 9] = hot >> 8
+        r[o + 10] = cur & 0xFF
+        r[o + 11] = cur >> 8
         self.detail[i] = detail
 
     def pieces(self, k, head, dropped, clock):
@@ -259,20 +271,24 @@ class Events:
         if k < self.box.base:
             raise Overwritten(k)
         i = self.box.slot(k)
-        code = self.code[i]
+        r = self.rec
+        o = i * EV_REC
+        code = r[o]
+        hot = r[o + 8] | r[o + 9] << 8
+        cur = r[o + 10] | r[o + 11] << 8
         yield head
         yield b',"seq":%d,"dropped":%d,"time":%d%03d,"event":"%s","state":"%s","temperature_c":%s,"current_a":%s' % (
             k,
             dropped,
-            clock.epoch_at_boot + self.up_s[i],
-            self.up_ms[i],
+            clock.epoch_at_boot + (r[o + 2] | r[o + 3] << 8 | r[o + 4] << 16 | r[o + 5] << 24),
+            r[o + 6] | r[o + 7] << 8,
             _EVENTS[code],
-            _STATES[self.state[i]],
-            _fixed(self.temp[i], 1),
-            _fixed(self.current[i], 3),
+            _STATES[r[o + 1] >> _STATE_AT],
+            _fixed(hot - TEMP_OFFSET if hot else _NONE, 1),
+            _fixed(cur - CUR_OFFSET if cur else _NONE, 3),
         )
         if code == controller.EV_FAULT:
-            yield b',"reason":"%s"' % _REASONS[self.reason[i]]
+            yield b',"reason":"%s"' % _REASONS[r[o + 1] & 31]
         detail = self.detail[i]
         if detail:
             yield b',"detail":"%s"' % detail

@@ -166,7 +166,7 @@ def earlier_install(flash, config):
     import shutil
 
     shutil.copytree(ROOT / "firmware" / "motorguard", flash / "motorguard")
-    (flash / "main.py").write_text("import motorguard.app\nmotorguard.app.main()\n")
+    (flash / "main.py").write_text("from motorguard import app, start\napp.run(start.main())\n")
     (flash / "config.json").write_text(json.dumps(config))
     return flash
 

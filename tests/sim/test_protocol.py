@@ -11,6 +11,7 @@ import pytest
 
 import contract
 from cloud.domain import messages
+from sim import device
 from sim.device import Device, Settings
 
 
@@ -44,10 +45,11 @@ def test_telemetry_events_and_faults_are_schema_valid_with_firmware_cadence():
     d = Device("sim-00001", Settings({"SIM_FAULTS_PER_HOUR": "30"}), seed=7, t_ms=t0)
     d.advance(t0 + 3_600_000)
     tel = [json.loads(m.payload) for m in d.queues["telemetry"]]
-    assert len(tel) == 20  # the ring holds 600 samples; the rest was dropped and counted
+    assert len(tel) == device.BUFFER_MESSAGES  # the ring holds 930 samples; the rest was dropped and counted
     assert all(len(t["samples"]) == 30 for t in tel)
-    assert [t["seq"] for t in tel] == list(range(100, 120))
-    assert tel[-1]["dropped"] >= 99 * 30  # counted as the ring drops, as every message reports
+    newest = 120 - 1  # an hour at 1 Hz: 120 messages of 30 samples, the newest kept
+    assert [t["seq"] for t in tel] == list(range(newest - device.BUFFER_MESSAGES + 1, newest + 1))
+    assert tel[-1]["dropped"] >= (newest - device.BUFFER_MESSAGES) * 30  # counted as the ring drops
     assert {t["boot"] for t in tel} == {d.boot}
     gaps = {b["time"] - a["time"] for t in tel for a, b in zip(t["samples"], t["samples"][1:])}
     assert gaps == {1000}

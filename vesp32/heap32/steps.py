@@ -9,19 +9,24 @@ except AttributeError:  # the WebAssembly port has none; the App draws 4 bytes o
     os.urandom = lambda n: bytes(n)
 _name = "base"
 #STEP
-import motorguard.app as app
-_name = "code_to_app_main"
+from motorguard import start
+from motorguard.base import forget
+_name = "code_to_start_main"
 #STEP
 from motorguard import config
 cfg = config.merge(config.DEFAULTS, {"thing": "heap-1", "mqtt": {"host": "broker.invalid"}})
 del config
-app.forget("motorguard.config")  # as app.load_config() does once the config is loaded
+forget("motorguard.config")  # as start.load_config() does once the config is loaded
 _name = "config"
 #STEP
-board = app.App(cfg)
+board = start.build(cfg)
 _name = "app_rings_objects"
 #STEP
 from motorguard import net
 topics = net.device_topics(cfg["thing"])
-app.forget("motorguard.contract")  # as net.network_task() does once it has the topics
+forget("motorguard.contract")  # as net.network_task() does once it has the topics
 _name = "network_code"
+#STEP
+forget("motorguard.start")  # as start.main() does before the tasks start: boot-only code
+start = None
+_name = "boot_code_dropped"

@@ -11,13 +11,12 @@ except AttributeError:  # the WebAssembly port has none; the App draws 4 bytes o
     os.urandom = lambda n: bytes(n)
 _name = "base"
 #STEP
-import motorguard.app as app
-from motorguard import config, controller
+from motorguard import config, controller, start
 
 cfg = config.parse('{"thing": "tick-1", "mqtt": {"host": "broker.invalid"}}')
-board = app.App(cfg)
-board.boot()
-PINS = cfg["pins"]
+PINS = cfg["pins"]  # build() drops the section
+board = start.build(cfg)
+start.boot(board)
 
 
 def ticks(n):

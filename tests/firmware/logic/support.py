@@ -8,7 +8,7 @@ import machine
 from motorguard import commands as cmds
 from motorguard import config
 from motorguard import controller
-from motorguard.app import App
+from motorguard import start
 from motorguard.sensors import NTC, CurrentSensor
 
 PINS = config.DEFAULTS["pins"]
@@ -41,8 +41,8 @@ class Rig:
         self.cfg = cfg or make_config()
         self.set_temp(temp_c)
         self.set_current(current_a)
-        self.app = App(dict(self.cfg))  # App() drops the sections it has built from
-        self.app.boot()
+        self.app = start.build(dict(self.cfg))  # build() drops the sections it has built from
+        start.boot(self.app)
         self.run(BOOT_TICKS)  # the buttons are seen released (a press only counts after that)
 
     def set_temp(self, c):

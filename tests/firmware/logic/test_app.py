@@ -3,6 +3,7 @@
 import machine
 from motorguard import commands as cmds
 from motorguard import controller
+from motorguard import telemetry
 
 from support import Rig, make_config, PINS
 
@@ -150,10 +151,10 @@ def test_stuck_start_button_is_reported_once_and_never_restarts():
     rig = Rig(held=("start_button",))
     hold_ticks = rig.cfg["control"]["stuck_button_ms"] // 5 + 10
     rig.run(hold_ticks)
-    codes = [rig.app.events.code[rig.app.events.box.slot(k)] for k in range(rig.app.events.box.head)]
+    codes = [rig.app.events.rec[rig.app.events.box.slot(k) * telemetry.EV_REC] for k in range(rig.app.events.box.head)]
     assert codes.count(controller.EV_BUTTON_STUCK) == 1, codes
     rig.run(hold_ticks)
-    codes = [rig.app.events.code[rig.app.events.box.slot(k)] for k in range(rig.app.events.box.head)]
+    codes = [rig.app.events.rec[rig.app.events.box.slot(k) * telemetry.EV_REC] for k in range(rig.app.events.box.head)]
     assert codes.count(controller.EV_BUTTON_STUCK) == 1  # once per hold, not once per tick
     assert rig.state() == controller.STOPPED and rig.duty() == 0
 
@@ -168,7 +169,7 @@ def test_cloud_loss_stops_a_running_motor_when_configured():
     rig.run(120)  # past 2 s
     assert rig.state() == controller.STOPPED and rig.duty() == 0
     last = rig.app.events.box.head - 1
-    assert rig.app.events.code[rig.app.events.box.slot(last)] == controller.EV_STOPPED
+    assert rig.app.events.rec[rig.app.events.box.slot(last) * telemetry.EV_REC] == controller.EV_STOPPED
     assert rig.app.events.detail[rig.app.events.box.slot(last)] == b"cloud_lost"
 
 
@@ -300,11 +301,13 @@ def test_tick_allocates_nothing_on_state_changes():
 
 
 def test_the_sections_the_app_is_built_from_leave_its_config():
-    # Sensors, sweep, limits and rings keep their own numbers: the dicts go, the rest stays.
+    # Sensors, sweep, limits, rings, pins and the control settings live on as the objects' and the
+    # App's own numbers: the dicts go, the rest stays.
     rig = Rig()
     left = set(rig.app.cfg)
-    assert not left & {"ntc", "current", "servo", "limits", "telemetry"}, left
-    assert {"thing", "pins", "control", "mqtt", "wifi"} <= left, left
+    assert not left & {"ntc", "current", "servo", "limits", "telemetry", "pins", "control"}, left
+    assert {"thing", "mqtt", "wifi"} <= left, left
+    assert rig.app.servo_pin == rig.cfg["pins"]["servo"] and rig.app.wdt_ms == rig.cfg["control"]["wdt_timeout_ms"]
     assert rig.cfg["servo"] and rig.cfg["limits"]  # the caller's dict is not touched
     rig.press("start_button")
     rig.run(20)
@@ -318,7 +321,7 @@ def test_the_config_loader_leaves_the_heap_once_the_config_is_loaded():
     import sys
 
     import motorguard
-    from motorguard import app as app_module
+    from motorguard import start
 
     saved = sys.modules["motorguard.config"]
     here = os.getcwd()
@@ -331,7 +334,7 @@ def test_the_config_loader_leaves_the_heap_once_the_config_is_loaded():
         f.write('{"thing": "motor-7", "mqtt": {"host": "broker.example"}}')
     os.chdir(folder)
     try:
-        cfg = app_module.load_config()
+        cfg = start.load_config()
         assert cfg["thing"] == "motor-7" and cfg["mqtt"]["host"] == "broker.example"
         assert cfg["pins"] == saved.DEFAULTS["pins"]
         assert "motorguard.config" not in sys.modules

@@ -172,3 +172,30 @@ def test_the_default_ring_holds_15_minutes_offline_and_the_batch_in_flight():
     assert s.box.dropped == 0 and s.box.base == 0
     times = [x["time"] for k in range(s.box.complete()) for x in render(s, k, c)["samples"]]
     assert len(times) == batch + 900 and times == sorted(set(times))
+
+
+def test_every_event_field_comes_back_as_recorded():
+    # An event packs into 12 bytes (telemetry.EV_REC): every code, state and reason, readings at
+    # both ends of their range or implausible, and an uptime of 400 days come back exactly.
+    cases = []
+    for code in range(1, len(controller.EVENT_NAMES)):
+        for st in range(len(controller.STATE_NAMES)):
+            r = (code + st) % len(controller.REASON_NAMES)
+            cases.append((code, r, st, (None, -999, 3009, 0)[code % 4], (None, -16000, 16000, -1)[st % 4]))
+    e = Events(len(cases))
+    c = Clock()
+    c.sync(1795370000)
+    c.advance(400 * 86400 * 1000 + 7)
+    for code, r, st, temp, cur in cases:
+        e.record(c, code, r, st, temp, cur, b"x" if code == 2 else None)
+    for k, (code, r, st, temp, cur) in enumerate(cases):
+        msg = render(e, k, c)
+        assert msg["time"] == c.now_ms() and msg["event"] == controller.EVENT_NAMES[code], msg
+        assert msg["state"] == controller.STATE_NAMES[st]
+        got_t = msg["temperature_c"]
+        got_c = msg["current_a"]
+        assert (None if got_t is None else round(got_t * 10)) == temp, msg
+        assert (None if got_c is None else round(got_c * 1000)) == cur, msg
+        if code == controller.EV_FAULT:
+            assert msg["reason"] == controller.REASON_NAMES[r]
+        assert ("detail" in msg) == (code == 2)
