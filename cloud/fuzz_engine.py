@@ -15,6 +15,7 @@ import threading
 import time
 
 from cloud.fuzz_payloads import make_case, oracle
+from cloud.fuzz_tables import drain_dead_letters, key_of, lenient, stored_items
 
 
 def _sample(n: int, seed: int, now_ms: int) -> list:
@@ -46,12 +47,11 @@ def _has_reason(letter: dict, raw: bytes) -> bool:
 
 
 def run_engine_sample(n: int, seed: int) -> collections.Counter:
-    from cloud import fuzz
     from cloud.local.engine import Engine
 
     now = int(time.time() * 1000)
     cases = _sample(n, seed, now)
-    before = {k: set(fuzz.stored_items(k)) for k in ("telemetry", "events")}
+    before = {k: set(stored_items(k)) for k in ("telemetry", "events")}
     engine = Engine(None, retry_delay_s=0.05)
     for esm in engine.esms.values():  # start() would also connect to a broker
         esm.start()
@@ -70,13 +70,13 @@ def run_engine_sample(n: int, seed: int) -> collections.Counter:
     finally:
         for esm in engine.esms.values():
             esm.stop()
-    letters = _letters_by_thing(fuzz.drain_dead_letters())
-    tables = {k: {key: v for key, v in fuzz.stored_items(k).items() if key not in before[k]} for k in before}
+    letters = _letters_by_thing(drain_dead_letters())
+    tables = {k: {key: v for key, v in stored_items(k).items() if key not in before[k]} for k in before}
     accounted = set()
     for case in cases:
         expected = oracle(case.thing, case.kind, case.raw, now)  # the rules send the payload as published
-        value = fuzz.lenient(case.raw)
-        key = fuzz.key_of(case.kind, value) if isinstance(value, dict) else None
+        value = lenient(case.raw)
+        key = key_of(case.kind, value) if isinstance(value, dict) else None
         stored = key is not None and key in tables.get(case.kind, {})
         accounted.add((case.kind, key))
         mine = letters.get(case.thing, [])

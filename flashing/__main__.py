@@ -115,7 +115,7 @@ def run(args) -> int:
     elif args.cmd == "console":
         tools.console(args.port)
     elif args.cmd == "pin":
-        digest, size = firmware.pin(args.firmware)
+        digest, size = image.pin(args.firmware)
         print("pinned %s: SHA-256 %s, %d bytes (flashing/release.json); also update sha256_source there"
               % (release.FILENAME, digest, size))
     return exit_codes.OK

@@ -78,17 +78,3 @@ def pinned(url=None, sha256=None, echo=print) -> Path:
 
 def obtain(path=None, echo=print) -> Path:
     return given(path) if path else pinned(echo=echo)
-
-
-def pin(firmware_path, data=release.PINNED) -> tuple[str, int]:
-    """Records FILE's SHA-256 and size as the pinned release (in release.json, `data`), for a file
-    you verified yourself; refuses one whose layout the factory image cannot use."""
-    from flashing import image  # image imports this module
-
-    fw = Path(firmware_path)
-    if not fw.is_file():
-        raise FlashError("firmware file %s not found" % fw, "pass the .bin you verified", exit_codes.BAD_INPUT)
-    image.check_layout(fw)
-    digest, size = tools.sha256_file(fw), fw.stat().st_size
-    release.record(digest, size, data)
-    return digest, size

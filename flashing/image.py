@@ -218,3 +218,15 @@ def build_for_board(port, flash_size=None, run=None, echo=print, **build_args) -
     done = build(flash_size=board_size, echo=echo, **build_args)
     write(port, done["image"], run, echo)
     return dict(done, port=port, board_flash_size=board_size)
+
+
+def pin(firmware_path, data=release.PINNED) -> tuple[str, int]:
+    """Records FILE's SHA-256 and size as the pinned release (in release.json, `data`), for a file
+    you verified yourself; refuses one whose layout the factory image cannot use."""
+    fw = Path(firmware_path)
+    if not fw.is_file():
+        raise FlashError("firmware file %s not found" % fw, "pass the .bin you verified", exit_codes.BAD_INPUT)
+    check_layout(fw)
+    digest, size = tools.sha256_file(fw), fw.stat().st_size
+    release.record(digest, size, data)
+    return digest, size

@@ -21,7 +21,7 @@ import json
 import shutil
 from pathlib import Path
 
-from provisioning import bundle, identity, policy, policy_admin, rotation
+from provisioning import bundle, current, identity, policy, policy_admin
 from provisioning.errors import (ACCESS_DENIED, CONFLICT, NO_CREDENTIALS, NOT_FOUND, SERVICE_ERROR,
                                  ProvisionError)
 from provisioning.registry import Registry, now_iso
@@ -367,7 +367,7 @@ def rotate_abort(home, thing: str, pending: dict, session=None) -> dict:
 
 def rotate_commit(home, thing: str, pending: dict, session=None) -> dict:
     """The device runs on the new certificate: make it current, and the old one REVOKED and detached."""
-    rotation.make_current(home, thing, pending,
+    current.make_current(home, thing, pending,
                           {"certificate_id": pending["certificate_id"], "certificate_arn": pending["certificate_arn"]},
                           lambda: revoke(home, thing, session=session, certificate_id=pending["old_certificate_id"]))
     return {"thing": thing, "changed": True, "certificate": pending["certificate_id"],

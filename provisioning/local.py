@@ -17,7 +17,7 @@ import json
 import shutil
 from pathlib import Path
 
-from provisioning import bundle, identity, pki
+from provisioning import bundle, current, identity, pki
 from provisioning.broker_home import BrokerError, LocalBroker, find_mosquitto
 from provisioning.errors import BROKER_MISSING, CONFLICT, NOT_FOUND, SERVICE_ERROR, ProvisionError
 from provisioning.registry import Registry, now_iso
@@ -172,9 +172,7 @@ def rotate_begin(home, thing: str, key_type: str = "ec") -> dict:
 
 def rotate_commit(home, thing: str, pending: dict) -> dict:
     """The device runs on the new certificate: make it current, revoke the old one (CRL)."""
-    from provisioning import rotation  # rotation imports this module
-
-    rotation.make_current(home, thing, pending, {"serial": pending["serial"]},
+    current.make_current(home, thing, pending, {"serial": pending["serial"]},
                           lambda: _revoke_serials(home, thing, [pending["old_serial"]]))
     return {"thing": thing, "changed": True, "serial": pending["serial"], "revoked": pending["old_serial"]}
 

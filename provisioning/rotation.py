@@ -32,7 +32,6 @@ device after `rotate` says the files are in place, not during.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ import contract
 from contract import ROTATION_IDENTITY
 from provisioning import lifecycle, pki
 from provisioning.errors import BAD_INPUT, CHECK_FAILED, CONFLICT, NOT_FOUND, SERVICE_ERROR, ProvisionError
-from provisioning.registry import Registry, now_iso, registered
+from provisioning.registry import Registry, registered
 
 SETTLE_S = 5.0  # how long a device must stay connected on its new certificate, after it came online
 
@@ -87,26 +86,6 @@ def commit(home, thing: str) -> dict:
     if not entry.get("pending"):
         raise ProvisionError("no rotation of %s is staged" % thing, "provision rotate %s stages one" % thing, NOT_FOUND)
     return backend_module(entry["backend"]).rotate_commit(home, thing, entry["pending"])
-
-
-def make_current(home, thing: str, pending: dict, certificate: dict, revoke_old) -> None:
-    """What committing a rotation means in either backend: the staged files in place (if the
-    device does not hold them yet), the new certificate recorded as the thing's current one
-    (certificate: the backend's own fields for it, e.g. its serial or its AWS id and ARN), then
-    revoke_old() (each backend revokes in its own way), and the staged and previous files gone."""
-    from provisioning import bundle
-
-    reg = Registry(home)
-    entry = reg.get(thing)
-    current, nxt = Path(entry["bundle"]), Path(pending["next_bundle"])
-    if not bundle.installed(current, nxt):
-        bundle.install(nxt, current)
-    entry.update(certificate, fingerprint=pending["fingerprint"], created=now_iso(), status="ACTIVE")
-    entry.pop("pending", None)
-    reg.put(thing, entry)
-    revoke_old()
-    shutil.rmtree(nxt, ignore_errors=True)
-    shutil.rmtree(current.with_name(current.name + ".prev"), ignore_errors=True)
 
 
 def rotate(home, thing: str, port=None, wait_online=None, key_type=None, force=False, on_installed=None) -> dict:

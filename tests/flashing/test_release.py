@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from contract import exit_codes
-from flashing import firmware, release
+from flashing import firmware, image, release
 from flashing.errors import FlashError
 
 from flashing_cli import ROOT, cli, stand_in_firmware
@@ -99,7 +99,7 @@ def test_pin_rewrites_hash_and_size_in_the_data_file(tmp_path):
     shutil.copyfile(release.PINNED, data)
     before = release.load(data)
     fw = stand_in_firmware(tmp_path / "fw.bin")
-    digest, size = firmware.pin(fw, data)
+    digest, size = image.pin(fw, data)
     assert digest == hashlib.sha256(fw.read_bytes()).hexdigest() and size == fw.stat().st_size
     after = release.load(data)
     assert (after["sha256"], after["size"]) == (digest, size)
@@ -112,6 +112,6 @@ def test_pin_refuses_a_file_with_another_layout_and_keeps_the_pin(tmp_path):
     data = tmp_path / "release.json"
     shutil.copyfile(release.PINNED, data)
     with pytest.raises(FlashError, match="end at 0x180000") as e:
-        firmware.pin(stand_in_firmware(tmp_path / "fw.bin", end=0x180000), data)
+        image.pin(stand_in_firmware(tmp_path / "fw.bin", end=0x180000), data)
     assert e.value.code == exit_codes.BAD_INPUT
     assert data.read_bytes() == release.PINNED.read_bytes()
