@@ -15,7 +15,7 @@ import traceback
 
 import contract
 from contract import exit_codes
-from provisioning import bundle, errors, identity, local, policy, policy_admin, rotation
+from provisioning import backends, bundle, errors, identity, local, policy, policy_admin, rotation
 from provisioning.errors import BAD_INPUT, ProvisionError
 from provisioning.registry import Registry, home_dir, registered
 
@@ -153,12 +153,9 @@ def _parse_attributes(pairs) -> dict:
 
 def provision_one(home, thing, backend="local", out=None, wifi_ssid=None, wifi_password=None, key_type="ec",
                   force=False, attributes=(), root_ca=None, remote_start=False) -> dict:
-    if backend == "local":
-        return local.provision_device(home, thing, out, wifi_ssid, wifi_password, key_type, force, remote_start)
-    from provisioning import aws
-
-    return aws.provision_device(home, thing, out, wifi_ssid, wifi_password, key_type, force,
-                                _parse_attributes(attributes), _read_root_ca(root_ca), remote_start=remote_start)
+    return backends.get(backend).provision_device(home, thing, out, wifi_ssid, wifi_password, key_type, force,
+                                                  attributes=_parse_attributes(attributes),
+                                                  root_ca_pem=_read_root_ca(root_ca), remote_start=remote_start)
 
 
 # ------------------------------------------------------------------ commands: each returns an exit code
@@ -253,12 +250,7 @@ def cmd_list(home, args) -> int:
 
 def cmd_revoke(home, args) -> int:
     entry = registered(home, args.thing)
-    if entry["backend"] == "local":
-        r = local.revoke(home, args.thing)
-    else:
-        from provisioning import aws
-
-        r = aws.revoke(home, args.thing)
+    r = backends.get(entry["backend"]).revoke(home, args.thing)
     emit(r, args.json, "revoked %s" % args.thing if r["changed"] else "%s: %s" % (args.thing, r.get("message")))
     return exit_codes.OK
 

@@ -68,7 +68,9 @@ def broker_start(home, port: int | None = None) -> LocalBroker:
 
 
 def provision_device(home, thing: str, out=None, wifi_ssid=None, wifi_password=None, key_type: str = "ec",
-                     force: bool = False, remote_start: bool = False) -> dict:
+                     force: bool = False, remote_start: bool = False, attributes=None, root_ca_pem=None) -> dict:
+    """attributes and root_ca_pem are AWS's (thing attributes, Amazon's root CA): the local fleet has
+    no thing attributes and its own CA, so they have no meaning here (the CLI says they are aws's)."""
     identity.check_thing(thing)
     identity.check_wifi(wifi_ssid, wifi_password)
     identity.check_key_type(key_type)

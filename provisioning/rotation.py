@@ -38,21 +38,11 @@ from pathlib import Path
 
 import contract
 from contract import ROTATION_IDENTITY
-from provisioning import lifecycle, pki
+from provisioning import backends, lifecycle, pki
 from provisioning.errors import BAD_INPUT, CHECK_FAILED, CONFLICT, NOT_FOUND, SERVICE_ERROR, ProvisionError
 from provisioning.registry import Registry, registered
 
 SETTLE_S = 5.0  # how long a device must stay connected on its new certificate, after it came online
-
-
-def backend_module(name: str):
-    if name == "local":
-        from provisioning import local
-
-        return local
-    from provisioning import aws
-
-    return aws
 
 
 def current_key_type(bundle_dir) -> str:
@@ -70,7 +60,7 @@ def stage(home, thing: str, key_type: str | None = None) -> tuple[dict, bool]:
     pending = entry.get("pending")
     if pending and bundle.complete(pending["next_bundle"]):
         return pending, True
-    backend = backend_module(entry["backend"])
+    backend = backends.get(entry["backend"])
     if pending:  # recorded but its files are gone: start over cleanly
         backend.rotate_abort(home, thing, pending)
         entry = registered(home, thing)
@@ -85,7 +75,7 @@ def commit(home, thing: str) -> dict:
     entry = registered(home, thing)
     if not entry.get("pending"):
         raise ProvisionError("no rotation of %s is staged" % thing, "provision rotate %s stages one" % thing, NOT_FOUND)
-    return backend_module(entry["backend"]).rotate_commit(home, thing, entry["pending"])
+    return backends.get(entry["backend"]).rotate_commit(home, thing, entry["pending"])
 
 
 def rotate(home, thing: str, port=None, wait_online=None, key_type=None, force=False, on_installed=None) -> dict:
@@ -213,7 +203,7 @@ def abort(home, thing: str) -> dict:
     entry = registered(home, thing)
     if not entry.get("pending"):
         return {"thing": thing, "changed": False, "message": "no rotation staged"}
-    return backend_module(entry["backend"]).rotate_abort(home, thing, entry["pending"])
+    return backends.get(entry["backend"]).rotate_abort(home, thing, entry["pending"])
 
 
 class StatusWatcher:
