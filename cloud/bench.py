@@ -201,7 +201,7 @@ def bench_cost(core, devices, log, hours=1, prefix="cost", label="cost_usd_per_d
     aggregated, aggregate_gb_s = 0, 0.0
     for h in range(hours):
         t0 = time.perf_counter()
-        r = aggregate.handler({"hour": aggregates.hour_of(hour_start + h * 3600_000)}, LambdaContext("motorguard-aggregate"))
+        r = aggregate.handler({"hour": aggregates.hour_of(hour_start + h * 3600_000)}, LambdaContext(resources.function_name("aggregate")))
         aggregate_gb_s += costs.lambda_gb_seconds((time.perf_counter() - t0) * 1000, resources.MEMORY_MB["aggregate"])
         aggregated += sum(1 for x in r["results"] if x["device"].startswith(prefix + "-"))
     if aggregated != devices * hours:

@@ -130,11 +130,12 @@ def build(n: int, seed: int, shipped, legacy) -> list[Record]:
 def feed(records: list[Record], batch: int, counts: collections.Counter, letters: list) -> None:
     """Every record through the handler; the DLQ is drained after each call into letters (moto's
     SQS takes longer per call the more messages a queue holds)."""
+    from cloud import resources
     from cloud.lambdas import ingest
     from cloud.local.apigw import LambdaContext
     from cloud.local.esm import EventSourceMapping, Message
 
-    ctx = LambdaContext("motorguard-ingest")
+    ctx = LambdaContext(resources.function_name("ingest"))
     queued = [r for r in records if r.path == "queue"]
     shaper = EventSourceMapping("motorguard-telemetry-queue", None)
     for i in range(0, len(queued), batch):

@@ -103,18 +103,37 @@ def lambda_environment(function: str, name_of=physical_name) -> dict:
 
 ENV = {var: physical_name(kind, logical) for var, (kind, logical) in ENV_RESOURCES.items()}
 
-# Lambda functions: logical name -> handler ("module.function" under cloud/lambdas).
-FUNCTIONS = {
-    "ingest": "cloud.lambdas.ingest.handler",
-    "alert": "cloud.lambdas.alert.handler",
-    "api": "cloud.lambdas.api.handler",
-    "aggregate": "cloud.lambdas.aggregate.handler",
+# Every Lambda function's settings, once: the CDK stack (cloud/infra/stack.py) creates each function
+# from its row, and the local runtime (cloud/local) gives each invocation a context with the same
+# name, memory and timeout, and bills it by that memory.
+#   handler       "module.function" under cloud/lambdas
+#   memory_mb     what it gets, and is billed by (GB-seconds)
+#   timeout_s     the longest one invocation may run
+#   reserved      reserved concurrency: a ceiling on the function, so that a runaway fleet (a firmware
+#                 bug publishing in a loop, a reconnect storm) is throttled instead of billed, and cannot
+#                 starve the others. Ingest drains the telemetry queue (its event source mapping stays
+#                 below it, cloud/infra/stack.py INGEST_QUEUE_CONCURRENCY) and stores events; 1,000
+#                 devices need about one instance. Together they leave 1,000 - 31 of an account's
+#                 default concurrency unreserved (AWS keeps at least 100 so); `cdk deploy -c
+#                 reserved_concurrency=off` deploys without them (cloud/infra/preflight.py says when).
+FUNCTION_SETTINGS = {
+    "ingest": {"handler": "cloud.lambdas.ingest.handler", "memory_mb": 256, "timeout_s": 10, "reserved": 20},
+    "alert": {"handler": "cloud.lambdas.alert.handler", "memory_mb": 256, "timeout_s": 10, "reserved": 5},
+    "api": {"handler": "cloud.lambdas.api.handler", "memory_mb": 256, "timeout_s": 15, "reserved": 5},
+    "aggregate": {"handler": "cloud.lambdas.aggregate.handler", "memory_mb": 512, "timeout_s": 300, "reserved": 1},
 }
-
-
-# Memory (MB) each function gets: the CDK stack sets it, and the local cost figures bill by it.
-MEMORY_MB = {"ingest": 256, "alert": 256, "api": 256, "aggregate": 512}
+# Its columns, for the callers that read one.
+FUNCTIONS = {logical: row["handler"] for logical, row in FUNCTION_SETTINGS.items()}
+MEMORY_MB = {logical: row["memory_mb"] for logical, row in FUNCTION_SETTINGS.items()}
+TIMEOUT_S = {logical: row["timeout_s"] for logical, row in FUNCTION_SETTINGS.items()}
+RESERVED_CONCURRENCY = {logical: row["reserved"] for logical, row in FUNCTION_SETTINGS.items()}
 
 
 def function_name(logical):
     return "%s-%s" % (PREFIX, logical)
+
+
+def logical_name(function_name):
+    """The logical name of one of our functions' physical names, or None."""
+    head, _, logical = function_name.partition("-")
+    return logical if head == PREFIX and logical in FUNCTION_SETTINGS else None

@@ -23,15 +23,10 @@ from cloud import resources, rules
 from cloud.domain import web_headers
 
 POWERTOOLS_LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:27"
-TIMEOUT_S = {"ingest": 10, "alert": 10, "api": 15, "aggregate": 300}
-# Reserved concurrency: a ceiling on each function, so that a runaway fleet (a firmware bug
-# publishing in a loop, a reconnect storm) is throttled instead of billed, and cannot starve the
-# others. Ingest drains the telemetry queue (its event source mapping stays below it,
-# INGEST_QUEUE_CONCURRENCY) and stores events; 1,000 devices need about one instance. Together they
-# leave 1,000 - 31 of an account's default concurrency unreserved (AWS keeps at least 100 so). An
-# account whose quota is still a new account's 10 cannot reserve anything: `cdk deploy -c
-# reserved_concurrency=off` deploys without the reservations (cloud/infra/preflight.py says when).
-RESERVED_CONCURRENCY = {"ingest": 20, "alert": 5, "api": 5, "aggregate": 1}
+# Each function's memory, timeout and reserved concurrency: cloud/resources.py FUNCTION_SETTINGS (the
+# local runtime reads the same table). An account whose quota is still a new account's 10 cannot
+# reserve anything: `cdk deploy -c reserved_concurrency=off` deploys without the reservations.
+RESERVED_CONCURRENCY = resources.RESERVED_CONCURRENCY
 RESERVED_CONCURRENCY_CONTEXT = "reserved_concurrency"  # the context key: "on" (the default) or "off"
 INGEST_QUEUE_CONCURRENCY = 10  # the queue's pollers invoke at most this many at once
 API_ACCESS_LOG_DAYS = logs.RetentionDays.ONE_YEAR  # who sent which command: an audit record
@@ -159,13 +154,13 @@ class MotorGuardStack(Stack):
             self.functions[logical] = lambda_.Function(
                 self, "Fn-" + logical, function_name=resources.function_name(logical),
                 runtime=lambda_.Runtime.PYTHON_3_12, architecture=lambda_.Architecture.X86_64, handler=handler,
-                code=code, layers=[layer], memory_size=resources.MEMORY_MB[logical], timeout=Duration.seconds(TIMEOUT_S[logical]),
+                code=code, layers=[layer], memory_size=resources.MEMORY_MB[logical], timeout=Duration.seconds(resources.TIMEOUT_S[logical]),
                 environment=resources.lambda_environment(logical, name_of),
                 reserved_concurrent_executions=RESERVED_CONCURRENCY[logical] if reserve else None,
                 **self._async_options(logical))
         f = self.functions
         for logical, src in resources.EVENT_SOURCES.items():
-            assert src["visibility_timeout_s"] >= 6 * TIMEOUT_S[src["function"]], "AWS: visibility >= 6 x timeout"
+            assert src["visibility_timeout_s"] >= 6 * resources.TIMEOUT_S[src["function"]], "AWS: visibility >= 6 x timeout"
             f[src["function"]].add_event_source(lambda_sources.SqsEventSource(
                 self.queues[src["queue"]], batch_size=src["batch_size"],
                 max_batching_window=Duration.seconds(src["window_s"]), report_batch_item_failures=True,

@@ -46,7 +46,7 @@ metrics = Metrics(namespace=resources.METRICS_NAMESPACE, service="alert")
 
 
 # Without a Lambda context (a direct call), the time an invocation is assumed to have: the stack's
-# alert timeout (cloud/infra/stack.py TIMEOUT_S).
+# alert timeout (cloud/resources.py FUNCTION_SETTINGS).
 DEFAULT_REMAINING_S = 10.0
 # What an invocation keeps of its time for its own publish after waiting on another one's claim.
 PUBLISH_RESERVE_S = 3.0

@@ -27,11 +27,17 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
+from cloud import resources
+
 
 class LambdaContext:
-    """The fields of AWS's context object that handlers and Powertools read."""
+    """The fields of AWS's context object that handlers and Powertools read. One of our functions
+    gets the memory and timeout of its row in cloud/resources.py FUNCTION_SETTINGS, as in AWS."""
 
     def __init__(self, name, memory_mb=256, timeout_s=30):
+        logical = resources.logical_name(name)
+        if logical is not None:
+            memory_mb, timeout_s = resources.MEMORY_MB[logical], resources.TIMEOUT_S[logical]
         self.function_name = name
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = memory_mb
@@ -108,7 +114,7 @@ def make_handler_class(handler, verifier=None):
             body = self.rfile.read(n) if n else b""
             event = proxy_event(self.command, self.path, {k: v for k, v in self.headers.items()}, body)
             try:
-                resp = handler(event, LambdaContext("motorguard-api")) if authorize(event, verifier) \
+                resp = handler(event, LambdaContext(resources.function_name("api"))) if authorize(event, verifier) \
                     else dict(UNAUTHORIZED)
             except Exception as e:  # noqa: BLE001 - API Gateway answers 502 when the Lambda fails
                 resp = {"statusCode": 502, "body": '{"message": "Internal server error"}',

@@ -377,6 +377,14 @@ def test_asynchronously_invoked_functions_keep_their_failures_in_the_dead_letter
                                                          "SqsManagedSseEnabled": True})
 
 
+def test_every_function_is_deployed_with_its_row_of_the_settings_table(template):
+    # cloud/resources.py FUNCTION_SETTINGS, the table the local runtime reads too.
+    for logical, row in resources.FUNCTION_SETTINGS.items():
+        template.has_resource_properties("AWS::Lambda::Function", {
+            "FunctionName": resources.function_name(logical), "Handler": row["handler"],
+            "MemorySize": row["memory_mb"], "Timeout": row["timeout_s"], "ReservedConcurrentExecutions": row["reserved"]})
+
+
 def test_every_function_has_a_reserved_concurrency_ceiling(template):
     from cloud.infra.stack import INGEST_QUEUE_CONCURRENCY, RESERVED_CONCURRENCY
 

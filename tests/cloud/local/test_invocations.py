@@ -42,3 +42,16 @@ def test_without_an_import_path_a_function_stays_in_this_process_even_with_worke
         assert runs.invoker("ingest")({"Records": []}) == {"batchItemFailures": []} and here == [{"Records": []}]
     finally:
         runs.close()
+
+
+def test_the_local_runtime_gives_each_function_its_row_of_the_one_settings_table():
+    # cloud/resources.py FUNCTION_SETTINGS is what the CDK stack deploys (tests/cloud/infra); here
+    # each function's context has the same name, memory and timeout.
+    from cloud.local.apigw import LambdaContext
+
+    for logical, row in resources.FUNCTION_SETTINGS.items():
+        ctx = LambdaContext(resources.function_name(logical))
+        assert ctx.function_name == "motorguard-" + logical
+        assert ctx.memory_limit_in_mb == row["memory_mb"]
+        assert row["timeout_s"] * 1000 - 1000 < ctx.get_remaining_time_in_millis() <= row["timeout_s"] * 1000
+    assert LambdaContext("someone-else").memory_limit_in_mb == 256  # not ours: the old defaults
