@@ -34,10 +34,12 @@ class LambdaContext:
     """The fields of AWS's context object that handlers and Powertools read. One of our functions
     gets the memory and timeout of its row in cloud/resources.py FUNCTION_SETTINGS, as in AWS."""
 
-    def __init__(self, name, memory_mb=256, timeout_s=30):
-        logical = resources.logical_name(name)
-        if logical is not None:
-            memory_mb, timeout_s = resources.MEMORY_MB[logical], resources.TIMEOUT_S[logical]
+    def __init__(self, name, memory_mb=None, timeout_s=None):
+        logical = resources.logical_name(name)  # None: not one of ours: 256 MB and 30 s then
+        if memory_mb is None:
+            memory_mb = resources.MEMORY_MB[logical] if logical else 256
+        if timeout_s is None:
+            timeout_s = resources.TIMEOUT_S[logical] if logical else 30
         self.function_name = name
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = memory_mb
