@@ -48,10 +48,10 @@ soak-firmware: $(STAMP) compile-firmware ## Long random interleavings on board +
 	MG_INTERLEAVING_STEPS=$(or $(STEPS),2000) MG_INTERLEAVING_SEED=$(or $(SEED),1) $(PY) -m pytest -q tests/firmware/mqtt/test_interleavings.py
 
 demo: $(STAMP) web ## The whole system locally: broker, moto, rules, API, dashboard, three virtual ESP32s (DURATION=s to end)
-	$(PY) -m cloud.demo $(if $(DURATION),--duration $(DURATION))
+	$(PY) -m cloud.tools.demo $(if $(DURATION),--duration $(DURATION))
 
 bench-cloud: $(STAMP) ## Pipeline msgs/s, alert latency and cost per device-month (machine-readable lines)
-	$(PY) -m cloud.bench
+	$(PY) -m cloud.tools.bench
 
 simulate: $(STAMP) ## Fleet load simulator (Locust) on the local IoT Core: DEVICES=N [DURATION=s] [RATE=connects/s] [WORKERS=n] [UI=1] [JSON=1]
 	$(PY) -m sim run --devices $(or $(DEVICES),100) $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(UI),--ui) $(if $(JSON),--json) $(if $(BACKEND),--backend $(BACKEND))
@@ -63,7 +63,7 @@ simulate-aws: $(STAMP) ## Fleet simulator on ECS Fargate against AWS IoT Core: W
 	$(PY) -m sim aws fargate --workers $(or $(WORKERS),2) --devices $(or $(DEVICES),1000) $(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION)) $(if $(DRY_RUN),--dry-run)
 
 fuzz: $(STAMP) ## Fuzz ingest: 10,000 mutated payloads vs moto, exit 8 on a crash, silent drop or wrong store [SEED=n PAYLOADS=n]
-	$(PY) -m cloud.fuzz $(if $(SEED),--seed $(SEED)) $(if $(PAYLOADS),--payloads $(PAYLOADS))
+	$(PY) -m cloud.tools.fuzz $(if $(SEED),--seed $(SEED)) $(if $(PAYLOADS),--payloads $(PAYLOADS))
 
 synth-cloud: $(STAMP) ## Synthesize the CDK stack into build/cdk.out (offline; needs Node.js)
 	PY=$(PY) bash scripts/cdk.sh synth

@@ -58,7 +58,7 @@ def stop_core(core) -> None:
 
 def start_core(home, gateway_workers: int = 1):
     """The local IoT Core with moto in a process of its own (as make bench-cloud runs it)."""
-    from cloud.bench_fleet import start_core as start
+    from cloud.tools.bench_fleet import start_core as start
     from provisioning import local as local_backend
 
     # Mosquitto keeps the rules engine's persistent session, queue included, in its state directory.

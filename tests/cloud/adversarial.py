@@ -10,7 +10,7 @@ import time
 import boto3
 
 from cloud import resources
-from cloud.fuzz import drain_dead_letters
+from cloud.tools.fuzz import drain_dead_letters
 
 
 def original(raw: bytes, thing="m1", kind="telemetry", received_ms=None) -> str:

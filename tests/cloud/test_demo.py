@@ -4,7 +4,7 @@ one raises an alert, nothing is rejected, and everything shuts down."""
 import io
 import re
 
-from cloud import demo
+from cloud.tools import demo
 
 
 def test_demo_runs_unattended_and_summarizes():

@@ -1,4 +1,4 @@
-"""The fuzz target (cloud/fuzz.py, `make fuzz` runs 10,000) in a short run: mutated payloads through
+"""The fuzz target (cloud/tools/fuzz.py, `make fuzz` runs 10,000) in a short run: mutated payloads through
 ingest against moto and a sample through the whole local engine; nothing crashes, nothing is
 dropped without a reason, nothing invalid is stored. And the harness itself catches both faults."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 
-from cloud import fuzz
+from cloud.tools import fuzz
 from cloud.domain import messages
-from cloud.fuzz_payloads import MUTATORS
+from cloud.tools.fuzz_payloads import MUTATORS
 from cloud.lambdas import ingest
 
 SEED = int(os.environ.get("FUZZ_SEED", "20261201"))

@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from cloud.demo_fleet import register_thing
+from cloud.tools.demo_fleet import register_thing
 from cloud.local.broker import free_port
 from cloud.local.core import LocalCore
 from cloud.local.dashboard import WEB_DIR, DashboardServer

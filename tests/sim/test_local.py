@@ -55,7 +55,7 @@ def test_a_run_starts_without_the_previous_runs_queue(tmp_path, monkeypatch):
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"queued messages of a run cut short")
     started = []
-    monkeypatch.setattr("cloud.bench_fleet.start_core", lambda home, **kw: started.append(home) or "core")
+    monkeypatch.setattr("cloud.tools.bench_fleet.start_core", lambda home, **kw: started.append(home) or "core")
     assert local.start_core(tmp_path) == "core"
     assert not stale.exists() and started == [tmp_path]
 

@@ -14,7 +14,7 @@ import boto3
 
 from cloud import resources
 from cloud.domain import history, rejects
-from cloud.fuzz import drain_dead_letters
+from cloud.tools.fuzz import drain_dead_letters
 from cloud.lambdas import api, ingest
 from cloud.local.apigw import LambdaContext
 from cloud.local.esm import EventSourceMapping, Message

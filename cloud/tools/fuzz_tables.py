@@ -1,5 +1,5 @@
 """What `make fuzz` reads back from the local cloud: the stored rows, the dead letters, and the key
-ingest stores a message under. Shared by cloud/fuzz.py and cloud/fuzz_engine.py."""
+ingest stores a message under. Shared by cloud/tools/fuzz.py and cloud/tools/fuzz_engine.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """make bench-cloud: throughput, alert latency and cost of the cloud side, measured on the local IoT Core.
 
-    python -m cloud.bench [--devices 20] [--messages 16000] [--lambda-processes 2] [--alerts 100] [--cost-devices 5]
+    python -m cloud.tools.bench [--devices 20] [--messages 16000] [--lambda-processes 2] [--alerts 100] [--cost-devices 5]
 
 Prints machine-readable lines:
 
@@ -44,7 +44,7 @@ from pathlib import Path
 
 import contract
 from cloud import costs, resources
-from cloud.bench_fleet import (SAMPLES_PER_MESSAGE, Device, SetupFailed, count_items, cpu_by_part, fault, publish_fleet,
+from cloud.tools.bench_fleet import (SAMPLES_PER_MESSAGE, Device, SetupFailed, count_items, cpu_by_part, fault, publish_fleet,
                                start_core, telemetry)
 from contract import exit_codes
 
@@ -339,7 +339,7 @@ def bench_moto_ceiling(core, log, n=400):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cloud.bench", description=__doc__, epilog=exit_codes.epilog(CODES),
+    ap = argparse.ArgumentParser(prog="python -m cloud.tools.bench", description=__doc__, epilog=exit_codes.epilog(CODES),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=20, help="publishing devices in the throughput run")
     ap.add_argument("--messages", type=int, default=16000, help="messages in the throughput run")

@@ -1,9 +1,9 @@
 """make fuzz: seeded, mutated device payloads through ingest against a moto server, counting what
 must never happen. One bad message must never cost a good one; every reject has a reason.
 
-    python -m cloud.fuzz [--payloads 10000] [--seed 1] [--engine-sample 300] [--batch 50]
+    python -m cloud.tools.fuzz [--payloads 10000] [--seed 1] [--engine-sample 300] [--batch 50]
 
-Each payload (cloud/fuzz_payloads.py: byte flips, truncation, deep nesting, type swaps, NaN, huge
+Each payload (cloud/tools/fuzz_payloads.py: byte flips, truncation, deep nesting, type swaps, NaN, huge
 numbers, far-future and pre-epoch times, other device names, the rule's own fields, bad topics,
 oversize) reaches the real ingest handler in-process, as SQS batches of queued rule outputs: most
 carry the original payload, built here (60%) or by the local engine's own evaluation of the
@@ -34,8 +34,8 @@ import time
 
 import contract
 from cloud.domain import delivery, history, messages
-from cloud.fuzz_payloads import RESERVED, Case, decode, judge, make_case, oracle
-from cloud.fuzz_tables import drain_dead_letters, key_of, lenient, stored_items
+from cloud.tools.fuzz_payloads import RESERVED, Case, decode, judge, make_case, oracle
+from cloud.tools.fuzz_tables import drain_dead_letters, key_of, lenient, stored_items
 from contract import exit_codes
 
 FAILURES = ("crashes", "silent_drops", "wrongly_stored", "wrongly_rejected", "bad_rejects")
@@ -257,7 +257,7 @@ def run(payloads: int = 10000, seed: int = 1, batch: int = 50, engine_sample: in
     counts["fuzz_payloads"] = len(records)
     counts["format_original"] = sum(1 for r in records if r.body and is_envelope(r))
     if engine_sample:
-        from cloud.fuzz_engine import run_engine_sample
+        from cloud.tools.fuzz_engine import run_engine_sample
 
         counts.update({"engine_" + k: v for k, v in run_engine_sample(engine_sample, seed).items()})
     counts["seconds"] = round(time.monotonic() - t0, 1)
@@ -284,7 +284,7 @@ def report(result: dict, seed: int) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cloud.fuzz", description=__doc__, epilog=exit_codes.epilog(CODES),
+    ap = argparse.ArgumentParser(prog="python -m cloud.tools.fuzz", description=__doc__, epilog=exit_codes.epilog(CODES),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--payloads", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=1)

@@ -1,4 +1,4 @@
-"""The engine sample of `make fuzz` (cloud/fuzz.py): mutated payloads through the whole local
+"""The engine sample of `make fuzz` (cloud/tools/fuzz.py): mutated payloads through the whole local
 rules engine as it ships (cloud/local/engine.py: the rules of cloud/rules.py, the telemetry queue's
 event source mapping, the real Lambdas in-process), without the broker (Engine.process takes a
 message as the broker would hand it over). Each payload is published by a thing of its own, so
@@ -14,8 +14,8 @@ import random
 import threading
 import time
 
-from cloud.fuzz_payloads import make_case, oracle
-from cloud.fuzz_tables import drain_dead_letters, key_of, lenient, stored_items
+from cloud.tools.fuzz_payloads import make_case, oracle
+from cloud.tools.fuzz_tables import drain_dead_letters, key_of, lenient, stored_items
 
 
 def _sample(n: int, seed: int, now_ms: int) -> list:

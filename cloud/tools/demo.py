@@ -1,6 +1,6 @@
 """make demo: the whole MotorGuard system on one machine.
 
-    python -m cloud.demo [--duration SECONDS] [--home DIR]
+    python -m cloud.tools.demo [--duration SECONDS] [--home DIR]
 
 Starts the local IoT Core (Mosquitto with mutual TLS, AWS services in moto, the rules engine
 running the real Lambdas, the REST API), provisions three virtual ESP32s with the local backend,
@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 import contract
-from cloud import demo_fleet, resources
+from cloud import resources
+from cloud.tools import demo_fleet
 from cloud.local.broker import BrokerError, free_port
 from cloud.local.core import LocalCore
 from cloud.local.dashboard import DashboardServer
@@ -193,7 +194,7 @@ def run(duration=None, home=None, out=sys.stdout) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cloud.demo", description=__doc__, epilog=exit_codes.epilog(CODES),
+    ap = argparse.ArgumentParser(prog="python -m cloud.tools.demo", description=__doc__, epilog=exit_codes.epilog(CODES),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, help="run this many seconds, then print a summary and stop")
     ap.add_argument("--home", help="provisioning home to use (default: a fresh temporary one)")

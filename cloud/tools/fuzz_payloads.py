@@ -1,4 +1,4 @@
-"""Mutated device payloads for `make fuzz` (cloud/fuzz.py), and the oracle that says which of them
+"""Mutated device payloads for `make fuzz` (cloud/tools/fuzz.py), and the oracle that says which of them
 ingest must store.
 
     rng = random.Random(seed)

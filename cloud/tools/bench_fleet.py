@@ -1,4 +1,4 @@
-"""The fleet and the local IoT Core that `make bench-cloud` (cloud/bench.py) drives: message
+"""The fleet and the local IoT Core that `make bench-cloud` (cloud/tools/bench.py) drives: message
 factories, devices that publish with their own certificates, moto in a process of its own, and the
 CPU accounting of each part. Split from the benchmarks themselves, which read their figures off it."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from vesp32.harness import VirtualESP32
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _press_start(vm):
