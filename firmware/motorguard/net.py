@@ -1,5 +1,5 @@
 # The network task: Wi-Fi, NTP, MQTT over mutual TLS, the publisher that drains
-# the offline rings in order, and remote commands. Bringing the link up (Wi-Fi, NTP,
+# the offline rings in order, and remote commands (their rules and queues: commands.py). Bringing the link up (Wi-Fi, NTP,
 # the TLS context) is in link.py, imported for each attempt and dropped once those steps are done.
 #
 # Steps that block the whole VM (a DNS lookup, the NTP exchange, the TLS handshake)
@@ -28,12 +28,8 @@ from motorguard import telemetry
 from motorguard.base import forget, log
 from motorguard.mqtt import MQTTClient, MQTTException
 
-_MAX_PENDING = 4  # start/set_speed commands waiting for the control task
-_MAX_ACKS = 4  # acks waiting to be published; past this, refusals are only counted
-_RECENT_IDS = 16  # command ids remembered this boot, to refuse redeliveries and replays
 _ACK_INFLIGHT = 2  # unacknowledged acks on the wire before the next one waits
 _FW = VERSION.encode()
-_BUSY = "busy: %d commands already waiting" % _MAX_PENDING  # one string, however many are refused
 
 
 def jitter(backoff_ms):
@@ -57,108 +53,6 @@ def blocking_guard(app):
             ctl.net_busy = True  # no await since the check: no start can slip in between
 
     return guard
-
-
-class Commands:
-    """What arrived on the command topic and is not done yet: a bounded queue of
-    start/set_speed commands and a bounded queue of acks. Stops skip both queues."""
-
-    def __init__(self, app):
-        self.app = app
-        self.max_age_ms = app.max_age_ms
-        self.tolerance_ms = app.tolerance_ms
-        self.recent = cmds.RecentIds(_RECENT_IDS)
-        self.pending = []  # (id, name, code, speed, issued_ms)
-        self.acks = []  # (id, name, ok, result)
-        self.stops = []  # ids of stops already applied, acked first
-        self.uncounted = 0  # refusals past _MAX_ACKS, reported in one ack
-
-    def receive(self, topic, msg, retained):
-        """The MQTT callback: runs in the reader loop, so it never waits."""
-        stop = msg is not None and cmds.mentions_stop(msg)
-        if stop:
-            # Before parsing, which allocates: even with no heap left a stop stops.
-            self.app.request_stop()
-        elif len(self.pending) >= _MAX_PENDING and len(self.acks) >= _MAX_ACKS:
-            # A flood: both queues are full, so this one is refused unread (no parse, no log,
-            # no ack of its own), and counted for the one ack that reports the flood.
-            self.uncounted += 1
-            return
-        try:
-            cid, name, code, speed, issued, problem = cmds.parse(msg, retained)
-        except MemoryError:
-            cid, name, code, speed, issued, problem = "", "invalid", cmds.CMD_NONE, 0, 0, "no_memory"
-        if stop or code == cmds.CMD_STOP:
-            self.app.request_stop()  # again for a stop spelled with escapes: idempotent
-            if cid:
-                self.recent.seen(cid)
-            if len(self.stops) < _MAX_ACKS:
-                self.stops.append(cid)
-            else:
-                self.uncounted += 1
-            log("CMD", "stop", "result=ok")
-            return
-        if problem is None and self.recent.seen(cid):
-            problem = "duplicate"
-        if problem is None:
-            problem = self.stale(code, issued)
-        if problem is None and len(self.pending) >= _MAX_PENDING:
-            problem = _BUSY
-        if problem is not None:
-            self.refuse(cid, name, problem)
-            return
-        self.pending.append((cid, name, code, speed, issued))
-
-    def refuse(self, cid, name, problem):
-        log("CMD", name, "refused=" + problem.split(":")[0])
-        if len(self.acks) < _MAX_ACKS:
-            self.acks.append((cid, name, False, problem))
-        else:
-            self.uncounted += 1
-
-    def stale(self, code, issued):
-        """Why a command issued at `issued` may not run now, or None."""
-        app = self.app
-        clock = app.clock
-        if not clock.synced():
-            return "clock_not_synced"
-        now = clock.now_ms()
-        why = cmds.freshness(issued, now, self.max_age_ms, self.tolerance_ms)
-        if why is None and code == cmds.CMD_START:
-            stop_ms = clock.epoch_ms(app.stop_up_s, app.stop_up_ms)
-            if issued <= stop_ms + self.tolerance_ms:
-                why = controller.REFUSAL_NAMES[controller.REFUSED_STOPPED_SINCE]
-        return why
-
-    def next_ack(self):
-        """The oldest ack to publish, stops first, or None."""
-        if self.stops:
-            return (self.stops.pop(0), "stop", True, "ok")
-        if self.acks:
-            return self.acks.pop(0)
-        if self.uncounted:
-            n = self.uncounted
-            self.uncounted = 0
-            return ("", "invalid", False, "flood: %d more commands refused without an ack each" % n)
-        return None
-
-    async def serve(self):
-        """Hands the oldest pending command to the control task; returns its ack."""
-        app = self.app
-        mb = app.mailbox
-        cid, name, code, speed, issued = self.pending.pop(0)
-        why = self.stale(code, issued)  # again: it may have waited, and a stop may have come
-        if why is not None:
-            log("CMD", name, "refused=" + why)
-            return (cid, name, False, why)
-        mb.post(code, speed, app.stop_gen)
-        t0 = time.ticks_ms()
-        while mb.result < 0 and time.ticks_diff(time.ticks_ms(), t0) < 1000:
-            await asyncio.sleep_ms(app.period_ms)
-        result = controller.REFUSAL_NAMES[mb.result] if mb.result >= 0 else "timeout"
-        mb.code = cmds.CMD_NONE  # a command that timed out must not run later
-        log("CMD", name, "result=" + result)
-        return (cid, name, mb.result == controller.OK, result)
 
 
 class Session:
@@ -359,7 +253,7 @@ async def network_task(app):
     forget("motorguard.contract")
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
-    commands = Commands(app)
+    commands = cmds.Commands(app)
     if app.backlog_samples:
         asyncio.create_task(keep_backlog(app))
     guard = blocking_guard(app)  # one for the whole task: NTP, the TLS context, every session
