@@ -16,7 +16,7 @@ deploy goes through maintenance mode (firmware/main.py):
 An interrupted deploy leaves the file in place: the board stays in maintenance (motor off) until a
 deploy finishes, never running a mix of old and new files.
 
-The firmware's console lines start with "MG " (firmware/motorguard/base.py prints them):
+The firmware's console lines (contract/console.py defines them) that deploy reads:
     MG MAINTENANCE ...       maintenance mode (step 1 waits for it)
     MG NET online            connected to the broker: done
     MG NET offline_mode      config says offline (e.g. the Wokwi config): done, nothing to wait for
@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import time
 
-from contract import BOARD_FILES, CONFIG_FILE, exit_codes
+from contract import BOARD_FILES, CONFIG_FILE, console, exit_codes
 from flashing import files, tools
 from flashing.errors import FlashError
 from provisioning.bundle import VERIFY_SCRIPT, parse_hashes
@@ -74,17 +74,17 @@ def watch(lines, echo=print) -> str:
     last_problem = None
     for line in lines:
         line = line.rstrip()
-        if line.startswith("MG ") or line.startswith("Traceback") or "Error" in line:
+        if console.parse(line) or line.startswith("Traceback") or "Error" in line:
             echo(line)
-        if line.startswith("MG NET online"):
+        if line.startswith(console.ONLINE):
             return "online"
-        if line.startswith("MG NET offline_mode"):
+        if line.startswith(console.OFFLINE_MODE):
             return "offline_mode"
-        if line.startswith("MG SAFE_MODE"):
+        if line.startswith(console.SAFE_MODE):
             raise FlashError("the device booted into safe mode: %s" % line,
                              "fix the bundle's config.json (provision device ...), then make deploy again",
                              exit_codes.NOT_ONLINE)
-        if line.startswith(("MG NET error", "MG CRASH", "MG NET offline")) or "Error" in line:
+        if line.startswith((console.NET_ERROR, console.CRASH, console.OFFLINE)) or "Error" in line:
             last_problem = line
     if last_problem:
         raise FlashError("the device did not come online; last problem: %s" % last_problem,
@@ -180,7 +180,7 @@ def enter_maintenance(port: str, board: dict, timeout_s: float = 20.0, echo=prin
     maintenance file onto the board, then its maintenance boot."""
     script = ENTER_SCRIPT % ([(n, board[n].read_bytes()) for n in MAINTENANCE_CODE], MAINTENANCE_FILE)
     for line in raw_session(port, script, timeout_s):
-        if line.startswith("MG MAINTENANCE"):
+        if line.startswith(console.MAINTENANCE):
             echo(line)
             return
         if "Error" in line:

@@ -11,6 +11,8 @@ import re
 import threading
 import time
 
+from contract import console
+
 
 class Board:
     """Console lines with timestamps, and the hook commands."""
@@ -46,9 +48,9 @@ class Board:
     def state(self) -> str | None:
         with self._cv:
             for _, text in reversed(self.lines):
-                m = re.match(r"MG STATE (\S+)", text)
-                if m:
-                    return m.group(1)
+                got = console.state(text)
+                if got:
+                    return got
         return None
 
     def wait_for_state(self, state, timeout=5.0, since=None):
@@ -81,7 +83,7 @@ class VirtualBoard(Board):
         self.vm = VirtualESP32(device_dir, firmware_dir=firmware_dir, broker=broker_addr,
                                on_line=lambda line: self._add(line.text))
         self.vm.start()
-        self.wait_for("MG HOOK ready", 15)
+        self.wait_for(console.HOOK_READY, 15)
 
     def write(self, text):
         self.vm.serial_write(text)
@@ -89,7 +91,7 @@ class VirtualBoard(Board):
     def reboot(self):
         since = self.mark()
         self.vm.reboot()
-        self.wait_for("MG HOOK ready", 15, since=since)
+        self.wait_for(console.HOOK_READY, 15, since=since)
 
     @property
     def boots(self):
@@ -126,11 +128,11 @@ class SerialBoard(Board):
     def reboot(self):
         since = self.mark()
         self.serial.write(b"\x03\x03\x04")  # interrupt, soft reset: main.py runs again
-        self.wait_for("MG HOOK ready", 30, since)
+        self.wait_for(console.HOOK_READY, 30, since)
 
     @property
     def boots(self):
-        return [line for _, line in self.lines if line.startswith("MG BOOT")]
+        return [line for _, line in self.lines if line.startswith(console.BOOT)]
 
     def close(self):
         self._stop = True

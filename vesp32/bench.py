@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 from cloud.local.broker import BrokerError, LocalBroker, free_port
-from contract import exit_codes
+from contract import console, exit_codes
 from vesp32.harness import VirtualESP32
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,14 +239,14 @@ def run_scenario(name: str, workdir: Path, broker: LocalBroker, n: int, heap: st
         vm.start()
         vm.wait_for_state("STOPPED", 10)
         if net in ("pass", "flood", "backlog"):
-            vm.wait_for_line("MG NET online", 15)
+            vm.wait_for_line(console.ONLINE, 15)
         if net == "backlog":
             vm.network("drop")
             time.sleep(8.0)
-            vm.wait_for_line("MG BACKLOG stored=", 5)
+            vm.wait_for_line(console.BACKLOG_STORED, 5)
             mark = vm.mark()
             vm.network("pass")
-            vm.wait_for_line("MG NET online", 30, since=mark)
+            vm.wait_for_line(console.ONLINE, 30, since=mark)
         if net == "flood":
             flood = Flooder(broker, vm.config["thing"])
         elif net in ("drop", "blackhole"):
@@ -293,18 +293,18 @@ def run_heap(workdir: Path, broker: LocalBroker, heap: str, log, scenario="tls_c
                       firmware_dir=ROOT / "firmware", heap=heap, broker="%s:%d" % (broker.host, broker.port))
     try:
         vm.start()
-        vm.wait_for_line("MG NET online", 15)
+        vm.wait_for_line(console.ONLINE, 15)
         start_running(vm)
         vm.network("drop")
         time.sleep(12.0)  # 1,200 samples into the 930-sample ring: full
         vm.press("stop")  # the firmware reconnects only with the motor off
         vm.wait_for_state("STOPPED", 3)
         if HEAP_RUNS[scenario]:
-            vm.wait_for_line("MG BACKLOG stored=", 5)
+            vm.wait_for_line(console.BACKLOG_STORED, 5)
             time.sleep(1.5)  # the keeper's next round: the whole ring on flash
         mark = vm.mark()
         vm.network("pass")
-        vm.wait_for_line("MG NET online", 15, since=mark)
+        vm.wait_for_line(console.ONLINE, 15, since=mark)
         flood = Flooder(broker, vm.config["thing"])  # a command burst during the replay
         time.sleep(6.0)  # the replay, with TLS connected
         flood.close()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 import time
+
+from contract import console
 
 ConsoleLine = collections.namedtuple("ConsoleLine", "t_ns text index")
 
-_STATE_RE = re.compile(r"^MG STATE (\S+)")
 
 
 class BoardObservations:
@@ -48,10 +48,10 @@ class BoardObservations:
         with self._lock:
             line = ConsoleLine(t, text, len(self.lines))
             self.lines.append(line)
-            m = _STATE_RE.match(text)
-            if m:
-                self.state = m.group(1)
-                self.states.append((t, self.state))
+            state = console.state(text)
+            if state:
+                self.state = state
+                self.states.append((t, state))
             self._cond.notify_all()
         if self.on_line is not None:
             try:

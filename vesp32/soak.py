@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from cloud.local.broker import BrokerError, LocalBroker, free_port
-from contract import exit_codes
+from contract import console, exit_codes
 from vesp32.harness import VirtualESP32
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +110,7 @@ def run(args) -> int:
             vm.start()
             boards.append(vm)
         for vm in boards:
-            vm.wait_for_line("MG NET online", 30)
+            vm.wait_for_line(console.ONLINE, 30)
         time.sleep(args.before_s)
         print("soak: broker down for %d s" % args.outage_s, file=sys.stderr, flush=True)
         broker.stop()

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract import console
 from vesp32.harness import VirtualESP32
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,9 +105,9 @@ class DemoDevice:
         if not self.vm:
             return False
         for line in reversed(self.vm.lines):
-            if line.text.startswith("MG NET online"):
+            if line.text.startswith(console.ONLINE):
                 return True
-            if line.text.startswith("MG NET offline"):
+            if line.text.startswith(console.OFFLINE):
                 return False
         return False
 
