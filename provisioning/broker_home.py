@@ -34,6 +34,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import contract
@@ -185,6 +186,46 @@ class LocalBroker:
         if cert:
             ctx.load_cert_chain(str(cert), str(key))
         return ctx
+
+    def service_client(self, client_id: str, identity: str | None = None, topics=(), on_message=None,
+                       timeout_s: float = 10.0, keepalive: int = 30, setup=None, **client_options):
+        """A paho MQTT client of this broker, the one way every service and tool connects one: TLS
+        with the service identity named (see client_context), connected with its network loop
+        running, and, when topics ((filter, qos) pairs, or a callable giving them) are given,
+        subscribed with one SUBSCRIBE on every connect, the first SUBACK waited for. setup(client)
+        runs before the connect (reconnect delays, in-flight limits); client_options go to
+        paho's Client (clean_session, manual_ack). Raises ConnectionError when no CONNACK or SUBACK
+        comes within timeout_s; the caller stops the client (loop_stop, disconnect)."""
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                        **client_options)
+        c.tls_set_context(self.client_context(identity=identity))
+        if on_message is not None:
+            c.on_message = on_message
+        subscribed = threading.Event()
+        if topics:
+            c.on_connect = lambda cl, *a: cl.subscribe(list(topics() if callable(topics) else topics))
+            c.on_subscribe = lambda *a: subscribed.set()
+        if setup is not None:
+            setup(c)
+        c.connect(self.host, self.port, keepalive=keepalive)
+        c.loop_start()
+        if topics:
+            ok = subscribed.wait(timeout_s)
+        else:
+            deadline = time.monotonic() + timeout_s
+            while not c.is_connected() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            ok = c.is_connected()
+        if not ok:
+            c.loop_stop()
+            c.disconnect()
+            raise ConnectionError("%s: no %s from the broker at %s:%d within %.0f s" % (
+                client_id, "SUBACK" if topics else "CONNACK", self.host, self.port, timeout_s))
+        return c
 
     def service_credentials(self, identity: str) -> tuple:
         """(cert, key) PEM paths of a service identity; one this broker's PKI does not hold yet

@@ -72,24 +72,15 @@ class _Observer:
     telemetry (what the device's publish must deliver) and the thing's lifecycle events."""
 
     def __init__(self, broker, thing: str):
-        import paho.mqtt.client as mqtt
-
         self.got = []
         self.events = lifecycle.Events(thing)
-        self._ready = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=CHECK_IDENTITY, protocol=mqtt.MQTTv311)
-        c.tls_set_context(broker.client_context(identity=CHECK_IDENTITY))
-        c.on_message = self._on_message
-        c.on_subscribe = lambda *a: self._ready.set()
-        c.connect(broker.host, broker.port, keepalive=30)
-        c.loop_start()
         # One SUBSCRIBE, one SUBACK: all the check listens for, and may read.
-        c.subscribe([(contract.topic_filter(contract.TELEMETRY), 1)] + [(t, 1) for t in self.events.topics])
-        self.client = c
-        if not self._ready.wait(TIMEOUT_S):
-            self.close()
+        topics = [(contract.topic_filter(contract.TELEMETRY), 1)] + [(t, 1) for t in self.events.topics]
+        try:
+            self.client = broker.service_client(CHECK_IDENTITY, CHECK_IDENTITY, topics, self._on_message, TIMEOUT_S)
+        except ConnectionError:
             raise ProvisionError("the check's service identity could not subscribe on the local broker",
-                                 "is the broker running? provision broker status", CHECK_FAILED)
+                                 "is the broker running? provision broker status", CHECK_FAILED) from None
 
     def _on_message(self, client, userdata, msg):
         if msg.topic in self.events.topics:

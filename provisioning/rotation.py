@@ -211,25 +211,17 @@ class StatusWatcher:
     its lifecycle events."""
 
     def __init__(self, broker, thing: str, timeout_s: float = 10.0):
-        import paho.mqtt.client as mqtt
-
         self.topic = contract.topic(thing, contract.STATUS)
         self.events = lifecycle.Events(thing)
         self.messages = []  # (monotonic time, payload dict)
         self._cond = threading.Condition()
-        subscribed = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=ROTATION_IDENTITY, protocol=mqtt.MQTTv311)
-        c.tls_set_context(broker.client_context(identity=ROTATION_IDENTITY))
-        c.on_message = self._on_message
-        c.on_subscribe = lambda *a: subscribed.set()
-        c.connect(broker.host, broker.port, keepalive=30)
-        c.loop_start()
-        c.subscribe([(self.topic, 1)] + [(t, 1) for t in self.events.topics])  # one SUBACK
-        self.client = c
-        if not subscribed.wait(timeout_s):
-            self.close()
+        topics = [(self.topic, 1)] + [(t, 1) for t in self.events.topics]  # one SUBACK
+        try:
+            self.client = broker.service_client(ROTATION_IDENTITY, ROTATION_IDENTITY, topics, self._on_message,
+                                                timeout_s)
+        except ConnectionError:
             raise ProvisionError("the rotation's service identity could not subscribe on the local broker",
-                                 "is it running? provision broker status", NOT_FOUND)
+                                 "is it running? provision broker status", NOT_FOUND) from None
 
     def _on_message(self, client, userdata, msg):
         if msg.topic in self.events.topics:

@@ -166,12 +166,7 @@ class Flooder:
     AWS IoT Core's limit of publishes per second per connection: more cannot reach a board."""
 
     def __init__(self, broker: LocalBroker, thing: str, rate=100):
-        import paho.mqtt.client as mqtt
-
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-flood", protocol=mqtt.MQTTv311)
-        self.client.tls_set_context(broker.client_context())
-        self.client.connect(broker.host, broker.port, keepalive=30)
-        self.client.loop_start()
+        self.client = broker.service_client("bench-flood")
         self.topic, self.rate, self.sent = "devices/%s/cmd" % thing, rate, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

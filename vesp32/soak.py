@@ -32,23 +32,15 @@ class Observer:
     """The service identity on devices/#: telemetry kept per device as {(boot, seq): message}."""
 
     def __init__(self, broker: LocalBroker):
-        import paho.mqtt.client as mqtt
-
         self.lock = threading.Lock()
         self.telemetry: dict[str, dict] = {}
         self.events: list[dict] = []
         self.invalid = 0
         self.subscriptions = 0
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="soak-%d" % time.monotonic_ns(),
-                        protocol=mqtt.MQTTv311)
-        c.tls_set_context(broker.client_context())
-        c.on_connect = lambda cl, *a: cl.subscribe("devices/#", qos=1)
-        c.on_subscribe = self._subscribed
-        c.on_message = self._message
-        c.reconnect_delay_set(0.1, 0.5)
-        c.connect(broker.host, broker.port, keepalive=10)
-        c.loop_start()
-        self.client = c
+        self.client = broker.service_client("soak-%d" % time.monotonic_ns(), topics=[("devices/#", 1)],
+                                            on_message=self._message, keepalive=10,
+                                            setup=lambda c: c.reconnect_delay_set(0.1, 0.5))
+        self.client.on_subscribe = self._subscribed  # counted from here: the SUBACK of each reconnect
 
     def _subscribed(self, *a):
         with self.lock:

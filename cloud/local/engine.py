@@ -103,8 +103,6 @@ class Engine:
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> "Engine":
-        import paho.mqtt.client as mqtt
-
         self._running = True
         if self.esms:
             self.runs.start()  # the worker processes, if any: only queue-fed functions run there
@@ -114,21 +112,17 @@ class Engine:
             t = threading.Thread(target=self._work, name="rules-worker-%d" % i, daemon=True)
             t.start()
             self._threads.append(t)
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311,
-                        clean_session=False, manual_ack=True)
-        c.tls_set_context(self.broker.client_context(identity=ENGINE_IDENTITY))
-        c.max_inflight_messages_set(100)
-        c.on_connect = self._on_connect
-        c.on_message = self._on_message
-        c.reconnect_delay_set(0.1, 0.5)  # the rules must be back as soon as the broker is
-        self._subscribed = threading.Event()
-        c.on_subscribe = lambda *a: self._subscribed.set()
-        c.connect(self.broker.host, self.broker.port, keepalive=30)
-        c.loop_start()
-        self.client = c
-        if not self._subscribed.wait(10):
+        def setup(c):
+            c.max_inflight_messages_set(100)
+            c.reconnect_delay_set(0.1, 0.5)  # the rules must be back as soon as the broker is
+
+        try:
+            self.client = self.broker.service_client(
+                self.client_id, ENGINE_IDENTITY, lambda: [(f, 1) for f in self.filters()], self._on_message,
+                setup=setup, clean_session=False, manual_ack=True)
+        except ConnectionError as e:
             self.stop()
-            raise ConnectionError("rules engine: no SUBACK from the broker at %s:%d" % (self.broker.host, self.broker.port))
+            raise ConnectionError("rules engine: %s" % e) from None
         return self
 
     def stop(self):
@@ -159,9 +153,6 @@ class Engine:
             if r.basic_ingest:
                 out.append(BASIC_INGEST + r.name + "/#")
         return out
-
-    def _on_connect(self, client, userdata, flags, reason, properties=None):
-        client.subscribe([(f, 1) for f in self.filters()])
 
     def _on_message(self, client, userdata, msg):
         ticket = Ticket(lambda: self._ack(msg))

@@ -9,15 +9,12 @@ the rules engine, provision check or a test's observer would take each other's c
 from __future__ import annotations
 
 import threading
-import time
 
 _lock = threading.Lock()
 _clients = {}
 
 
 def _client(broker_dir: str):
-    import paho.mqtt.client as mqtt
-
     from cloud.local.broker import LocalBroker
     from contract import API_IDENTITY
 
@@ -26,15 +23,10 @@ def _client(broker_dir: str):
         if c is not None and c.is_connected():
             return c
         b = LocalBroker.from_state_dir(broker_dir)
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=API_IDENTITY, protocol=mqtt.MQTTv311)
-        c.tls_set_context(b.client_context(identity=API_IDENTITY))
-        c.connect(b.host, b.port, keepalive=60)
-        c.loop_start()
-        deadline = time.monotonic() + 5
-        while not c.is_connected() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if not c.is_connected():
-            raise ConnectionError("cannot reach the local broker in %s" % broker_dir)
+        try:
+            c = b.service_client(API_IDENTITY, API_IDENTITY, timeout_s=5, keepalive=60)
+        except ConnectionError:
+            raise ConnectionError("cannot reach the local broker in %s" % broker_dir) from None
         _clients[broker_dir] = c
         return c
 
