@@ -32,7 +32,7 @@ import time
 from contract import BOARD_FILES, CONFIG_FILE, console, exit_codes
 from flashing import files, tools
 from flashing.errors import FlashError
-from provisioning.bundle import VERIFY_SCRIPT, parse_hashes
+from boardlink import VERIFY_SCRIPT, parse_hashes
 
 PREPARE_SCRIPT = (  # runs on the board: directories first (parents before children), stale sources out
     "import os\n"

@@ -4,21 +4,18 @@ failures turned into FlashErrors with exit codes."""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import boardlink
 from contract import exit_codes
 from flashing.errors import FlashError
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
 
-DIALOUT_HINT = "sudo usermod -aG dialout $USER, then log out and in again (or run once with sudo)"
 
 
 def sha256_file(path) -> str:
@@ -30,29 +27,11 @@ def sha256_file(path) -> str:
 
 
 def check_port(port, command="flash") -> str:
-    """Refuses, before any tool runs, a port that cannot work. Ports that are not paths (COM3,
-    rfc2217://host:port, socket://...) go straight to the tool, which reports its own errors."""
-    if not port:
-        raise FlashError("no serial port given",
-                         "make %s PORT=/dev/ttyUSB0 (list ports: ls /dev/ttyUSB* /dev/ttyACM*, or mpremote devs)"
-                         % command, exit_codes.NO_PORT)
-    if not port.startswith("/"):
-        return port
+    """boardlink.check_port, as a FlashError."""
     try:
-        mode = os.stat(port).st_mode
-    except FileNotFoundError:
-        raise FlashError("serial port %s does not exist" % port,
-                         "plug the board in (with a data cable, not a charge-only one), then: "
-                         "ls /dev/ttyUSB* /dev/ttyACM*", exit_codes.PORT_ABSENT) from None
-    except PermissionError:
-        raise FlashError("permission denied on %s" % port, DIALOUT_HINT, exit_codes.PORT_DENIED) from None
-    if not stat.S_ISCHR(mode):
-        raise FlashError("%s is not a serial device" % port,
-                         "PORT must be the board's serial device, e.g. /dev/ttyUSB0 or /dev/ttyACM0",
-                         exit_codes.PORT_UNUSABLE)
-    if not os.access(port, os.R_OK | os.W_OK):
-        raise FlashError("permission denied on %s" % port, DIALOUT_HINT, exit_codes.PORT_DENIED)
-    return port
+        return boardlink.check_port(port, command)
+    except boardlink.BoardError as e:
+        raise FlashError(e.message, e.hint, e.code) from None
 
 
 def esptool(*args) -> list[str]:
@@ -60,10 +39,11 @@ def esptool(*args) -> list[str]:
 
 
 def mpremote(*args) -> list[str]:
-    exe = os.environ.get("MOTORGUARD_MPREMOTE") or str(Path(sys.executable).with_name("mpremote"))
-    if not Path(exe).exists():
-        exe = shutil.which("mpremote") or exe
-    return [exe, *args]
+    """boardlink.mpremote, as a FlashError when mpremote is missing."""
+    try:
+        return boardlink.mpremote(*args)
+    except boardlink.BoardError as e:
+        raise FlashError(e.message, e.hint, e.code) from None
 
 
 # esptool's own wording (esptool/loader.py, v5): tests/flashing checks these phrases are still there.
@@ -78,7 +58,7 @@ FAILURES = [
 ]
 HINTS = {
     exit_codes.WRONG_CHIP: "MotorGuard runs on the original ESP32 (e.g. ESP32-DevKitC / DevKit V1); check the board",
-    exit_codes.PORT_DENIED: DIALOUT_HINT,
+    exit_codes.PORT_DENIED: boardlink.DIALOUT_HINT,
     exit_codes.PORT_UNUSABLE: "close other programs using the port (make console, screen, Thonny); if the board does "
                           "not answer, hold BOOT while it connects, or check the cable",
 }

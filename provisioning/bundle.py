@@ -22,10 +22,11 @@ from pathlib import Path
 
 from cryptography import x509
 
+import boardlink
 from contract import BOARD_FILES, CONFIG_FILE, DEVICE_CERT, DEVICE_KEY, ROOT_CA
 from contract.exit_codes import NOT_ONLINE
 from provisioning import pki
-from provisioning.errors import MPREMOTE_MISSING, SERIAL_PORT, ProvisionError
+from provisioning.errors import ProvisionError
 
 DEVICE_CERT_PEM, DEVICE_KEY_PEM, ROOT_CA_PEM = "device.crt.pem", "device.key.pem", "root-ca.pem"  # host tools'
 KEY_FILES = (DEVICE_KEY, DEVICE_KEY_PEM)
@@ -138,46 +139,19 @@ def sha256s(out_dir, names=BOARD_FILES) -> dict:
 
 
 def mpremote_cmd() -> list[str]:
-    """mpremote from $MOTORGUARD_MPREMOTE, else PATH, else next to this Python."""
-    exe = os.environ.get("MOTORGUARD_MPREMOTE") or shutil.which("mpremote") or str(Path(sys.executable).parent / "mpremote")
-    if not Path(exe).exists():
-        raise ProvisionError("mpremote is not installed", "pip install mpremote (make setup installs it)",
-                             MPREMOTE_MISSING)
-    return [exe]
+    """boardlink's mpremote, as a ProvisionError when it is missing."""
+    try:
+        return [boardlink.mpremote_path()]
+    except boardlink.BoardError as e:
+        raise ProvisionError(e.message, e.hint, e.code) from None
 
 
 def check_port(port: str) -> None:
-    if port.startswith(("/", ".")) and not Path(port).exists():
-        raise ProvisionError("serial port %s does not exist" % port,
-                             "is the board plugged in? `mpremote devs` lists the ports", SERIAL_PORT)
-    if port.startswith("/") and not os.access(port, os.R_OK | os.W_OK):
-        raise ProvisionError("no permission to open %s" % port,
-                             "add yourself to the dialout group: sudo usermod -aG dialout $USER, then log in again",
-                             SERIAL_PORT)
-
-
-VERIFY_SCRIPT = (  # runs on the board: prints 'SHA <name> <hex>' per file
-
-    "import hashlib,binascii\n"
-    "for n in %r:\n"
-    "    h=hashlib.sha256()\n"
-    "    f=open(n,'rb')\n"
-    "    while True:\n"
-    "        b=f.read(512)\n"
-    "        if not b: break\n"
-    "        h.update(b)\n"
-    "    f.close()\n"
-    "    print('SHA', n, binascii.hexlify(h.digest()).decode())\n"
-)
-
-
-def parse_hashes(output: str) -> dict:
-    out = {}
-    for line in output.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "SHA":
-            out[parts[1]] = parts[2]
-    return out
+    """boardlink.check_port, as a ProvisionError: the same checks and exit codes as the board tools'."""
+    try:
+        boardlink.check_port(port, "provision")
+    except boardlink.BoardError as e:
+        raise ProvisionError(e.message, e.hint, e.code) from None
 
 
 # The board tools' command line (flashing/__main__.py): how provisioning puts a bundle onto a board,

@@ -15,14 +15,17 @@ from contract.exit_codes import (  # noqa: F401 - re-exported: provisioning's mo
     NO_CREDENTIALS,
     NOT_FOUND,
     OK,
-    SERIAL_PORT,
+    PORT_ABSENT,
+    PORT_DENIED,
+    PORT_UNUSABLE,
     SERVICE_ERROR,
     UNEXPECTED,
 )
 
 # Every code `provision` exits with (its --help lists them).
-CODES = (OK, UNEXPECTED, BAD_INPUT, CONFLICT, NO_CREDENTIALS, ACCESS_DENIED, SERIAL_PORT, MPREMOTE_MISSING,
-         CHECK_FAILED, SERVICE_ERROR, NOT_FOUND, BROKER_MISSING)
+# A board's port is checked by boardlink, as the board tools check it: the same three codes.
+CODES = (OK, UNEXPECTED, BAD_INPUT, CONFLICT, NO_CREDENTIALS, ACCESS_DENIED, PORT_ABSENT, PORT_DENIED, PORT_UNUSABLE,
+         MPREMOTE_MISSING, CHECK_FAILED, SERVICE_ERROR, NOT_FOUND, BROKER_MISSING)
 
 
 class ProvisionError(Exception):

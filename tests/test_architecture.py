@@ -22,7 +22,8 @@ def test_every_import_keeps_the_rooms_contracts():
 
 # The packages whose modules import each other, and where each lives (the firmware's package is
 # not on the host's path: it is read from its folder).
-PACKAGES = {"contract": ROOT / "contract", "provisioning": ROOT / "provisioning", "flashing": ROOT / "flashing",
+PACKAGES = {"contract": ROOT / "contract", "boardlink": ROOT / "boardlink", "provisioning": ROOT / "provisioning",
+            "flashing": ROOT / "flashing",
             "cloud": ROOT / "cloud", "vesp32": ROOT / "vesp32", "sim": ROOT / "sim", "hil_tests": ROOT / "hil_tests",
             "motorguard": ROOT / "firmware" / "motorguard"}
 

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import boardlink
 from contract import exit_codes
 from flashing import errors, flash, image, tools
 from flashing.errors import FlashError
@@ -31,11 +32,13 @@ def test_help_teaches_commands_and_exit_codes():
 
 
 def test_no_flashing_code_means_something_else_to_provision():
-    """3 once meant "no port" here and "conflict" to provision: the board codes are flashing's own."""
+    """3 once meant "no port" here and "conflict" to provision. Shared: OK, BAD_INPUT, and the codes of
+    a port that cannot work, which both take from boardlink's one check (the same failure, the same code)."""
     from provisioning import errors as provisioning_errors
 
     shared = set(errors.CODES) & set(provisioning_errors.CODES)
-    assert shared == {exit_codes.OK, exit_codes.BAD_INPUT}
+    assert shared == {exit_codes.OK, exit_codes.BAD_INPUT, exit_codes.PORT_ABSENT, exit_codes.PORT_DENIED,
+                      exit_codes.PORT_UNUSABLE}
     assert exit_codes.NO_PORT not in provisioning_errors.CODES and exit_codes.NO_PORT in errors.CODES
 
 
@@ -58,7 +61,7 @@ def test_a_file_is_not_a_serial_port(tmp_path):
 
 def test_permission_denied_names_the_dialout_group(monkeypatch):
     # root may open anything, so the denial comes from the OS check we call (the one edge mocked here)
-    monkeypatch.setattr(tools.os, "access", lambda *_: False)
+    monkeypatch.setattr(boardlink.os, "access", lambda *_: False)
     with pytest.raises(FlashError) as e:
         tools.check_port("/dev/null")
     assert e.value.code == exit_codes.PORT_DENIED and "dialout" in e.value.hint

@@ -166,7 +166,7 @@ def test_batch_and_list(local_broker, home, cli):
     (["device", "motor-1", "--wifi-password", "secret123"], errors.BAD_INPUT, "without --wifi-ssid"),
     (["device", "motor-1", "--wifi-ssid", "lab", "--wifi-password", "short"], errors.BAD_INPUT, "8-63"),
     (["device", "motor-1", "--wifi-ssid", "s" * 33], errors.BAD_INPUT, "1-32 bytes"),
-    (["device", "motor-1", "--port", "/dev/ttyNOPE0"], errors.SERIAL_PORT, "does not exist"),
+    (["device", "motor-1", "--port", "/dev/ttyNOPE0"], exit_codes.PORT_ABSENT, "does not exist"),
     (["batch", "--count", "0", "--prefix", "p"], errors.BAD_INPUT, "--count"),
     (["batch", "--count", "2", "--prefix", "bad prefix"], errors.BAD_INPUT, "invalid thing name"),
     (["check", "nobody"], errors.NOT_FOUND, "no device"),
@@ -219,8 +219,8 @@ def test_mpremote_missing(home, cli, monkeypatch):
 
 
 def test_port_that_is_not_a_board(home, cli, tmp_path):
-    # The board tools (python -m flashing deploy), given a path that exists but is no serial device,
-    # refuse it before anything is sent.
+    # A path that exists but is no serial device is refused before anything is made or sent, with the
+    # board tools' own check and exit code (boardlink).
     from provisioning import local
     from cloud.local.broker import free_port
 
@@ -229,9 +229,9 @@ def test_port_that_is_not_a_board(home, cli, tmp_path):
     port.write_bytes(b"")
     r = cli("device", "motor-np", "--port", str(port))
     assert r.exit_code == exit_codes.PORT_UNUSABLE, r.output
-    assert "is not a serial device" in r.output and "run this again to retry the copy" in r.output
+    assert "is not a serial device" in r.output and "PORT must be the board's serial device" in r.output
     assert "Traceback" not in r.output
-    assert Registry(home).get("motor-np")["status"] == "ACTIVE"  # the identity is kept; only the copy failed
+    assert Registry(home).get("motor-np") is None  # refused first: no identity made for a board it cannot reach
 
 
 def test_rotate_option_conflicts(local_broker, home, cli):
@@ -241,7 +241,7 @@ def test_rotate_option_conflicts(local_broker, home, cli):
         r = cli("rotate", "motor-oc", *args)
         assert r.exit_code == errors.BAD_INPUT and words in r.output, r.output
     r = cli("rotate", "motor-oc", "--port", "/dev/ttyNOPE0")
-    assert r.exit_code == errors.SERIAL_PORT and "does not exist" in r.output
+    assert r.exit_code == exit_codes.PORT_ABSENT and "does not exist" in r.output
     assert "pending" not in Registry(home).get("motor-oc")  # nothing staged by a refused command
     Registry(home).put("motor-aw", {"backend": "aws", "certificate_id": "x", "certificate_arn": "y",
                                     "bundle": str(home / "devices" / "motor-aw"), "status": "ACTIVE"})
