@@ -113,6 +113,7 @@ class Engine:
             t.start()
             self._threads.append(t)
         def setup(c):
+            self.client = c  # before the connect: a persistent session's messages come at once, and are acked on it
             c.max_inflight_messages_set(100)
             c.reconnect_delay_set(0.1, 0.5)  # the rules must be back as soon as the broker is
 
