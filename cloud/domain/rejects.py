@@ -80,3 +80,33 @@ def read(body: str) -> dict:
     doc = json.loads(body)
     doc["payload"]["bytes"] = base64.b64decode(doc["payload"]["base64"])
     return doc
+
+
+def summary(body: str) -> dict:
+    """One dead letter as a person reads it, whichever of the three documents it is: a reject
+    (rejectedBy, code), a rule's error action (ruleName, failures) or a function's failure record
+    (requestContext). Nothing of it is trusted: every field is data to show as text."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {"kind": "unknown", "code": "unreadable", "reason": "a dead letter that is not JSON"}
+    if not isinstance(doc, dict):
+        return {"kind": "unknown", "code": "unreadable", "reason": "a dead letter that is not a JSON object"}
+    if "rejectedBy" in doc:
+        return {"kind": "reject", "code": str(doc.get("code")), "reason": str(doc.get("reason")),
+                "by": str(doc.get("rejectedBy")), "thing": doc.get("thing"), "topic": doc.get("topic"),
+                "time_ms": doc.get("rejectedMs") or doc.get("receivedMs")}
+    if "ruleName" in doc:
+        failures = doc.get("failures") or [{}]
+        first = failures[0] if isinstance(failures, list) and failures and isinstance(failures[0], dict) else {}
+        return {"kind": "rule_error", "code": str(doc.get("reason") or "action_failed"),
+                "reason": str(first.get("errorMessage") or doc.get("reason") or "a rule action failed"),
+                "by": str(doc.get("ruleName")), "topic": doc.get("topic"), "thing": None, "time_ms": None}
+    ctx = doc.get("requestContext") if isinstance(doc.get("requestContext"), dict) else {}
+    if ctx:
+        response = doc.get("responsePayload") if isinstance(doc.get("responsePayload"), dict) else {}
+        return {"kind": "function_failure", "code": str(ctx.get("condition") or "failed"),
+                "reason": str(response.get("errorMessage") or "the function failed"),
+                "by": str(ctx.get("functionArn", "")).split(":function:")[-1], "thing": None, "topic": None,
+                "time_ms": None}
+    return {"kind": "unknown", "code": "unknown", "reason": "a dead letter of no known kind"}

@@ -34,7 +34,7 @@ from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotF
 from boto3.dynamodb.conditions import Key
 
 import contract
-from cloud.domain import aggregates, commands, history, messages, pages
+from cloud.domain import aggregates, commands, devices, history, messages, pages, rejects
 from cloud.lambdas.common import client, env, queue_url, table
 
 logger = Logger(service="motorguard-api")
@@ -50,7 +50,6 @@ DEFAULT_LIMIT = 500
 DEVICE_PAGE = 100  # devices a page of /devices holds by default (at most MAX_DEVICE_PAGE)
 MAX_DEVICE_PAGE = 500
 LOOKUP_THREADS = 16  # one page's latest readings are read in parallel
-ONLINE_BATCHES = 3  # without a status message: online while the last telemetry is this many batches old at most
 REJECT_SAMPLE = 50  # dead letters /rejects reads at most
 BATCH_SPAN_MS = 15 * 60 * 1000  # a batch's samples may start this long before its first one is in range
 
@@ -100,36 +99,11 @@ def presence_of(things) -> dict:
     return out
 
 
-def online_of(status, batch, now_ms):
-    """Online or offline, and on what ground: the device's own status message (its connect, or its
-    Will when the connection died) when the cloud has one, else whether its newest telemetry is
-    recent for its own batch period (None: nothing to tell from)."""
-    if status is not None and isinstance(status.get("online"), bool):
-        return status["online"], "status"
-    if len(batch) >= 2:
-        period = (batch[-1]["time"] - batch[0]["time"]) / (len(batch) - 1) * len(batch)
-        return now_ms - batch[-1]["time"] <= ONLINE_BATCHES * max(period, 1000), "telemetry"
-    return None, "unknown"
-
-
 def device_view(item, batch=None, status=None):
-    d = history.from_dynamo(item)
+    """devices.view of one device's row, with its latest batch read when not given."""
     if batch is None:
-        batch = latest_batch(d["device"])
-    d["latest_sample"] = batch[-1] if batch else None
-    # The state now: the newer of the last event's and the last sample's (a FAULT's event comes at
-    # once, the samples of the same moment up to a batch later).
-    sample = d["latest_sample"]
-    if sample and sample["time"] >= (d.get("last_event_ms") or 0):
-        d["state_now"], d["state_since_ms"] = sample["state"], sample["time"]
-    else:
-        d["state_now"], d["state_since_ms"] = d.get("state"), d.get("last_event_ms")
-    seen = [t for t in (d.get("last_event_ms"), batch[-1]["time"] if batch else None) if t]
-    d["last_seen_ms"] = max(seen) if seen else None
-    d["online"], d["online_from"] = online_of(status, batch, int(time.time() * 1000))
-    d["alert"] = {"event": "FAULT", "reason": d.get("reason") or None, "since_ms": d.get("last_event_ms")} \
-        if d.get("state") == "FAULT" else None
-    return d
+        batch = latest_batch(item["device"])
+    return devices.view(history.from_dynamo(item), batch, status, int(time.time() * 1000))
 
 
 def device_views(items) -> list:
@@ -360,36 +334,6 @@ def list_alerts():
             "next": pages.encode({"device": nxt["device"]}) if nxt else None}
 
 
-def dead_letter_summary(body: str) -> dict:
-    """One dead letter as a person reads it, whichever of the three documents it is: a reject
-    (rejectedBy, code), a rule's error action (ruleName, failures) or a function's failure record
-    (requestContext). Nothing of it is trusted: every field is data to show as text."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return {"kind": "unknown", "code": "unreadable", "reason": "a dead letter that is not JSON"}
-    if not isinstance(doc, dict):
-        return {"kind": "unknown", "code": "unreadable", "reason": "a dead letter that is not a JSON object"}
-    if "rejectedBy" in doc:
-        return {"kind": "reject", "code": str(doc.get("code")), "reason": str(doc.get("reason")),
-                "by": str(doc.get("rejectedBy")), "thing": doc.get("thing"), "topic": doc.get("topic"),
-                "time_ms": doc.get("rejectedMs") or doc.get("receivedMs")}
-    if "ruleName" in doc:
-        failures = doc.get("failures") or [{}]
-        first = failures[0] if isinstance(failures, list) and failures and isinstance(failures[0], dict) else {}
-        return {"kind": "rule_error", "code": str(doc.get("reason") or "action_failed"),
-                "reason": str(first.get("errorMessage") or doc.get("reason") or "a rule action failed"),
-                "by": str(doc.get("ruleName")), "topic": doc.get("topic"), "thing": None, "time_ms": None}
-    ctx = doc.get("requestContext") if isinstance(doc.get("requestContext"), dict) else {}
-    if ctx:
-        response = doc.get("responsePayload") if isinstance(doc.get("responsePayload"), dict) else {}
-        return {"kind": "function_failure", "code": str(ctx.get("condition") or "failed"),
-                "reason": str(response.get("errorMessage") or "the function failed"),
-                "by": str(ctx.get("functionArn", "")).split(":function:")[-1], "thing": None, "topic": None,
-                "time_ms": None}
-    return {"kind": "unknown", "code": "unknown", "reason": "a dead letter of no known kind"}
-
-
 @app.get("/rejects")
 def list_rejects():
     """How many messages the dead-letter queue holds, and a sample of why (up to 'limit'). The
@@ -408,7 +352,7 @@ def list_rejects():
         if not fresh:
             break
         for m in fresh:
-            seen[m["MessageId"]] = dict(dead_letter_summary(m["Body"]), id=m["MessageId"])
+            seen[m["MessageId"]] = dict(rejects.summary(m["Body"]), id=m["MessageId"])
         if len(seen) >= limit:
             break
     sample = sorted(seen.values(), key=lambda d: -(d.get("time_ms") or 0))[:limit]

@@ -38,6 +38,10 @@ def provided(path: Path) -> dict:
                 elif isinstance(m, ast.Assign):
                     members |= {t.id for t in m.targets if isinstance(t, ast.Name)}
             out[node.name] = (members, keywords)
+        elif isinstance(node, ast.ImportFrom) and node.module and (path.parent / (node.module + ".py")).exists():
+            # a name the module takes from a sibling (machine.PWM from _vpwm.py): read it there
+            sibling = provided(path.parent / (node.module + ".py"))
+            out.update({a.asname or a.name: sibling[a.name] for a in node.names if a.name in sibling})
         elif isinstance(node, ast.FunctionDef):
             out[node.name] = (set(), None)
         elif isinstance(node, ast.Assign):

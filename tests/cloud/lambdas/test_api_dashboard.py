@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from cloud import resources
-from cloud.domain import aggregates, commands, history, rejects
+from cloud.domain import aggregates, commands, devices, history, rejects
 from cloud.lambdas import api
 from cloud.local.apigw import ApiServer, LambdaContext, proxy_event
 
@@ -84,9 +84,9 @@ def test_a_device_shows_its_state_now_when_it_was_last_seen_and_whether_it_is_on
 def test_telemetry_older_than_three_batches_means_offline():
     now = 1_800_000_000_000
     batch = [{"time": now - 100_000 + i * 1000} for i in range(30)]  # a 30 s batch, last sample 71 s old
-    assert api.online_of(None, batch, now) == (True, "telemetry")
-    assert api.online_of(None, batch, now + 30_000) == (False, "telemetry")
-    assert api.online_of(None, [], now) == (None, "unknown")
+    assert devices.online_of(None, batch, now) == (True, "telemetry")
+    assert devices.online_of(None, batch, now + 30_000) == (False, "telemetry")
+    assert devices.online_of(None, [], now) == (None, "unknown")
 
 
 def test_alerts_list_the_devices_whose_fault_is_latched(api_url):
