@@ -29,10 +29,11 @@ from __future__ import annotations
 import os
 import time
 
+import boardlink
+from boardlink import VERIFY_SCRIPT, parse_hashes
 from contract import BOARD_FILES, CONFIG_FILE, console, exit_codes
 from flashing import files, tools
 from flashing.errors import FlashError
-from boardlink import VERIFY_SCRIPT, parse_hashes
 
 PREPARE_SCRIPT = (  # runs on the board: directories first (parents before children), stale sources out
     "import os\n"
@@ -124,23 +125,14 @@ def raw_session(port: str, script: str, timeout_s: float):
     """Stops whatever runs on the board (Ctrl-C), runs script in the raw REPL (no soft reset: the
     watchdog's clock is running) and yields the console lines that follow, the port kept open, until
     timeout_s. The script is expected to reset the board; the lines are its next boot's."""
-    import serial  # pyserial comes with esptool and mpremote
-
-    s = serial.Serial()
-    s.port, s.baudrate, s.timeout = port, 115200, 0.1
-    s.dtr = s.rts = False  # both released: opening the port must not reset the board or hold it in ROM boot
-    try:
-        s.open()
-    except (OSError, serial.SerialException) as e:
-        raise FlashError("cannot open %s (%s)" % (port, e),
-                         tools.HINTS[exit_codes.PORT_UNUSABLE], exit_codes.PORT_UNUSABLE) from None
+    s = tools.open_port(port)
     with s:
         for _ in range(RAW_REPL_TRIES):
             s.write(b"\r\x03\x03")  # interrupt the firmware (twice: once may land in a handler)
             time.sleep(0.1)
             s.reset_input_buffer()
             s.write(b"\r\x01")  # raw REPL
-            got = _read_until(s, RAW_PROMPT, 3.0)
+            got = boardlink.read_until(s, RAW_PROMPT, 3.0)
             if got.endswith(RAW_PROMPT):
                 break
             # No prompt: the interrupt may have come too late for the watchdog's window, which reset
@@ -154,25 +146,11 @@ def raw_session(port: str, script: str, timeout_s: float):
             s.write(data[i : i + 256])
             time.sleep(0.01)
         s.write(b"\x04")
-        if _read_until(s, b"OK", 2.0)[-2:] != b"OK":
+        if boardlink.read_until(s, b"OK", 2.0)[-2:] != b"OK":
             raise FlashError("the board on %s did not take the program" % port,
                              "run make deploy again; press the board's EN button if it persists",
                              exit_codes.PORT_UNUSABLE)
-        deadline = time.monotonic() + timeout_s
-        buf = b""
-        while time.monotonic() < deadline:
-            buf += s.read(256)
-            *done, buf = buf.split(b"\n")
-            for raw in done:
-                yield raw.decode("utf-8", "replace").rstrip("\r")
-
-
-def _read_until(s, ending: bytes, timeout_s: float) -> bytes:
-    got = b""
-    deadline = time.monotonic() + timeout_s
-    while not got.endswith(ending) and time.monotonic() < deadline:
-        got += s.read(1)
-    return got
+        yield from boardlink.read_lines(s, timeout_s)
 
 
 def enter_maintenance(port: str, board: dict, timeout_s: float = 20.0, echo=print):

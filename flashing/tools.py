@@ -34,6 +34,14 @@ def check_port(port, command="flash") -> str:
         raise FlashError(e.message, e.hint, e.code) from None
 
 
+def open_port(port):
+    """boardlink.open_port, as a FlashError."""
+    try:
+        return boardlink.open_port(port)
+    except boardlink.BoardError as e:
+        raise FlashError(e.message, e.hint, e.code) from None
+
+
 def esptool(*args) -> list[str]:
     return [sys.executable, "-m", "esptool", *args]
 
@@ -59,8 +67,7 @@ FAILURES = [
 HINTS = {
     exit_codes.WRONG_CHIP: "MotorGuard runs on the original ESP32 (e.g. ESP32-DevKitC / DevKit V1); check the board",
     exit_codes.PORT_DENIED: boardlink.DIALOUT_HINT,
-    exit_codes.PORT_UNUSABLE: "close other programs using the port (make console, screen, Thonny); if the board does "
-                          "not answer, hold BOOT while it connects, or check the cable",
+    exit_codes.PORT_UNUSABLE: boardlink.BUSY_HINT,
 }
 
 

@@ -11,6 +11,7 @@ import re
 import threading
 import time
 
+import boardlink
 from contract import console
 
 
@@ -106,21 +107,17 @@ class SerialBoard(Board):
 
     def __init__(self, port):
         super().__init__()
-        import serial
-
-        self.serial = serial.Serial(port, 115200, timeout=0.2)
+        self.serial = boardlink.open_port(boardlink.check_port(port, "hil"), timeout_s=0.2)
         self._stop = False
         self._t = threading.Thread(target=self._read, daemon=True)
         self._t.start()
         self.reboot()
 
     def _read(self):
-        buf = b""
+        reader = boardlink.LineReader()
         while not self._stop:
-            buf += self.serial.read(256)
-            *lines, buf = buf.split(b"\n")
-            for raw in lines:
-                self._add(raw.decode(errors="replace").rstrip("\r"))
+            for text in reader.feed(self.serial.read(256)):
+                self._add(text)
 
     def write(self, text):
         self.serial.write(text.encode())

@@ -11,6 +11,7 @@ import collections
 import os
 import time
 
+import boardlink
 from contract import console
 
 ConsoleLine = collections.namedtuple("ConsoleLine", "t_ns text index")
@@ -24,7 +25,7 @@ class BoardObservations:
         # One thread per boot, until that process's stdout closes. Bytes as they come (the raw
         # REPL's prompts end no line) go to the serial port, lines to the console log.
         fd = proc.stdout.fileno()
-        pending = b""
+        reader = boardlink.LineReader()
         while True:
             try:
                 data = os.read(fd, 4096)
@@ -35,16 +36,14 @@ class BoardObservations:
             port = self.serial
             if port is not None:
                 port.from_board(data)
-            pending += data
-            *done, pending = pending.split(b"\n")
-            for raw in done:
-                self._console_line(raw)
-        if pending:
-            self._console_line(pending)
+            for text in reader.feed(data):
+                self._console_line(text)
+        rest = reader.rest()
+        if rest is not None:
+            self._console_line(rest)
 
-    def _console_line(self, raw):
+    def _console_line(self, text):
         t = time.time_ns()
-        text = raw.decode("utf-8", "replace").rstrip("\r\n")
         with self._lock:
             line = ConsoleLine(t, text, len(self.lines))
             self.lines.append(line)

@@ -1,12 +1,13 @@
-"""boardlink, the one place a board's serial port is checked and mpremote found: the board tools
-(flashing) and provisioning report each failure with the same message and exit code."""
+"""boardlink, the one place a board's serial port is checked, opened and read line by line, and
+mpremote found: the board tools (flashing) and provisioning report each failure with the same
+message and exit code."""
 
 from __future__ import annotations
 
 import pytest
 
 import boardlink
-from contract import exit_codes
+from contract import console, exit_codes
 from flashing import tools
 from flashing.errors import FlashError
 from provisioning import bundle
@@ -54,3 +55,71 @@ def test_the_verify_script_s_output_parses_into_hashes():
     out = "SHA config.json " + "a" * 64 + "\nnoise\nSHA main.py " + "b" * 64 + "\n"
     assert boardlink.parse_hashes(out) == {"config.json": "a" * 64, "main.py": "b" * 64}
     assert "hashlib.sha256()" in boardlink.VERIFY_SCRIPT % (["x"],)
+
+
+# ------------------------------------------------------------------ the console, line by line
+
+
+def test_lines_come_whole_however_the_bytes_are_cut():
+    stream = "MG BOOT version=1 thing=m-1\r\nMG STATE STOPPED event=BOOT\r\ntemp 21.5 \u00b0C\r\nMG NET onl".encode()
+    for cut in range(1, len(stream)):  # every split point, a multibyte character's middle included
+        reader = boardlink.LineReader()
+        got = reader.feed(stream[:cut]) + reader.feed(stream[cut:])
+        assert got == ["MG BOOT version=1 thing=m-1", "MG STATE STOPPED event=BOOT", "temp 21.5 \u00b0C"]
+        assert reader.rest() == "MG NET onl" and reader.rest() is None
+
+
+def test_noise_on_the_line_is_replaced_not_raised_and_the_next_line_parses():
+    reader = boardlink.LineReader()
+    got = reader.feed(b"\xff\xfe\x00ets Jun  8 2016\r\n" + console.ONLINE.encode() + b"\r\n")
+    assert got[0].endswith("ets Jun  8 2016") and "\ufffd" in got[0]
+    assert console.parse(got[1]).word == "NET" and got[1] == console.ONLINE
+    assert reader.rest() is None
+
+
+class _Port:
+    """A serial port's read side (the true edge: pyserial against a board): chunks, then silence."""
+
+    def __init__(self, *chunks):
+        self.chunks = list(chunks)
+
+    def read(self, n):
+        return self.chunks.pop(0)[:n] if self.chunks else b""
+
+
+def test_read_lines_yields_until_the_timeout_and_read_until_returns_what_came():
+    port = _Port(b"MG BOOT x\r\nMG NE", b"T online\r\n")
+    assert list(boardlink.read_lines(port, 0.05)) == ["MG BOOT x", console.ONLINE]
+    port = _Port(*[bytes([c]) for c in b"junk raw REPL; CTRL-B to exit\r\n>more"])
+    assert boardlink.read_until(port, b"exit\r\n>", 1.0) == b"junk raw REPL; CTRL-B to exit\r\n>"
+    assert boardlink.read_until(_Port(b"n", b"o"), b">", 0.05) == b"no"  # the prompt never came
+
+
+def test_a_port_that_will_not_open_is_one_error_with_the_busy_hint(tmp_path):
+    with pytest.raises(boardlink.BoardError) as e:
+        boardlink.open_port(str(tmp_path / "ttyUSB9"))
+    assert e.value.code == exit_codes.PORT_UNUSABLE and e.value.hint == boardlink.BUSY_HINT
+    with pytest.raises(FlashError) as flashing:
+        tools.open_port(str(tmp_path / "ttyUSB9"))
+    assert flashing.value.code == exit_codes.PORT_UNUSABLE
+
+
+def test_every_console_reader_goes_through_boardlink():
+    """The host's console readers (deploy's raw session, the real and the virtual board) split
+    lines only through boardlink.LineReader, and only boardlink opens a serial port."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for package in ("flashing", "provisioning", "vesp32", "hil_tests", "cloud", "sim"):
+        for path in (root / package).rglob("*.py"):
+            if "board" in path.parts[len(root.parts) + 1:-1] or "heap32" in path.parts:
+                continue  # files that run on the (virtual) board, not the host
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                    assert "serial" not in names, "%s opens a serial port itself: use boardlink.open_port" % path
+    for path in ("flashing/deploy.py", "hil_tests/boards.py", "vesp32/observations.py"):
+        text = (root / path).read_text()
+        assert ("LineReader" in text or "read_lines" in text) and 'split(b"\\n")' not in text, path
