@@ -122,3 +122,20 @@ def _write(text: str) -> Path:
     f = Path(tempfile.mkdtemp()) / "m.py"
     f.write_text(text)
     return f
+
+
+# A file that one person can hold in their head: past this, split it along its seam (one job a
+# file). Counted over what ships or runs the product, tests apart.
+MAX_LINES = 430
+PRODUCT = ("contract", "boardlink", "provisioning", "flashing", "cloud", "vesp32", "sim", "firmware", "web/src",
+           "scripts")
+
+
+def test_no_product_file_is_over_the_line_limit():
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", *PRODUCT], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()
+    sources = [ROOT / f for f in tracked if f.endswith((".py", ".js", ".mjs", ".css", ".html", ".sh"))]
+    assert len(sources) > 100, "the file list is wrong: %d files" % len(sources)
+    long = {str(f.relative_to(ROOT)): n for f in sources if f.exists()
+            for n in [len(f.read_text(errors="replace").splitlines())] if n > MAX_LINES}
+    assert not long, "over %d lines (split each along its seam): %s" % (MAX_LINES, long)

@@ -1,7 +1,6 @@
 """The MotorGuard cloud as an AWS CDK v2 stack, built from the same definitions the local IoT Core runs:
 cloud/resources.py (tables, bucket, topic, queue, functions) and cloud/rules.py (topic rules), and the
-web dashboard (docs/dashboard.md): its files in a private bucket behind CloudFront, its users in a
-Cognito user pool, its API routes behind a Cognito authorizer.
+web dashboard (docs/dashboard.md), whose resources cloud/infra/dashboard.py adds to this stack.
 cfn-lint and checkov check the synthesized template (tests/cloud/infra/test_cfn_lint.py); what they flag
 that does not apply here is suppressed on the resource, with the reason (CHECKOV_SKIPS, CFN_LINT_IGNORES)."""
 
@@ -10,7 +9,6 @@ from __future__ import annotations
 import json
 
 from aws_cdk import (ArnFormat, CfnOutput, CfnResource, Duration, RemovalPolicy, Stack, aws_apigateway as apigw,
-                     aws_cloudfront as cloudfront, aws_cloudfront_origins as origins, aws_cognito as cognito,
                      aws_cloudwatch as cw, aws_cloudwatch_actions as cw_actions, aws_dynamodb as ddb,
                      aws_events as events, aws_events_targets as targets, aws_iam as iam, aws_iot as iot,
                      aws_kms as kms, aws_lambda as lambda_, aws_lambda_destinations as destinations,
@@ -20,7 +18,7 @@ from constructs import Construct
 
 import contract
 from cloud import resources, rules
-from cloud.domain import web_headers
+from cloud.infra.dashboard import add_dashboard, skip_dashboard_findings
 
 POWERTOOLS_LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:27"
 # Each function's memory, timeout and reserved concurrency: cloud/resources.py FUNCTION_SETTINGS (the
@@ -67,26 +65,6 @@ CHECKOV_SKIPS = {
         ("CKV_AWS_73", "one Lambda proxy behind it: the access log and the function's logs trace a request"),
         ("CKV_AWS_120", "it serves live device state and takes commands: a cache would answer stale")],
 }
-# The dashboard's resources: what the checks ask for that does not apply, resource by resource.
-DASHBOARD_CHECKOV_SKIPS = {
-    "bucket": [("CKV_AWS_18", "the dashboard's static files, written only by make deploy-cloud; CloudTrail data "
-                              "events are the audit, and CloudFront serves them through origin access control")],
-    "distribution": [
-        ("CKV_AWS_68", "a static page and an API that authenticates every request (Cognito, SigV4) and is "
-                       "throttled per stage; a WAF web ACL costs $5 a month plus requests and blocks nothing here"),
-        ("CKV_AWS_86", "the API stage keeps an access log of every request with its caller; the static files "
-                       "carry no data"),
-        ("CKV_AWS_174", "the default *.cloudfront.net certificate: TLS 1.2 minimum needs a custom domain and "
-                        "certificate, which an operator adds with their own domain (docs/dashboard.md)"),
-        ("CKV_AWS_310", "one origin per path: an S3 bucket and API Gateway, both regional services AWS makes "
-                        "highly available; a failover origin group would serve nothing else")],
-}
-# The Cognito app client's token lifetimes: an ID token (what the API takes) lasts an hour, and the
-# page refreshes it for the rest of a working day.
-DASHBOARD_ID_TOKEN_HOURS = 1
-DASHBOARD_SESSION_HOURS = 12
-DASHBOARD_PATH = "/api"  # CloudFront sends /api/* to the API; the API serves the dashboard's routes there
-
 CFN_LINT_IGNORES = {
     # CDK writes DependsOn on the role next to the GetAtt of it; redundant, harmless.
     "AWS::Lambda::Function": ["W3005"],
@@ -215,7 +193,7 @@ class MotorGuardStack(Stack):
                 access_log_destination=apigw.LogGroupLogDestination(self.api_log),
                 access_log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS))))
 
-        self._dashboard(f["api"])
+        add_dashboard(self, f["api"], keep_data=KEEP_DATA)
 
         events.Rule(self, "Hourly", schedule=events.Schedule.cron(minute="5"),
                     targets=[targets.LambdaFunction(f["aggregate"])])
@@ -245,9 +223,7 @@ class MotorGuardStack(Stack):
                 a.add_alarm_action(alarm_action)
 
         self._suppress_findings()
-        for construct, key in ((self.web_bucket, "bucket"), (self.dashboard, "distribution")):
-            construct.node.default_child.add_metadata("checkov", {"skip": [
-                {"id": i, "comment": why} for i, why in DASHBOARD_CHECKOV_SKIPS[key]]})
+        skip_dashboard_findings(self)  # after: it replaces what _suppress_findings gave the dashboard's bucket
 
         CfnOutput(self, "ApiUrl", value=self.api.url)
         CfnOutput(self, "ArchiveBucket", value=self.bucket.bucket_name)
@@ -262,80 +238,6 @@ class MotorGuardStack(Stack):
             "aws cognito-idp admin-create-user --user-pool-id %s --username NAME --message-action SUPPRESS "
             "--temporary-password PASSWORD && aws cognito-idp admin-set-user-password --user-pool-id %s "
             "--username NAME --password PASSWORD --permanent") % (self.user_pool.user_pool_id, self.user_pool.user_pool_id))
-
-    def _dashboard(self, api_function):
-        """The web dashboard: sign-in through a Cognito user pool, the API's routes under /api behind
-        the pool's authorizer (the root routes keep SigV4), and the page's files in a private bucket
-        that only CloudFront reads (origin access control). CloudFront serves the page and /api on one
-        origin, with the security headers of cloud/domain/web_headers.py. No server of our own: the
-        files are put in the bucket by make deploy-cloud (web/publish.py) after the stack is up."""
-        self.user_pool = cognito.UserPool(
-            self, "DashboardUsers", user_pool_name="motorguard-dashboard", self_sign_up_enabled=False,
-            sign_in_aliases=cognito.SignInAliases(username=True),
-            password_policy=cognito.PasswordPolicy(min_length=12, require_lowercase=True, require_uppercase=True,
-                                                   require_digits=True, require_symbols=False,
-                                                   temp_password_validity=Duration.days(3)),
-            account_recovery=cognito.AccountRecovery.NONE,  # an administrator resets a password (docs/dashboard.md)
-            removal_policy=KEEP_DATA)
-        self.web_client = self.user_pool.add_client(
-            "DashboardWeb", user_pool_client_name="motorguard-dashboard-web", generate_secret=False,
-            auth_flows=cognito.AuthFlow(user_password=True), prevent_user_existence_errors=True,
-            id_token_validity=Duration.hours(DASHBOARD_ID_TOKEN_HOURS),
-            access_token_validity=Duration.hours(DASHBOARD_ID_TOKEN_HOURS),
-            refresh_token_validity=Duration.hours(DASHBOARD_SESSION_HOURS), enable_token_revocation=True)
-        authorizer = apigw.CognitoUserPoolsAuthorizer(self, "DashboardAuthorizer", cognito_user_pools=[self.user_pool],
-                                                      identity_source="method.request.header.Authorization")
-        # A child of the proxying API's root made directly (LambdaRestApi refuses add_resource on it).
-        routes = apigw.Resource(self, "DashboardRoutes", parent=self.api.root, path_part=DASHBOARD_PATH.strip("/"))
-        routes.add_proxy(any_method=True, default_integration=apigw.LambdaIntegration(api_function),
-                         default_method_options=apigw.MethodOptions(
-                             authorization_type=apigw.AuthorizationType.COGNITO, authorizer=authorizer))
-
-        self.web_bucket = s3.Bucket(
-            self, "DashboardFiles", encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED, removal_policy=KEEP_DATA,
-            lifecycle_rules=[s3.LifecycleRule(id="old-versions", noncurrent_version_expiration=Duration.days(30))])
-        sign_in = web_headers.cognito_origin(self.region)
-        other = web_headers.OTHER_HEADERS
-        headers = cloudfront.ResponseHeadersPolicy(
-            self, "DashboardHeaders", comment="MotorGuard dashboard: CSP and the other security headers",
-            security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
-                content_security_policy=cloudfront.ResponseHeadersContentSecurityPolicy(
-                    content_security_policy=web_headers.content_security_policy(sign_in), override=True),
-                strict_transport_security=cloudfront.ResponseHeadersStrictTransportSecurity(
-                    access_control_max_age=Duration.seconds(web_headers.HSTS_SECONDS), include_subdomains=True,
-                    override=True),
-                content_type_options=cloudfront.ResponseHeadersContentTypeOptions(override=True),
-                frame_options=cloudfront.ResponseHeadersFrameOptions(
-                    frame_option=cloudfront.HeadersFrameOption.DENY, override=True),
-                referrer_policy=cloudfront.ResponseHeadersReferrerPolicy(
-                    referrer_policy=cloudfront.HeadersReferrerPolicy.NO_REFERRER, override=True)),
-            custom_headers_behavior=cloudfront.ResponseCustomHeadersBehavior(custom_headers=[
-                cloudfront.ResponseCustomHeader(header=name, value=other[name], override=True)
-                for name in ("Permissions-Policy", "Cross-Origin-Opener-Policy")]))
-        # The API through CloudFront: nothing cached (the API says no-store, and the TTLs are 0), the
-        # caller's token forwarded (CloudFront forwards Authorization only as part of the cache key).
-        api_cache = cloudfront.CachePolicy(
-            self, "DashboardApiNoCache", comment="MotorGuard API: forward the token, keep nothing",
-            default_ttl=Duration.seconds(0), min_ttl=Duration.seconds(0), max_ttl=Duration.seconds(1),
-            header_behavior=cloudfront.CacheHeaderBehavior.allow_list("Authorization"),
-            query_string_behavior=cloudfront.CacheQueryStringBehavior.all(),
-            cookie_behavior=cloudfront.CacheCookieBehavior.none())
-        self.dashboard = cloudfront.Distribution(
-            self, "Dashboard", comment="MotorGuard dashboard", default_root_object="index.html",
-            price_class=cloudfront.PriceClass.PRICE_CLASS_100, http_version=cloudfront.HttpVersion.HTTP2_AND_3,
-            default_behavior=cloudfront.BehaviorOptions(
-                origin=origins.S3BucketOrigin.with_origin_access_control(self.web_bucket),
-                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
-                allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
-                cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED, response_headers_policy=headers),
-            additional_behaviors={DASHBOARD_PATH + "/*": cloudfront.BehaviorOptions(
-                origin=origins.RestApiOrigin(self.api),
-                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
-                allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL, cache_policy=api_cache,
-                origin_request_policy=cloudfront.OriginRequestPolicy.ALL_VIEWER_EXCEPT_HOST_HEADER,
-                response_headers_policy=headers)})
 
     def _let_alarms_publish(self):
         """The topic's policy: enforce_ssl gives it a policy of one Deny, and a topic policy replaces

@@ -19,6 +19,9 @@ with a command is the authorizer's: the Cognito user, or the SigV4 caller's IAM 
 
 Commands go to devices/{thing}/cmd through `publisher`: iot-data in AWS. A runtime that has no
 iot-data puts a publisher of its own there before it serves requests; this module knows of none.
+
+The routes here parse a request, call cloud/lambdas/api_reads.py (the tables, the registry and the
+dead-letter queue) or cloud/domain (what a row or a request means), and shape the answer.
 """
 
 from __future__ import annotations
@@ -26,16 +29,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotFoundError
-from boto3.dynamodb.conditions import Key
 
 import contract
-from cloud.domain import aggregates, commands, devices, history, messages, pages, rejects
-from cloud.lambdas.common import client, env, queue_url, table
+from cloud.domain import aggregates, callers, commands, history, messages, pages
+from cloud.lambdas import api_reads
+from cloud.lambdas.common import client, table
 
 logger = Logger(service="motorguard-api")
 # The dashboard's routes: the same API under /api, where API Gateway's Cognito authorizer (and,
@@ -49,9 +51,8 @@ MAX_LIMIT = 5000
 DEFAULT_LIMIT = 500
 DEVICE_PAGE = 100  # devices a page of /devices holds by default (at most MAX_DEVICE_PAGE)
 MAX_DEVICE_PAGE = 500
-LOOKUP_THREADS = 16  # one page's latest readings are read in parallel
 REJECT_SAMPLE = 50  # dead letters /rejects reads at most
-BATCH_SPAN_MS = 15 * 60 * 1000  # a batch's samples may start this long before its first one is in range
+MAX_AGGREGATE_DAYS = 31
 
 
 def _int_param(name, default, lo=None, hi=None):
@@ -73,48 +74,6 @@ def _thing(thing):
     return thing
 
 
-def latest_telemetry(thing):
-    """The newest sample of a device (None without telemetry)."""
-    batch = latest_batch(thing)
-    return batch[-1] if batch else None
-
-
-def latest_batch(thing):
-    """The newest telemetry message's samples (empty when there is none)."""
-    r = table("TELEMETRY_TABLE").query(KeyConditionExpression=Key("device").eq(thing), ScanIndexForward=False, Limit=1)
-    return history.samples_of(r["Items"][0]) if r["Items"] else []
-
-
-def presence_of(things) -> dict:
-    """The stored status message of each thing (the motorguard_status rule of cloud/rules.py), by thing."""
-    out, keys = {}, [{"device": t} for t in things]
-    name = env("PRESENCE_TABLE")
-    for i in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
-        request = {name: {"Keys": keys[i:i + 100]}}
-        while request:
-            got = table("PRESENCE_TABLE").meta.client.batch_get_item(RequestItems=request)
-            for item in got["Responses"].get(name, []):
-                out[item["device"]] = history.from_dynamo(item)
-            request = got.get("UnprocessedKeys") or None
-    return out
-
-
-def device_view(item, batch=None, status=None):
-    """devices.view of one device's row, with its latest batch read when not given."""
-    if batch is None:
-        batch = latest_batch(item["device"])
-    return devices.view(history.from_dynamo(item), batch, status, int(time.time() * 1000))
-
-
-def device_views(items) -> list:
-    """device_view of each item, their latest readings read in parallel (one query each)."""
-    things = [i["device"] for i in items]
-    status = presence_of(things) if things else {}
-    with ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
-        batches = list(pool.map(latest_batch, things))
-    return [device_view(i, b, status.get(i["device"])) for i, b in zip(items, batches)]
-
-
 def _page_start(key: str):
     """The ExclusiveStartKey a 'next' token of a table keyed by device alone names (None: first page)."""
     token = _token()
@@ -124,51 +83,6 @@ def _page_start(key: str):
     if not contract.is_thing_name(start):
         raise BadRequestError("'next' is not a token this API issued")
     return {"device": start}
-
-
-@app.get("/devices")
-def list_devices():
-    """A page of devices, sorted by name within the page; 'next' gives the following page. A
-    dashboard asks page after page, never for the whole fleet in one request."""
-    limit = _int_param("limit", DEVICE_PAGE, 1, MAX_DEVICE_PAGE)
-    kw = {"Limit": limit}
-    start = _page_start("device")
-    if start:
-        kw["ExclusiveStartKey"] = start
-    r = table("DEVICES_TABLE").scan(**kw)
-    items = sorted(r["Items"], key=lambda i: i["device"])
-    nxt = r.get("LastEvaluatedKey")
-    return {"devices": device_views(items), "next": pages.encode({"device": nxt["device"]}) if nxt else None}
-
-
-def known_device(thing):
-    r = table("DEVICES_TABLE").get_item(Key={"device": _thing(thing)})
-    if "Item" not in r:
-        raise NotFoundError("no device %r: the fleet has no record of it (a device is known once it has sent an "
-                            "event, such as BOOT); check the name" % thing)
-    return r["Item"]
-
-
-def remote_start_of(thing):
-    """Whether the device was provisioned to accept a remote start: the thing's registry attribute
-    remote_start ("true"/"false"), None when the registry does not say (then the dashboard does not
-    offer Start; the device itself refuses a start it does not allow, whatever the page offers)."""
-    from botocore.exceptions import ClientError
-
-    try:
-        attrs = client("iot").describe_thing(thingName=thing).get("attributes") or {}
-    except ClientError:
-        return None
-    value = str(attrs.get("remote_start", "")).lower()
-    return True if value == "true" else False if value == "false" else None
-
-
-@app.get("/devices/<thing>")
-def get_device(thing):
-    item = known_device(thing)
-    view = device_views([item])[0]
-    view["remote_start"] = remote_start_of(thing)
-    return view
 
 
 def _range():
@@ -190,31 +104,43 @@ def _token():
         raise BadRequestError(str(e)) from None
 
 
+def _next(last_key, *fields):
+    """The 'next' token of a page: the fields of the key the following page starts after (None: none)."""
+    return pages.encode({f: last_key[f] for f in fields}) if last_key else None
+
+
+@app.get("/devices")
+def list_devices():
+    """A page of devices, sorted by name within the page; 'next' gives the following page. A
+    dashboard asks page after page, never for the whole fleet in one request."""
+    limit = _int_param("limit", DEVICE_PAGE, 1, MAX_DEVICE_PAGE)
+    items, nxt = api_reads.devices_page(limit, _page_start("device"))
+    return {"devices": api_reads.device_views(items), "next": _next(nxt, "device")}
+
+
+def known_device(thing):
+    item = api_reads.device_row(_thing(thing))
+    if item is None:
+        raise NotFoundError("no device %r: the fleet has no record of it (a device is known once it has sent an "
+                            "event, such as BOOT); check the name" % thing)
+    return item
+
+
+@app.get("/devices/<thing>")
+def get_device(thing):
+    item = known_device(thing)
+    view = api_reads.device_views([item])[0]
+    view["remote_start"] = api_reads.remote_start_of(thing)
+    return view
+
+
 @app.get("/devices/<thing>/telemetry")
 def get_telemetry(thing):
     _thing(thing)
     from_ms, to_ms = _range()
     limit = _int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    token = _token()
-    lo, hi = history.range_keys(max(0, from_ms - BATCH_SPAN_MS), to_ms)
-    skip = 0
-    if token:
-        lo, skip = token.get("sk", lo), int(token.get("i", 0))
-    out, kw = [], {}
-    while True:
-        r = table("TELEMETRY_TABLE").query(KeyConditionExpression=Key("device").eq(thing) & Key("sk").between(lo, hi),
-                                          **kw)
-        for item in r["Items"]:
-            samples = history.samples_of(item, from_ms, to_ms)
-            start = skip if item["sk"] == lo else 0
-            for i in range(start, len(samples)):
-                if len(out) == limit:
-                    return {"device": thing, "samples": out,
-                            "next": pages.encode({"sk": item["sk"], "i": i})}
-                out.append(samples[i])
-        if "LastEvaluatedKey" not in r:
-            return {"device": thing, "samples": out, "next": None}
-        kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+    samples, resume = api_reads.telemetry_page(thing, from_ms, to_ms, limit, _token())
+    return {"device": thing, "samples": samples, "next": _next(resume, "sk", "i")}
 
 
 @app.get("/devices/<thing>/events")
@@ -222,21 +148,13 @@ def get_events(thing):
     _thing(thing)
     from_ms, to_ms = _range()
     limit = _int_param("limit", 100, 1, 1000)
-    token = _token()
-    lo, hi = history.range_keys(from_ms, to_ms)
-    kw = {"Limit": limit}
-    if token:
-        kw["ExclusiveStartKey"] = {"device": thing, "sk": str(token.get("sk"))}
-    r = table("EVENTS_TABLE").query(KeyConditionExpression=Key("device").eq(thing) & Key("sk").between(lo, hi), **kw)
-    nxt = r.get("LastEvaluatedKey")
-    return {"device": thing, "events": [history.from_dynamo(i) for i in r["Items"]],
-            "next": pages.encode({"sk": nxt["sk"]}) if nxt else None}
+    events, nxt = api_reads.events_page(thing, from_ms, to_ms, limit, _token())
+    return {"device": thing, "events": events, "next": _next(nxt, "sk")}
 
 
 @app.get("/devices/<thing>/aggregates")
 def get_aggregates(thing):
-    """Hourly statistics in [from, to]: the hourly job's, and for the hours it has not done yet
-    (the current one and the last, before it runs) the same statistics from the raw samples."""
+    """Hourly statistics in [from, to] (api_reads.hourly_stats), at most MAX_AGGREGATE_DAYS of them."""
     _thing(thing)
     now = int(time.time() * 1000)
     to_ms = _int_param("to", now, 0)
@@ -245,46 +163,7 @@ def get_aggregates(thing):
         raise BadRequestError("'from' must not be after 'to'")
     if to_ms - from_ms > MAX_AGGREGATE_DAYS * 24 * aggregates.HOUR_MS:
         raise BadRequestError("a range of at most %d days, please" % MAX_AGGREGATE_DAYS)
-    first, last = aggregates.hour_of(from_ms), aggregates.hour_of(to_ms)
-    stored, kw = {}, {}
-    while True:
-        r = table("AGGREGATES_TABLE").query(
-            KeyConditionExpression=Key("device").eq(thing) & Key("sk").between(first, last), **kw)
-        for item in r["Items"]:
-            stored[item["sk"]] = history.from_dynamo(item)
-        if "LastEvaluatedKey" not in r:
-            break
-        kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
-    for hour_ms in range(max(aggregates.hour_start_ms(first), now - 2 * aggregates.HOUR_MS), to_ms + 1,
-                         aggregates.HOUR_MS):
-        hour = aggregates.hour_of(hour_ms)
-        if hour not in stored:
-            start = aggregates.hour_start_ms(hour)
-            samples = _samples(thing, start, start + aggregates.HOUR_MS - 1)
-            if samples:
-                stored[hour] = dict(aggregates.stats(samples), sk=hour, device=thing)
-    hours = []
-    for hour in sorted(stored):
-        a = stored[hour]
-        hours.append({"hour": hour, "start_ms": aggregates.hour_start_ms(hour), "samples": a.get("samples", 0),
-                      "temperature_c": a.get("temperature_c"), "current_a": a.get("current_a")})
-    return {"device": thing, "hours": hours}
-
-
-MAX_AGGREGATE_DAYS = 31
-
-
-def _samples(thing, from_ms, to_ms) -> list:
-    lo, hi = history.range_keys(max(0, from_ms - BATCH_SPAN_MS), to_ms)
-    out, kw = [], {}
-    while True:
-        r = table("TELEMETRY_TABLE").query(KeyConditionExpression=Key("device").eq(thing) & Key("sk").between(lo, hi),
-                                          **kw)
-        for item in r["Items"]:
-            out += history.samples_of(item, from_ms, to_ms)
-        if "LastEvaluatedKey" not in r:
-            return out
-        kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+    return {"device": thing, "hours": api_reads.hourly_stats(thing, from_ms, to_ms, now)}
 
 
 @app.get("/devices/<thing>/commands")
@@ -293,69 +172,32 @@ def get_commands(thing):
     none was recorded)."""
     _thing(thing)
     limit = _int_param("limit", 50, 1, 100)
-    kw = {"Limit": limit, "ScanIndexForward": False}
     token = _token()
+    after = None
     if token:
-        sk = token.get("sk")
-        if not isinstance(sk, str) or not sk.startswith(commands.COMMAND_PREFIX):
+        after = token.get("sk")
+        if not isinstance(after, str) or not after.startswith(commands.COMMAND_PREFIX):
             raise BadRequestError("'next' is not a token this API issued")
-        kw["ExclusiveStartKey"] = {"device": thing, "sk": sk}
-    r = table("COMMANDS_TABLE").query(
-        KeyConditionExpression=Key("device").eq(thing) & Key("sk").begins_with(commands.COMMAND_PREFIX), **kw)
-    sent = [history.from_dynamo(i) for i in r["Items"]]
-    acks = {}
-    if sent:
-        name = env("COMMANDS_TABLE")
-        request = {name: {"Keys": [{"device": thing, "sk": commands.ack_sk(c["id"])} for c in sent]}}
-        while request:
-            got = table("COMMANDS_TABLE").meta.client.batch_get_item(RequestItems=request)
-            for item in got["Responses"].get(name, []):
-                acks[item["sk"][len(commands.ACK_PREFIX):]] = history.from_dynamo(item)
-            request = got.get("UnprocessedKeys") or None
-    nxt = r.get("LastEvaluatedKey")
-    return {"device": thing, "commands": [commands.view(c, acks.get(c["id"])) for c in sent],
-            "next": pages.encode({"sk": nxt["sk"]}) if nxt else None}
+    sent, nxt = api_reads.commands_page(thing, limit, after)
+    return {"device": thing, "commands": sent, "next": _next(nxt, "sk")}
 
 
 @app.get("/alerts")
 def list_alerts():
     """Devices whose FAULT is latched (it clears only at the machine), a page at a time."""
     limit = _int_param("limit", DEVICE_PAGE, 1, MAX_DEVICE_PAGE)
-    kw = {"Limit": limit, "FilterExpression": "#s = :fault", "ExpressionAttributeNames": {"#s": "state"},
-          "ExpressionAttributeValues": {":fault": "FAULT"}}
-    start = _page_start("device")
-    if start:
-        kw["ExclusiveStartKey"] = start
-    r = table("DEVICES_TABLE").scan(**kw)
+    items, nxt = api_reads.devices_page(limit, _page_start("device"), **api_reads.FAULTED)
+    # In the page's order: by device name.
     alerts = [{"device": i["device"], "event": "FAULT", "reason": i.get("reason") or None,
-               "since_ms": history.from_dynamo(i.get("last_event_ms"))} for i in r["Items"]]
-    nxt = r.get("LastEvaluatedKey")
-    return {"alerts": sorted(alerts, key=lambda a: a["device"]),
-            "next": pages.encode({"device": nxt["device"]}) if nxt else None}
+               "since_ms": history.from_dynamo(i.get("last_event_ms"))} for i in items]
+    return {"alerts": alerts, "next": _next(nxt, "device")}
 
 
 @app.get("/rejects")
 def list_rejects():
-    """How many messages the dead-letter queue holds, and a sample of why (up to 'limit'). The
-    sample is read without taking anything: each message stays visible to anyone else (a visibility
-    timeout of 0), so the same one may come back twice; duplicates are dropped by message id."""
-    limit = _int_param("limit", 20, 0, REJECT_SAMPLE)  # 0: the count alone
-    sqs = client("sqs")
-    url = queue_url(env("DEAD_LETTER_QUEUE_NAME"))
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
-                                                                   "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-    count = int(attrs.get("ApproximateNumberOfMessages", 0)) + int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
-    seen = {}
-    for _ in range(limit // 10 + 1 if limit else 0):
-        r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0)
-        fresh = [m for m in r.get("Messages", []) if m["MessageId"] not in seen]
-        if not fresh:
-            break
-        for m in fresh:
-            seen[m["MessageId"]] = dict(rejects.summary(m["Body"]), id=m["MessageId"])
-        if len(seen) >= limit:
-            break
-    sample = sorted(seen.values(), key=lambda d: -(d.get("time_ms") or 0))[:limit]
+    """How many messages the dead-letter queue holds, and a sample of why (up to 'limit'; 0: the
+    count alone), read without taking any (api_reads.dead_letters)."""
+    count, sample = api_reads.dead_letters(_int_param("limit", 20, 0, REJECT_SAMPLE))
     return {"count": count, "rejects": sample}
 
 
@@ -366,18 +208,8 @@ def who_am_i():
 
 
 def caller() -> tuple[str, str]:
-    """Who sent this request, as the authorizer established it: the Cognito user (the dashboard's
-    routes), the SigV4 caller's IAM ARN (the operators' routes), or no one (the local API's unsigned
-    routes)."""
-    ctx = app.current_event.raw_event.get("requestContext") or {}
-    claims = (ctx.get("authorizer") or {}).get("claims") or {}
-    if claims.get("cognito:username"):
-        return str(claims["cognito:username"]), "cognito"
-    identity = ctx.get("identity") or {}
-    for field in ("userArn", "caller"):
-        if identity.get(field):
-            return str(identity[field]), "sigv4"
-    return "unauthenticated local caller", "none"
+    """Who sent this request, as the authorizer established it (cloud/domain/callers.py)."""
+    return callers.caller_of(app.current_event.raw_event.get("requestContext") or {})
 
 
 def iot_publish(topic: str, payload: str) -> None:
@@ -438,9 +270,8 @@ def _is_dashboard_route(path: str) -> bool:
 def handler(event, context):
     # The dashboard's routes only ever arrive with the authorizer's claims (API Gateway's Cognito
     # authorizer; locally cloud/local/apigw.py): without them, refuse rather than serve as no one.
-    ctx = event.get("requestContext") or {}
-    claims = (ctx.get("authorizer") or {}).get("claims") or {}
-    if _is_dashboard_route(event.get("path") or "") and not claims.get("cognito:username"):
+    signed_in = callers.signed_in(event.get("requestContext") or {})
+    if _is_dashboard_route(event.get("path") or "") and not signed_in:
         return _unauthorized()
     response = app.resolve(event, context)
     # Live state and who did what: no cache of any kind may keep an answer.

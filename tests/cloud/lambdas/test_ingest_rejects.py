@@ -15,7 +15,7 @@ import boto3
 from cloud import resources
 from cloud.domain import history, rejects
 from cloud.tools.fuzz import drain_dead_letters
-from cloud.lambdas import api, ingest
+from cloud.lambdas import api_reads, ingest
 from cloud.local.apigw import LambdaContext
 from cloud.local.esm import EventSourceMapping, Message
 
@@ -128,5 +128,5 @@ def test_time_from_the_future_is_never_stored_and_never_latest(aws):
     assert dev["last_event"] == "STOPPED" and int(dev["last_event_ms"]) == now, "the future did not block it"
     past = telemetry(seq=4, t0=now - 60_000)
     ingest.handler(sqs_event(merged(past), merged(telemetry(seq=5, t0=now + YEAR_MS))), LambdaContext("ingest"))
-    assert api.latest_telemetry("m1")["time"] == past["samples"][-1]["time"]
+    assert api_reads.latest_telemetry("m1")["time"] == past["samples"][-1]["time"]
     assert [d["code"] for d in dead_letters()] == ["time", "time"]
