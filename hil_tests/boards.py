@@ -15,6 +15,11 @@ import boardlink
 from contract import console
 
 
+def hook_reply(text) -> bool:
+    line = console.parse(text)
+    return line is not None and line.word == "HOOK" and line.args[:1] != ("ready",)
+
+
 class Board:
     """Console lines with timestamps, and the hook commands."""
 
@@ -33,12 +38,14 @@ class Board:
             return len(self.lines)
 
     def wait_for(self, pattern, timeout=10.0, since=0) -> str:
-        rx = re.compile(pattern)
+        """The first console line since `since` that pattern (a regular expression, or a function
+        of the line's text) matches."""
+        matches = pattern if callable(pattern) else re.compile(pattern).search
         deadline = time.monotonic() + timeout
         with self._cv:
             while True:
                 for _, text in self.lines[since:]:
-                    if rx.search(text):
+                    if matches(text):
                         return text
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -64,10 +71,12 @@ class Board:
         tail = "\n".join(t for _, t in self.lines[-25:])
         raise AssertionError("state %s not reached (now %s); last lines:\n%s" % (state, self.state(), tail))
 
-    def hook(self, command, reply=r"MG HOOK (ok|error|stalling|state=|modules=|stop_latency)", timeout=5.0) -> str:
+    def hook(self, command, reply=None, timeout=5.0) -> str:
+        """Sends a test-hook command; returns its reply line (reply: a pattern it must match,
+        default any HOOK line but the hook's own `ready`)."""
         since = self.mark()
         self.write("HOOK %s\n" % command)
-        return self.wait_for(reply, timeout, since)
+        return self.wait_for(reply or hook_reply, timeout, since)
 
     def press(self, button, ms=100):
         """Press and release, like a person: returns once the button is up again (and debounced)."""

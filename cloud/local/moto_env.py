@@ -59,6 +59,10 @@ def create_resources(url: str) -> dict:
 
 
 class MotoServer:
+    """moto in server mode on 127.0.0.1: start() gives it the local cloud's resources and points
+    this process's boto3 at it; start(provision=False) only serves (an empty account, this
+    process's environment untouched), for a caller that brings its own."""
+
     def __init__(self, port: int | None = None):
         from moto.server import ThreadedMotoServer
 
@@ -66,13 +70,14 @@ class MotoServer:
         self.url = "http://127.0.0.1:%d" % self.port
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
 
-    def start(self) -> "MotoServer":
+    def start(self, provision: bool = True) -> "MotoServer":
         import logging
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         self._server.start()
-        self.arns = create_resources(self.url)
-        use_endpoint(self.url)
+        if provision:
+            self.arns = create_resources(self.url)
+            use_endpoint(self.url)
         return self
 
     def stop(self):

@@ -14,3 +14,14 @@ def wait_for(pred, timeout=10, what="condition"):
             return v
         time.sleep(0.05)
     raise AssertionError("no %s within %s s" % (what, timeout))
+
+
+def waited(pred, timeout=5.0, step=0.05) -> bool:
+    """Whether pred() came true within timeout seconds (checked once more at the end), for an
+    `assert waited(...), "what went wrong"` that says its own message."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return bool(pred())

@@ -15,6 +15,7 @@ import jsonschema_rs
 import pytest
 
 import contract
+from tests.cloud.infra.cfn_text import text_of
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas" / "v1"
@@ -141,17 +142,6 @@ def test_the_device_policy_names_only_the_things_own_topics_of_the_contract():
     assert by_action["iot:Subscribe"] == [arn + "topicfilter/" + contract.topic(THING_VAR, k)
                                           for k in contract.DEVICE_SUBSCRIBES]
     assert by_action["iot:Receive"] == [arn + "topic/" + contract.topic(THING_VAR, k) for k in contract.DEVICE_SUBSCRIBES]
-
-
-def text_of(value) -> str:
-    """A CloudFormation string with its Fn::Join and partition Ref written out (aws)."""
-    if isinstance(value, dict) and "Fn::Join" in value:
-        sep, parts = value["Fn::Join"]
-        return sep.join(text_of(part) for part in parts)
-    if value == {"Ref": "AWS::Partition"}:
-        return "aws"
-    assert isinstance(value, str), value
-    return value
 
 
 def test_the_api_alone_may_publish_and_only_to_the_contracts_command_topics(template):

@@ -3,25 +3,19 @@ home with a running broker, and `provision` itself, run in-process through its m
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 import pytest
 
 from provisioning import local, pki
+from cloud.local import moto_env
 from cloud.local.broker import free_port
 
 
 @pytest.fixture(scope="session")
 def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield "http://127.0.0.1:%d" % port
+    server = moto_env.MotoServer().start(provision=False)
+    yield server.url
     server.stop()
 
 

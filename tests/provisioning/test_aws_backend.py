@@ -203,13 +203,8 @@ def test_rotate_attaches_new_then_revokes_old(aws_session, home, root_ca):
     assert Registry(home).get("motor-rt")["certificate_id"] == pending["certificate_id"]
 
 
-def test_cli_aws_without_credentials(home, cli, monkeypatch, tmp_path):
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
+def test_cli_aws_without_credentials(home, cli, monkeypatch, tmp_path, no_aws_credentials):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     r = cli("device", "motor-nc", "--backend", "aws", "--root-ca", __file__)
     assert r.exit_code == errors.NO_CREDENTIALS, r.output
     assert "no AWS credentials" in r.output and "hint:" in r.output and "Traceback" not in r.output

@@ -167,13 +167,8 @@ def test_rotation_refuses_an_outdated_policy_too(aws_session, iot, home, signing
     assert len(iot.list_certificates()["certificates"]) == 1  # no second certificate was left behind
 
 
-def test_cli_without_credentials(home, cli, monkeypatch, tmp_path):
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
+def test_cli_without_credentials(home, cli, monkeypatch, tmp_path, no_aws_credentials):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     r = cli("policy", "update", "--dry-run")
     assert r.exit_code == errors.NO_CREDENTIALS, r.output
     assert "no AWS credentials" in r.output and "Traceback" not in r.output

@@ -5,7 +5,6 @@ Judged from what reaches the SNS topic and the state table (tests/cloud/lambdas/
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -14,9 +13,10 @@ import requests
 from cloud.local import actions, moto_env
 from cloud.local.engine import Engine, default_functions
 from sim import identities, local
-from sim.device import Counters, Device, Settings
-from sim.session import Session
+from sim.device import Counters, Settings
 from tests.cloud.lambdas.alert_watch import Pages, atomic_dynamodb, failure_records, slots
+from tests.cloud.waiting import waited
+from tests.sim.fleet import fleet, running
 
 pytestmark = pytest.mark.broker
 DEVICES = 12
@@ -38,13 +38,6 @@ def aws(monkeypatch):
         server.stop()
 
 
-def _wait(pred, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not pred():
-        time.sleep(0.1)
-    return pred()
-
-
 def test_a_fault_storm_pages_every_device_once(broker, aws, monkeypatch, tmp_path):
     actions.install_sns_limits()
     atomic_dynamodb(monkeypatch)
@@ -54,30 +47,15 @@ def test_a_fault_storm_pages_every_device_once(broker, aws, monkeypatch, tmp_pat
     storm_at = int(time.time() * 1000) + 3000
     settings = Settings({"SIM_FAULT_STORM_AT_MS": str(storm_at), "SIM_BACKOFF_MIN_S": "0.5", "SIM_BACKOFF_MAX_S": "1"})
     counters = Counters()
-    ids = identities.ensure(tmp_path / "ids", broker.ca_cert, broker.ca_key, DEVICES)
-    sessions = []
-    for i in range(DEVICES):
-        thing = identities.thing_name(i)
-        sessions.append(Session(Device(thing, settings, counters, seed=i), broker.host, broker.port,
-                                lambda thing=thing: identities.context(ids["dir"], thing, broker.ca_cert)))
-    stop = threading.Event()
-    threads = [threading.Thread(target=s.run, args=(stop,), daemon=True) for s in sessions]
-    for t in threads:
-        t.start()
+    _, sessions = fleet(broker, tmp_path, DEVICES, settings, counters)
     try:
-        assert _wait(lambda: counters.snapshot()["faults"] == DEVICES, 20), counters.snapshot()
-        assert _wait(lambda: counters.snapshot()["events_acked"] >= counters.snapshot()["events_made"], 20)
-        assert _wait(lambda: len(pages.subjects()) >= DEVICES, 30), pages.subjects()
-        time.sleep(1.5)  # the duplicate deliveries and any retry have had their chance to page again
-        subjects = pages.subjects()
+        with running(sessions, drain_s=1):
+            assert waited(lambda: counters.snapshot()["faults"] == DEVICES, 20), counters.snapshot()
+            assert waited(lambda: counters.snapshot()["events_acked"] >= counters.snapshot()["events_made"], 20)
+            assert waited(lambda: len(pages.subjects()) >= DEVICES, 30), pages.subjects()
+            time.sleep(1.5)  # the duplicate deliveries and any retry have had their chance to page again
+            subjects = pages.subjects()
     finally:
-        stop.set()
-        for s in sessions:
-            s.wake.set()
-        for t in threads:
-            t.join(5)
-        for s in sessions:
-            s.finish(drain_s=1)
         engine.stop()
     assert len(subjects) == DEVICES, "one page per device, not %d: %s" % (len(subjects), subjects)
     paged = {thing for thing in (identities.thing_name(i) for i in range(DEVICES)) for s in subjects if thing in s}

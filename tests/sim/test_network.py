@@ -12,38 +12,13 @@ import pytest
 
 import contract
 from sim import identities, mqtt
-from sim.device import Counters, Device, Settings
-from sim.session import Session
+from sim.device import Counters, Settings
+from tests.cloud.waiting import waited
+from tests.sim.fleet import fleet, running
 
 pytestmark = pytest.mark.broker
 FAST = Settings({"SIM_SAMPLE_PERIOD_MS": "50", "SIM_SAMPLES_PER_MESSAGE": "5", "SIM_BACKOFF_MIN_S": "0.5",
                  "SIM_BACKOFF_MAX_S": "1"})
-
-
-def _fleet(broker, tmp_path, n, counters):
-    ids = identities.ensure(tmp_path / "ids", broker.ca_cert, broker.ca_key, n)
-    out = []
-    for i in range(n):
-        thing = identities.thing_name(i)
-        d = Device(thing, FAST, counters, seed=i)
-        out.append(Session(d, broker.host, broker.port,
-                           lambda thing=thing: identities.context(ids["dir"], thing, broker.ca_cert)))
-    return ids, out
-
-
-def _run(sessions):
-    stop = threading.Event()
-    threads = [threading.Thread(target=s.run, args=(stop,), daemon=True) for s in sessions]
-    for t in threads:
-        t.start()
-    return stop, threads
-
-
-def _wait(pred, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not pred():
-        time.sleep(0.05)
-    return pred()
 
 
 def test_identities_are_per_device_and_kept(broker, tmp_path):
@@ -69,7 +44,7 @@ def test_a_device_publishing_as_another_is_cut_off(broker, tmp_path, service):
     c.connect()
     c.publish(contract.topic("sim-00000", contract.TELEMETRY), b"{}", qos=1, pid=1)
     c.publish(contract.topic("sim-00001", contract.TELEMETRY), b'{"forged":1}', qos=1, pid=2)
-    assert _wait(lambda: closed, 5), "the gateway left the session open after a publish as another thing"
+    assert waited(lambda: closed, 5), "the gateway left the session open after a publish as another thing"
     time.sleep(0.3)
     assert not service.on(contract.topic("sim-00001", contract.TELEMETRY))
 
@@ -113,30 +88,22 @@ def test_a_broker_restart_under_the_fleet_loses_nothing(broker, tmp_path):
     observer = DurableObserver(broker)
     counters = Counters()
     n = 12
-    ids, sessions = _fleet(broker, tmp_path, n, counters)
-    stop, threads = _run(sessions)
-    try:
-        assert _wait(lambda: counters.snapshot()["connected"] == n, 20)
-        assert _wait(lambda: counters.snapshot()["telemetry_acked"] >= 2 * n, 20)
+    ids, sessions = fleet(broker, tmp_path, n, FAST, counters)
+    with running(sessions, drain_s=5) as run:
+        assert waited(lambda: counters.snapshot()["connected"] == n, 20)
+        assert waited(lambda: counters.snapshot()["telemetry_acked"] >= 2 * n, 20)
         broker.stop()
         time.sleep(1.0)  # the devices keep sampling into their buffers meanwhile
         broker.start()
-        assert _wait(lambda: counters.snapshot()["reconnects"] >= n, 30), counters.snapshot()
+        assert waited(lambda: counters.snapshot()["reconnects"] >= n, 30), counters.snapshot()
         made = counters.snapshot()["telemetry_made"]
-        assert _wait(lambda: counters.snapshot()["telemetry_acked"] >= made, 20), counters.snapshot()
-    finally:
-        stop.set()
-        for s in sessions:
-            s.wake.set()
-        for t in threads:
-            t.join(5)
-        left = sum(s.finish(drain_s=5) for s in sessions)
-    assert left == 0
+        assert waited(lambda: counters.snapshot()["telemetry_acked"] >= made, 20), counters.snapshot()
+    assert run.left == 0
     c = counters.snapshot()
     assert c["devices"] == n and c["telemetry_acked"] == c["telemetry_made"] and c["sessions_lost"] >= n
     # the cloud side saw every telemetry message of every boot, seq with no gap (duplicates allowed: QoS 1)
     try:
-        assert _wait(lambda: _seqs_complete(observer.snapshot(), sessions), 15), \
+        assert waited(lambda: _seqs_complete(observer.snapshot(), sessions), 15), \
             "a telemetry message went missing across the restart"
     finally:
         observer.close()

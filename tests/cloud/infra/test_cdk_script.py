@@ -5,13 +5,13 @@ checks are tests/cloud/infra/test_preflight.py); the account comes from STS, a m
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from cloud.local import moto_env
 from contract import exit_codes
 
 SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "cdk.sh"
@@ -29,14 +29,8 @@ exec %s "$@"
 
 @pytest.fixture(scope="module")
 def sts_url():
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield "http://127.0.0.1:%d" % port
+    server = moto_env.MotoServer().start(provision=False)
+    yield server.url
     server.stop()
 
 

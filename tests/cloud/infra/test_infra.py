@@ -11,6 +11,7 @@ import pytest
 
 import contract
 from cloud import resources, rules
+from tests.cloud.infra.cfn_text import text_of
 
 cdk = pytest.importorskip("aws_cdk", reason="aws-cdk-lib is a dev dependency (make setup installs it)")
 from aws_cdk.assertions import Match, Template  # noqa: E402
@@ -339,17 +340,6 @@ def test_queue_fed_lambdas_drain_their_queue_in_batches(template):
     ages = [a for a in template.find_resources("AWS::CloudWatch::Alarm").values()
             if a["Properties"].get("MetricName") == "ApproximateAgeOfOldestMessage"]
     assert len(ages) == len(resources.EVENT_SOURCES)
-
-
-def text_of(value) -> str:
-    """A CloudFormation string with its Fn::Join and partition Ref written out (aws)."""
-    if isinstance(value, dict) and "Fn::Join" in value:
-        sep, parts = value["Fn::Join"]
-        return sep.join(text_of(part) for part in parts)
-    if value == {"Ref": "AWS::Partition"}:
-        return "aws"
-    assert isinstance(value, str), value
-    return value
 
 
 def logical_id(template, kind, **props):

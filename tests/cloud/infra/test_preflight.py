@@ -173,12 +173,7 @@ def test_no_assembly_is_bad_input_and_says_to_synthesize(tmp_path, capsys):
     assert preflight.preflight(tmp_path, clients=None) == exit_codes.BAD_INPUT
 
 
-def test_no_credentials_is_said_before_any_call(tmp_path, monkeypatch, capsys):
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+def test_no_credentials_is_said_before_any_call(tmp_path, monkeypatch, capsys, no_aws_credentials):
     assert preflight.preflight(write_assembly(tmp_path / "a")) == exit_codes.NO_CREDENTIALS
     assert "aws configure" in capsys.readouterr().err
 

@@ -20,36 +20,11 @@ from cloud.local.engine import Engine, default_functions
 from messages import as_original, as_rule_output, event
 from devices import Publisher
 from waiting import wait_for
+from alert_watch import Pages, dead_letters
 
 
 def ctx():
     return LambdaContext("motorguard-alert")
-
-
-def drain(queue_url):
-    sqs, out = boto3.client("sqs"), []
-    while True:
-        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        if not got:
-            return out
-        out += [json.loads(m["Body"]) for m in got]
-
-
-def dead_letters():
-    return drain(boto3.client("sqs").get_queue_url(QueueName=resources.DEAD_LETTER_QUEUE)["QueueUrl"])
-
-
-def sns_watch():
-    """An SQS queue subscribed to the alerts topic: every alert sent lands there."""
-    sqs, sns = boto3.client("sqs"), boto3.client("sns")
-    url = sqs.create_queue(QueueName="alert-watch-%d" % time.monotonic_ns())["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=sns.create_topic(Name=resources.ALERTS_TOPIC)["TopicArn"], Protocol="sqs", Endpoint=arn)
-    return url
-
-
-def subjects(url):
-    return [m["Subject"] for m in drain(url)]
 
 
 YEAR_MS = 365 * 86_400_000
@@ -68,18 +43,18 @@ def kept(letter) -> dict:
 
 
 def test_an_event_naming_another_device_is_rejected_and_leaves_that_devices_slot_free(aws):
-    watch = sns_watch()
+    watch = Pages()
     forged = alert.handler(fault_on("m2", "m1"), ctx())  # m2 publishes, on its own topic, a fault "of m1"
     assert forged["status"] == "rejected" and forged["reason"].startswith("identity: device 'm1'")
     (dead,) = dead_letters()
     assert dead["rejectedBy"] == "alert" and dead["code"] == "identity" and dead["thing"] == "m2"
     assert dead["topic"] == "devices/m2/events" and dead["payload"]["source"] == "original"
     assert kept(dead)["device"] == "m1"  # the event, as published
-    assert subjects(watch) == []
+    assert watch.subjects() == []
     assert boto3.resource("dynamodb").Table(resources.TABLES["state"][0]).scan()["Items"] == []
     real = alert.handler(fault_on("m1", "m1"), ctx())
     assert real["status"] == "sent" and real["subject"].startswith("MotorGuard FAULT on m1")
-    assert subjects(watch) == [real["subject"]]
+    assert watch.subjects() == [real["subject"]]
 
 
 @pytest.mark.parametrize("thing", [None, "", "bad name", "a/b", "x" * 129, "m1#FAULT", 42])
@@ -111,25 +86,25 @@ def test_an_invalid_event_is_rejected_not_raised(aws):
                                           ("payload_b64", "e30=")])
 def test_an_event_that_sets_a_field_the_rule_sets_pages_no_one(aws, field, value):
     """With SELECT * the rule would have overwritten it silently; the bytes as published show it."""
-    watch = sns_watch()
+    watch = Pages()
     r = alert.handler(fault_on("m1", "m1", fields={field: value}), ctx())
     assert r["status"] == "rejected" and r["reason"] == "identity: the payload sets %s, which the rule sets" % field
     (dead,) = dead_letters()
-    assert dead["code"] == "identity" and kept(dead)[field] == value and subjects(watch) == []
+    assert dead["code"] == "identity" and kept(dead)[field] == value and watch.subjects() == []
 
 
 @pytest.mark.parametrize("offset_ms, why", [(10 * YEAR_MS, "s ahead of the receive time"),
                                             (301_000, "s ahead of the receive time"),
                                             (None, "is before 2020-01-01")])
 def test_a_fault_dated_outside_the_time_bounds_pages_no_one(aws, offset_ms, why):
-    watch = sns_watch()
+    watch = Pages()
     now = int(time.time() * 1000)
     t = 1_500_000_000_000 if offset_ms is None else now + offset_ms  # 2017: a clock never set
     r = alert.handler(fault_on("m1", "m1", fields={"time": t}), ctx())
     assert r["status"] == "rejected" and r["reason"].startswith("time: ") and why in r["reason"], r
     (dead,) = dead_letters()
     assert dead["rejectedBy"] == "alert" and dead["code"] == "time" and kept(dead)["time"] == t
-    assert subjects(watch) == []
+    assert watch.subjects() == []
     assert boto3.resource("dynamodb").Table(resources.TABLES["state"][0]).scan()["Items"] == [], "no slot taken"
     real = alert.handler(fault_on("m1", "m1", fields={"time": now - 1000}), ctx())
     assert real["status"] == "sent", "and a genuine fault still pages"
@@ -175,7 +150,7 @@ def core(aws, broker):
 
 
 def test_a_forged_fault_through_the_engine_silences_no_one(core, broker):
-    watch = sns_watch()
+    watch = Pages()
     forger, victim = Publisher(broker, "forger-1"), Publisher(broker, "victim-1")
     try:
         now = int(time.time() * 1000)
@@ -190,7 +165,7 @@ def test_a_forged_fault_through_the_engine_silences_no_one(core, broker):
         t, thing, out = core.sent[1]
         assert thing == "victim-1" and out["status"] == "sent", out
         assert t - t0 < 1.0, "the genuine alert took %.3f s" % (t - t0)
-        assert subjects(watch) == [out["subject"]] and "victim-1" in out["subject"]
+        assert watch.subjects() == [out["subject"]] and "victim-1" in out["subject"]
         alert_rejects = [d for d in dead_letters() if d.get("rejectedBy") == "alert"]
         assert [(d["thing"], d["code"]) for d in alert_rejects] == [("forger-1", "identity")]
         time.sleep(0.3)  # the message on the victim's topic, had the ACL let it through, would be here by now
@@ -201,7 +176,7 @@ def test_a_forged_fault_through_the_engine_silences_no_one(core, broker):
 
 
 def test_through_the_engine_a_fault_with_the_rules_fields_or_from_next_year_pages_no_one(core, broker):
-    watch = sns_watch()
+    watch = Pages()
     dev = Publisher(broker, "dev-1")
     now = int(time.time() * 1000)
     own_thing = json.dumps(dict(event(device="dev-1", kind="FAULT", seq=1, t=now), thing="dev-1"))
@@ -216,7 +191,7 @@ def test_through_the_engine_a_fault_with_the_rules_fields_or_from_next_year_page
         outs = [out for _, _, out in core.sent]
         assert sorted(o["status"] + " " + o.get("reason", "")[:8] for o in outs[:2]) == \
             ["rejected identity", "rejected time: 20"] and outs[2]["status"] == "sent"
-        assert subjects(watch) == [outs[2]["subject"]]
+        assert watch.subjects() == [outs[2]["subject"]]
         letters = {d["code"]: rejects.read(json.dumps(d)) for d in dead_letters() if d.get("rejectedBy") == "alert"}
         assert {c: d["payload"]["bytes"] for c, d in letters.items()} == {"identity": own_thing.encode(),
                                                                          "time": next_year.encode()}

@@ -21,51 +21,35 @@ import pytest
 
 import contract
 from provisioning import policy
+from tests.cloud.local import paho_device
+from tests.cloud.waiting import waited
 
 pytestmark = pytest.mark.broker
 
-STATUS_OFFLINE = json.dumps({"v": 1, "device": "x", "online": False}).encode()
+
+def Device(broker, creds, thing, will=True, wait_s=5.0):
+    """A device with the firmware's retained Will unless told otherwise (paho_device.Device)."""
+    return paho_device.Device(broker, creds, thing, will=will, wait_s=wait_s)
 
 
-class Device:
-    """A device as AWS would see it: its certificate, client id = thing name, optionally a retained Will."""
-
-    def __init__(self, broker, creds, thing, will=True, wait_s=5.0):
-        self.thing = thing
-        self.got = []
-        self.disconnected = threading.Event()
-        self.connected = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311)
-        c.tls_set_context(broker.client_context(creds["cert_pem"], creds["key_pem"]))
-        if will:
-            c.will_set(contract.topic(thing, contract.STATUS), STATUS_OFFLINE, qos=1, retain=True)
-        c.on_connect = lambda cl, u, f, reason, p: (not reason.is_failure) and self.connected.set()
-        c.on_disconnect = lambda *a: self.disconnected.set()
-        c.on_message = lambda cl, u, m: self.got.append((m.topic, bytes(m.payload)))
-        c.connect(broker.host, broker.port, keepalive=30)
-        c.loop_start()
-        self.client = c
-        if not self.connected.wait(wait_s):
-            self.close()
-            raise AssertionError("%s did not connect" % thing)
-
-    def publish(self, topic, payload=b"{}", retain=False, qos=1):
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        return info
-
-    def close(self):
-        self.client.reconnect_delay_set(60, 120)  # a closed test client must not come back meanwhile
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def wait(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
+def connacks(broker, creds, thing, clean_session=True, will=None, wait_s=1.0) -> list:
+    """The CONNACKs a raw paho client gets within wait_s for one CONNECT (will: topic, payload, qos,
+    retain); [] when the gateway closed it without one."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311,
+                    clean_session=clean_session)
+    c.tls_set_context(broker.client_context(creds["cert_pem"], creds["key_pem"]))
+    if will:
+        c.will_set(*will)
+    got = []
+    c.on_connect = lambda *a: got.append(a)
+    c.connect(broker.host, broker.port, keepalive=30)
+    c.loop_start()
+    try:
+        time.sleep(wait_s)
+        return got
+    finally:
+        c.disconnect()
+        c.loop_stop()
 
 
 def name(prefix):
@@ -99,8 +83,8 @@ def test_the_board_s_retained_status_and_retained_will_are_accepted(mqtt_broker,
         assert d.client.is_connected() and not d.disconnected.is_set()
         assert [e["eventType"] for e in lifecycle(watcher, thing, "connected")] == ["connected"]
         d.client._sock.close()  # the link drops without a DISCONNECT: the retained Will is published
-        assert service.wait_for(lambda m: any(t == status and p == STATUS_OFFLINE for t, p, *_ in m))
-        assert wait(lambda: [e["disconnectReason"] for e in lifecycle(watcher, thing)] == ["CONNECTION_LOST"])
+        assert service.wait_for(lambda m: any(t == status and p == paho_device.STATUS_OFFLINE for t, p, *_ in m))
+        assert waited(lambda: [e["disconnectReason"] for e in lifecycle(watcher, thing)] == ["CONNECTION_LOST"])
     finally:
         d.close()
 
@@ -128,7 +112,7 @@ def test_a_publish_the_policy_denies_closes_the_connection(mqtt_broker, device_c
         assert bystander.client.is_connected() and not bystander.disconnected.is_set()
         bystander.publish(contract.topic(other, contract.EVENTS), b'{"fine": 1}').wait_for_publish(5)
         assert service.wait_for(lambda m: any(t == contract.topic(other, contract.EVENTS) for t, *_ in m))
-        assert service.wait_for(lambda m: any(t == contract.topic(thing, contract.STATUS) and p == STATUS_OFFLINE
+        assert service.wait_for(lambda m: any(t == contract.topic(thing, contract.STATUS) and p == paho_device.STATUS_OFFLINE
                                               for t, p, *_ in m))
     finally:
         d.close()
@@ -146,7 +130,7 @@ def test_a_subscription_outside_the_policy_closes_the_connection(mqtt_broker, de
         assert not d.disconnected.is_set()
         d.client.subscribe(topic_filter.format(other=other, me=thing), qos=1)
         assert d.disconnected.wait(5), "the connection stayed up after a denied subscribe"
-        assert wait(lambda: [e["disconnectReason"] for e in lifecycle(watcher, thing)] == ["AUTH_ERROR"])
+        assert waited(lambda: [e["disconnectReason"] for e in lifecycle(watcher, thing)] == ["AUTH_ERROR"])
     finally:
         d.close()
 
@@ -156,18 +140,8 @@ def test_a_connect_the_policy_denies_gets_no_connack(mqtt_broker, device_creds):
     creds = device_creds(thing)
     with pytest.raises(AssertionError, match="did not connect"):
         Device(mqtt_broker, creds, "someone-else", wait_s=1.5)
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311, clean_session=False)
-    c.tls_set_context(mqtt_broker.client_context(creds["cert_pem"], creds["key_pem"]))
-    got = []
-    c.on_connect = lambda *a: got.append(a)
-    c.connect(mqtt_broker.host, mqtt_broker.port, keepalive=30)
-    c.loop_start()
-    try:
-        time.sleep(1.0)
-        assert got == [], "a persistent session (iot:ConnectAttributes PersistentConnect) was accepted"
-    finally:
-        c.disconnect()
-        c.loop_stop()
+    assert connacks(mqtt_broker, creds, thing, clean_session=False) == [], \
+        "a persistent session (iot:ConnectAttributes PersistentConnect) was accepted"
     log = mqtt_broker.gateway_log_path.read_text()
     assert "refused CONNECT from %s: no statement allows iot:Connect" % thing in log
 
@@ -175,19 +149,8 @@ def test_a_connect_the_policy_denies_gets_no_connack(mqtt_broker, device_creds):
 def test_a_will_outside_the_policy_is_refused_at_connect(mqtt_broker, device_creds):
     thing = name("gw-will")
     creds = device_creds(thing)
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311)
-    c.tls_set_context(mqtt_broker.client_context(creds["cert_pem"], creds["key_pem"]))
-    c.will_set(contract.topic(thing, contract.TELEMETRY), b"{}", qos=1, retain=True)  # retained telemetry Will
-    got = []
-    c.on_connect = lambda *a: got.append(a)
-    c.connect(mqtt_broker.host, mqtt_broker.port, keepalive=30)
-    c.loop_start()
-    try:
-        time.sleep(1.0)
-        assert got == []
-    finally:
-        c.disconnect()
-        c.loop_stop()
+    retained_telemetry_will = (contract.topic(thing, contract.TELEMETRY), b"{}", 1, True)
+    assert connacks(mqtt_broker, creds, thing, will=retained_telemetry_will) == []
     assert "iot:RetainPublish" in mqtt_broker.gateway_log_path.read_text()
 
 
@@ -198,12 +161,12 @@ def test_a_second_connection_takes_the_session_over_as_duplicate_clientid(mqtt_b
     second = Device(mqtt_broker, device_creds(thing), thing)
     try:
         assert first.disconnected.wait(5)
-        assert wait(lambda: [e["disconnectReason"] for e in lifecycle(watcher, thing)] == ["DUPLICATE_CLIENTID"])
+        assert waited(lambda: [e["disconnectReason"] for e in lifecycle(watcher, thing)] == ["DUPLICATE_CLIENTID"])
         assert second.client.is_connected()
     finally:
         first.close()
         second.close()
-    assert wait(lambda: lifecycle(watcher, thing)[-1]["disconnectReason"] == "CLIENT_INITIATED_DISCONNECT")
+    assert waited(lambda: lifecycle(watcher, thing)[-1]["disconnectReason"] == "CLIENT_INITIATED_DISCONNECT")
 
 
 def raw_tls(broker, creds):

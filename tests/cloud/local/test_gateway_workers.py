@@ -14,7 +14,8 @@ import pytest
 
 import contract
 from cloud.local.broker import LocalBroker, free_port
-from tests.cloud.local.test_gateway import Device, lifecycle, name, policy_without, wait
+from tests.cloud.local.test_gateway import Device, lifecycle, name, policy_without
+from tests.cloud.waiting import waited
 from tests.conftest import ServiceObserver
 
 pytestmark = pytest.mark.broker
@@ -83,10 +84,10 @@ def test_every_takeover_is_a_duplicate_clientid_whichever_process_held_the_sessi
             sessions.append(d)
             if n:
                 assert sessions[-2].disconnected.wait(5), "connect %d did not end the one before" % n
-                assert wait(lambda: len(lifecycle(watcher, thing)) == n), "no disconnected event for connect %d" % n
+                assert waited(lambda: len(lifecycle(watcher, thing)) == n), "no disconnected event for connect %d" % n
         reasons = [e["disconnectReason"] for e in lifecycle(watcher, thing)]
         assert reasons == ["DUPLICATE_CLIENTID"] * (CONNECTS - 1)
-        assert wait(lambda: len(lifecycle(watcher, thing, "connected")) >= CONNECTS)
+        assert waited(lambda: len(lifecycle(watcher, thing, "connected")) >= CONNECTS)
         time.sleep(0.3)
         assert len(lifecycle(watcher, thing, "connected")) == CONNECTS  # each event published once
         placed = workers_of(fleet_broker, thing)
@@ -109,7 +110,7 @@ def test_every_process_enforces_the_policy_and_reloads_it(fleet_broker, creds, w
             assert d.disconnected.wait(5), "a worker accepted a retained publish the policy denies"
             d.close()
     for thing in things:
-        assert wait(lambda: [e["disconnectReason"] for e in lifecycle(watcher, thing)] == ["AUTH_ERROR"])
+        assert waited(lambda: [e["disconnectReason"] for e in lifecycle(watcher, thing)] == ["AUTH_ERROR"])
     assert len({w for t in things for w in workers_of(fleet_broker, t)}) > 1
     other = name("gw-workers-other")
     d = Device(fleet_broker, creds(other), other, will=False)  # back to the full policy: publishes pass
@@ -128,7 +129,7 @@ def test_stopping_the_broker_ends_every_process(tmp_path):
     assert len(kids) == 1
     b.stop()
     for pid in kids:
-        assert wait(lambda: not os.path.exists("/proc/%d" % pid) or _zombie(pid)), "worker %d outlived stop" % pid
+        assert waited(lambda: not os.path.exists("/proc/%d" % pid) or _zombie(pid)), "worker %d outlived stop" % pid
     with pytest.raises(OSError):
         socket.create_connection((b.host, b.port), timeout=1).close()
 
@@ -142,7 +143,7 @@ def test_a_killed_first_worker_takes_the_others_with_it(tmp_path):
         b._gateway.kill()
         b._gateway.wait(5)
         for pid in kids:
-            assert wait(lambda: not os.path.exists("/proc/%d" % pid) or _zombie(pid)), "an orphan worker kept the port"
+            assert waited(lambda: not os.path.exists("/proc/%d" % pid) or _zombie(pid)), "an orphan worker kept the port"
     finally:
         b.stop()
 

@@ -3,6 +3,8 @@ mqtt_broker, device_creds, service and service_observer, are tests/conftest.py's
 
 run_device    (function) run_device(runtime, cfg) -> DeviceProc: runs device_script.py under
               "micropython" or "cpython" with cfg (see that script) and reads its JSON events.
+cloud         (function) the service side on the broker fixture's broker: every message it
+              receives validated against schemas/v1 (on_broker.Cloud).
 """
 
 from __future__ import annotations
@@ -144,3 +146,12 @@ def run_device():
     yield start
     for p in procs:
         p.kill()
+
+
+@pytest.fixture
+def cloud(broker):
+    from tests.firmware.mqtt.on_broker import Cloud
+
+    c = Cloud(broker)
+    yield c
+    c.close()

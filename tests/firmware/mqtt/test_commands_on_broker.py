@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from .test_firmware_on_broker import Cloud, ROOT, cloud, device_dir, past_boot  # noqa: F401
+from tests.firmware.mqtt.on_broker import ROOT, Cloud, boards, device_dir, past_boot
 from vesp32.harness import VirtualESP32
 
 
@@ -27,21 +27,10 @@ def new_id() -> str:
 
 
 @pytest.fixture
-def board(tmp_path, broker):  # noqa: F811 - the broker fixture imported above
-    made = []
-
-    def make(thing="cmd-1", remote_start=True, **overrides):
-        control = dict({"wdt_timeout_ms": 2000, "remote_start_enabled": remote_start}, **overrides.pop("control", {}))
-        vm = VirtualESP32(device_dir(tmp_path, broker, thing, control=control, **overrides),
-                          firmware_dir=ROOT / "firmware", broker="%s:%d" % (broker.host, broker.port))
-        made.append(vm)
-        vm.start()
-        vm.wait_for_line("MG NET online", 15)
-        return vm
-
-    yield make
-    for vm in made:
-        vm.stop()
+def board(tmp_path, broker):
+    with boards(tmp_path, broker, "cmd-1", online=True,
+                control={"wdt_timeout_ms": 2000, "remote_start_enabled": True}) as make:
+        yield make
 
 
 # How long after a stop the next start is issued: the device refuses a start issued within
@@ -80,7 +69,7 @@ def test_a_fresh_start_runs_and_its_ack_names_it(board, cloud):
 
 
 def test_remote_start_is_off_unless_provisioned(board, cloud):
-    vm = board(remote_start=False)
+    vm = board(control={"remote_start_enabled": False})
     past_boot(vm)
     ack = start(cloud, "cmd-1")
     assert ack["ok"] is False and ack["result"] == "remote_start_disabled"
@@ -298,7 +287,7 @@ def test_cloud_loss_stops_the_motor_when_the_operator_asked_for_it(board, cloud,
     stays_stopped(vm, 1.0)
 
 
-def test_the_motor_never_runs_through_a_tls_handshake(tmp_path, broker):  # noqa: F811
+def test_the_motor_never_runs_through_a_tls_handshake(tmp_path, broker):
     """A slow server (100 ms before it answers) hanging up after every handshake, so the board
     handshakes over and over, while an operator keeps pressing start and stop. Judged from the
     server's side: during every complete handshake the PWM was off."""

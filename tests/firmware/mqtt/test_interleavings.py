@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from .test_firmware_on_broker import ROOT, cloud, device_dir, past_boot  # noqa: F401
+from tests.firmware.mqtt.on_broker import boards, past_boot
 from vesp32.harness import VirtualESP32
 
 STEPS = int(os.environ.get("MG_INTERLEAVING_STEPS", "80"))
@@ -108,16 +108,12 @@ def settled(vm: VirtualESP32, timeout=1.5):
 
 
 @pytest.fixture
-def board(tmp_path, broker):  # noqa: F811
-    vm = VirtualESP32(device_dir(tmp_path, broker, "mix-1", control={"remote_start_enabled": True}),
-                      firmware_dir=ROOT / "firmware", broker="%s:%d" % (broker.host, broker.port))
-    vm.start()
-    vm.wait_for_line("MG NET online", 15)
-    yield vm
-    vm.stop()
+def board(tmp_path, broker):
+    with boards(tmp_path, broker, "mix-1", online=True, control={"remote_start_enabled": True}) as make:
+        yield make()
 
 
-def test_no_interleaving_starts_the_motor_by_itself_or_outlives_a_stop(board, cloud, broker):  # noqa: F811
+def test_no_interleaving_starts_the_motor_by_itself_or_outlives_a_stop(board, cloud, broker):
     vm = board
     past_boot(vm)
     rng = random.Random(SEED)

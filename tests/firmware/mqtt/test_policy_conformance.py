@@ -23,7 +23,7 @@ from provisioning import policy
 from provisioning.policy_eval import Context, connect_attributes, connect_requests, evaluate_all, publish_requests
 from vesp32.harness import VirtualESP32
 
-from .test_firmware_on_broker import Cloud, device_dir, past_boot
+from tests.firmware.mqtt.on_broker import Cloud, device_dir, past_boot
 
 ROOT = Path(__file__).resolve().parents[3]
 THING = "conform-1"

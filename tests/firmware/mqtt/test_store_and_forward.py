@@ -14,29 +14,19 @@ import time
 
 import pytest
 
-from tests.firmware.mqtt.test_firmware_on_broker import ROOT, cloud, device_dir  # noqa: F401 (a fixture)
-from vesp32.harness import VirtualESP32
+from tests.cloud.waiting import waited
+from tests.firmware.mqtt.on_broker import boards
 
 pytestmark = pytest.mark.broker
 
 SAMPLE_MS = 50
 BATCH = 30
 
+
 @pytest.fixture
 def board(tmp_path, broker):
-    made = []
-
-    def make(thing="sf-1", telemetry=None, **overrides):
-        tel = dict({"sample_period_ms": SAMPLE_MS}, **(telemetry or {}))
-        vm = VirtualESP32(device_dir(tmp_path, broker, thing, telemetry=tel, **overrides),
-                          firmware_dir=ROOT / "firmware", broker="%s:%d" % (broker.host, broker.port))
-        made.append(vm)
-        vm.start()
-        return vm
-
-    yield make
-    for vm in made:
-        vm.stop()
+    with boards(tmp_path, broker, "sf-1", telemetry={"sample_period_ms": SAMPLE_MS}) as make:
+        yield make
 
 
 def of_boot(cloud, boot):
@@ -96,17 +86,8 @@ def test_an_outage_longer_than_the_ram_ring_with_the_motor_stopped_loses_nothing
     assert got[-1]["time"] >= (t_back - 1) * 1000, "the samples up to the broker's return are there"
     assert any("MG BACKLOG stored=" in l.text for l in vm.lines)
     # Drained and acknowledged: the keeper deletes the segments (the motor is stopped).
-    assert vm_wait(lambda: not list((vm.device_dir / "backlog").iterdir()), 10), "segments left on flash"
+    assert waited(lambda: not list((vm.device_dir / "backlog").iterdir()), 10, step=0.1), "segments left on flash"
     assert not cloud.invalid, cloud.invalid
-
-
-def vm_wait(pred, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_an_outage_with_the_motor_running_loses_nothing_once_it_stops(board, cloud, broker):
