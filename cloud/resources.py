@@ -30,6 +30,8 @@ TABLES = {
 
 ARCHIVE_BUCKET = PREFIX + "-archive"  # raw payloads: raw/<device>/<YYYY>/<MM>/<DD>/<HH>/...; aggregates/...
 ALERTS_TOPIC = PREFIX + "-alerts"  # SNS
+DASHBOARD_USER_POOL = PREFIX + "-dashboard"  # Cognito: the dashboard's users (the stack's, and the local one)
+DASHBOARD_WEB_CLIENT = PREFIX + "-dashboard-web"  # its app client, the page's
 DEAD_LETTER_QUEUE = PREFIX + "-rules-dlq"  # SQS: rule error actions and rejected messages
 TELEMETRY_QUEUE = PREFIX + "-telemetry-queue"  # SQS: the telemetry rule's messages, waiting for ingest
 

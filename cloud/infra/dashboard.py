@@ -14,6 +14,7 @@ from __future__ import annotations
 from aws_cdk import (Duration, RemovalPolicy, Stack, aws_apigateway as apigw, aws_cloudfront as cloudfront,
                      aws_cloudfront_origins as origins, aws_cognito as cognito, aws_lambda as lambda_, aws_s3 as s3)
 
+from cloud import resources
 from cloud.domain import web_headers
 
 # What the template checks ask of the dashboard's resources that does not apply, resource by resource.
@@ -48,7 +49,7 @@ def add_dashboard(stack: Stack, api_function: lambda_.IFunction, keep_data: Remo
     are. Sets stack.user_pool, stack.web_client, stack.web_bucket and stack.dashboard, which the
     stack's outputs name."""
     stack.user_pool = cognito.UserPool(
-        stack, "DashboardUsers", user_pool_name="motorguard-dashboard", self_sign_up_enabled=False,
+        stack, "DashboardUsers", user_pool_name=resources.DASHBOARD_USER_POOL, self_sign_up_enabled=False,
         sign_in_aliases=cognito.SignInAliases(username=True),
         password_policy=cognito.PasswordPolicy(min_length=12, require_lowercase=True, require_uppercase=True,
                                                require_digits=True, require_symbols=False,
@@ -56,7 +57,7 @@ def add_dashboard(stack: Stack, api_function: lambda_.IFunction, keep_data: Remo
         account_recovery=cognito.AccountRecovery.NONE,  # an administrator resets a password (docs/dashboard.md)
         removal_policy=keep_data)
     stack.web_client = stack.user_pool.add_client(
-        "DashboardWeb", user_pool_client_name="motorguard-dashboard-web", generate_secret=False,
+        "DashboardWeb", user_pool_client_name=resources.DASHBOARD_WEB_CLIENT, generate_secret=False,
         auth_flows=cognito.AuthFlow(user_password=True), prevent_user_existence_errors=True,
         id_token_validity=Duration.hours(DASHBOARD_ID_TOKEN_HOURS),
         access_token_validity=Duration.hours(DASHBOARD_ID_TOKEN_HOURS),

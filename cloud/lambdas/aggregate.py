@@ -18,7 +18,7 @@ from cloud import resources
 from cloud.domain import aggregates, history, messages
 from cloud.lambdas.common import add_metric, client, env, table
 
-logger = Logger(service="motorguard-aggregate")
+logger = Logger(service=resources.function_name("aggregate"))
 metrics = Metrics(namespace=resources.METRICS_NAMESPACE, service="aggregate")
 
 

@@ -41,7 +41,7 @@ from cloud import resources
 from cloud.domain import alerts, delivery, messages, rejects
 from cloud.lambdas.common import add_metric, client, env, queue_url, setting, table, topic_arn, written
 
-logger = Logger(service="motorguard-alert")
+logger = Logger(service=resources.function_name("alert"))
 metrics = Metrics(namespace=resources.METRICS_NAMESPACE, service="alert")
 
 

@@ -35,11 +35,12 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotFoundError
 
 import contract
+from cloud import resources
 from cloud.domain import aggregates, callers, commands, history, messages, pages
 from cloud.lambdas import api_reads
 from cloud.lambdas.common import client, table
 
-logger = Logger(service="motorguard-api")
+logger = Logger(service=resources.function_name("api"))
 # The dashboard's routes: the same API under /api, where API Gateway's Cognito authorizer (and,
 # locally, cloud/local/apigw.py in its place) has checked the user's token.
 DASHBOARD_PREFIX = "/api"

@@ -27,7 +27,7 @@ from cloud import resources
 from cloud.domain import delivery, history, messages, rejects
 from cloud.lambdas.common import add_metric, client, env, plain_dynamodb, queue_url, setting, table, written
 
-logger = Logger(service="motorguard-ingest")
+logger = Logger(service=resources.function_name("ingest"))
 metrics = Metrics(namespace=resources.METRICS_NAMESPACE, service="ingest")
 
 

@@ -28,10 +28,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from cloud import resources
 from cloud.local.moto_env import REGION
 
-POOL_NAME = "motorguard-dashboard"
-CLIENT_NAME = "motorguard-dashboard-web"
+POOL_NAME = resources.DASHBOARD_USER_POOL
+CLIENT_NAME = resources.DASHBOARD_WEB_CLIENT
 # The page signs in with the user's password over TLS (in AWS) and keeps a refresh token for the session.
 AUTH_FLOWS = ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
 ISSUER_TEMPLATE = "https://cognito-idp.%s.amazonaws.com/%s"  # what Cognito (and moto) put in 'iss'
