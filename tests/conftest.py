@@ -69,23 +69,10 @@ class ServiceObserver:
     """The cloud side: a paho client with the service identity."""
 
     def __init__(self, broker, topic: str = "devices/#"):
-        import paho.mqtt.client as mqtt
-
         self.messages: list = []
         self._cv = threading.Condition()
-        self._subscribed = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"svc-{os.getpid()}-{time.monotonic_ns()}",
-                        protocol=mqtt.MQTTv311)
-        c.tls_set_context(broker.client_context())
-        c.on_message = self._on_message
-        c.on_subscribe = lambda *a: self._subscribed.set()
-        c.connect(broker.host, broker.port, keepalive=30)
-        c.loop_start()
-        c.subscribe(topic, qos=1)
-        if not self._subscribed.wait(5):
-            c.loop_stop()
-            raise AssertionError("service observer: no SUBACK")
-        self.client = c
+        self.client = broker.service_client(f"svc-{os.getpid()}-{time.monotonic_ns()}", topics=[(topic, 1)],
+                                            on_message=self._on_message, timeout_s=5)
 
     def _on_message(self, client, userdata, msg):
         with self._cv:

@@ -16,7 +16,7 @@ import pytest
 import contract
 from provisioning import check, errors, lifecycle, policy
 
-from mqtt_clients import Client
+from tests.mqtt_device import Client
 
 pytestmark = pytest.mark.broker
 

@@ -8,7 +8,6 @@ import base64
 import json
 import shutil
 import stat
-import threading
 import time
 from pathlib import Path
 
@@ -60,21 +59,12 @@ def test_device_bundle_check_and_idempotency(local_broker, home, cli):
 
 
 def test_virtual_esp32_runs_on_the_bundle(local_broker, home, cli):
-    import paho.mqtt.client as mqtt
-
     from vesp32.harness import VirtualESP32
 
     assert cli("device", "vm-001", "--wifi-ssid", "lab", "--wifi-password", "secret123").exit_code == 0
     got = []
-    ready = threading.Event()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="svc-prov-test", protocol=mqtt.MQTTv311)
-    c.tls_set_context(local_broker.client_context())
-    c.on_message = lambda cl, u, m: got.append((m.topic, json.loads(m.payload)))
-    c.on_subscribe = lambda *a: ready.set()
-    c.connect(local_broker.host, local_broker.port)
-    c.loop_start()
-    c.subscribe("devices/#", qos=1)
-    assert ready.wait(5)
+    c = local_broker.service_client("svc-prov-test", topics=[("devices/#", 1)],
+                                    on_message=lambda cl, u, m: got.append((m.topic, json.loads(m.payload))))
     # The bundle dir is the board's flash: config.json names localhost and the broker's port.
     vm = VirtualESP32(home / "devices" / "vm-001", firmware_dir=ROOT / "firmware", proxy=False)
     try:

@@ -13,12 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from provisioning import errors, pki
 from provisioning.registry import Registry
-
-from mqtt_clients import Client, can_connect
+from tests.mqtt_device import Client, can_connect
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVISION = str(Path(sys.executable).parent / "provision")
@@ -36,7 +33,7 @@ def device_client(broker, home, thing, client_id=None):
 def closed_by_the_broker(c: Client, timeout=3.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if c._ended.is_set():
+        if c.disconnected.is_set():
             return True
         time.sleep(0.01)
     return False
@@ -71,12 +68,12 @@ def test_device_a_cannot_publish_or_subscribe_to_device_b(local_broker, home, cl
                 a.close()
         a = device_client(local_broker, home, "dev-a")
         try:
-            a.publish("devices/dev-a/telemetry", b'{"from":"dev-a"}')
-            assert not a._ended.is_set()
+            a.publish("devices/dev-a/telemetry", b'{"from":"dev-a"}', wait=True)
+            assert not a.disconnected.is_set()
         finally:
             a.close()
-        svc.publish("devices/dev-b/cmd", b'{"cmd":"stop"}')
-        b.publish("devices/dev-b/telemetry", b'{"from":"dev-b"}')
+        svc.publish("devices/dev-b/cmd", b'{"cmd":"stop"}', wait=True)
+        b.publish("devices/dev-b/telemetry", b'{"from":"dev-b"}', wait=True)
 
         # The allowed traffic arrives; by then the forbidden messages, sent first, have been handled.
         for topic in ("devices/dev-a/telemetry", "devices/dev-b/telemetry"):

@@ -14,7 +14,7 @@ from cloud.local.broker_config import SERVICE_GRANTS, acl_text
 from provisioning import errors, identity, local
 from provisioning.errors import ProvisionError
 
-from mqtt_clients import Client
+from tests.mqtt_device import Client
 
 THING = "svc-dev-1"
 
@@ -54,8 +54,8 @@ def test_the_service_clients_run_together_and_none_takes_anothers_connection(loc
     api = publish._client(str(local_broker.state_dir))
     try:
         publish.publish(str(local_broker.state_dir), "devices/%s/cmd" % THING, json.dumps({"cmd": "stop"}))
-        device.publish("devices/%s/telemetry" % THING, b'{"t": 1}')
-        device.publish("devices/%s/status" % THING, b'{"online": true, "boot": "b1"}')
+        device.publish("devices/%s/telemetry" % THING, b'{"t": 1}', wait=True)
+        device.publish("devices/%s/status" % THING, b'{"online": true, "boot": "b1"}', wait=True)
         assert device.wait_for("devices/%s/cmd" % THING), "the API's command did not arrive"
         assert observer.wait_for("devices/%s/status" % THING)
         settle()
@@ -87,8 +87,8 @@ def test_each_service_identity_may_do_only_what_it_needs(local_broker, device, n
     svc = as_service(local_broker, name)
     try:
         svc.subscribe("devices/#", "$aws/rules/#")  # Mosquitto grants it; the ACL decides delivery
-        device.publish("devices/%s/events" % THING, b'{"e": 1}')
-        svc.publish("devices/%s/cmd" % THING, b'{"cmd": "stop", "from": "%s"}' % name.encode())
+        device.publish("devices/%s/events" % THING, b'{"e": 1}', wait=True)
+        svc.publish("devices/%s/cmd" % THING, b'{"cmd": "stop", "from": "%s"}' % name.encode(), wait=True)
         settle()
         assert ("devices/%s/events" % THING in svc.topics()) is reads
         assert ("devices/%s/cmd" % THING in device.topics()) is writes_cmd
@@ -102,12 +102,12 @@ def test_a_running_broker_with_an_acl_of_before_learns_the_new_grants(local_brok
     _mosquitto_rereads_its_files(local_broker)
     api = as_service(local_broker, contract.API_IDENTITY)
     try:
-        api.publish("devices/%s/cmd" % THING, b'{"cmd": "stop"}')
+        api.publish("devices/%s/cmd" % THING, b'{"cmd": "stop"}', wait=True)
         settle()
         assert device.topics() == [], "no grant yet"
         local.broker(home)  # what every provision command goes through
         assert local_broker.acl_path.read_text() == acl_text() and local_broker.update_acl() is False
-        api.publish("devices/%s/cmd" % THING, b'{"cmd": "stop"}')
+        api.publish("devices/%s/cmd" % THING, b'{"cmd": "stop"}', wait=True)
         assert device.wait_for("devices/%s/cmd" % THING)
     finally:
         api.close()

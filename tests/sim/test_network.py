@@ -56,20 +56,11 @@ class DurableObserver:
     That is MQTT's behaviour, not a loss, and it made this test fail about half the time under load."""
 
     def __init__(self, broker):
-        import paho.mqtt.client as mqtt
-
-        self.messages, self.lock, self.subscribed = [], threading.Lock(), threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sim-durable-observer", clean_session=False,
-                        protocol=mqtt.MQTTv311)
-        c.tls_set_context(broker.client_context())
-        c.on_message = self._on_message
-        c.on_connect = lambda cl, *_a: cl.subscribe(contract.topic_filter(contract.TELEMETRY), qos=1)
-        c.on_subscribe = lambda *_a: self.subscribed.set()
-        c.reconnect_delay_set(0.2, 1)
-        c.connect(broker.host, broker.port, keepalive=30)
-        c.loop_start()
-        assert self.subscribed.wait(5), "observer: no SUBACK"
-        self.client = c
+        self.messages, self.lock = [], threading.Lock()
+        self.client = broker.service_client(
+            "sim-durable-observer", topics=[(contract.topic_filter(contract.TELEMETRY), 1)],
+            on_message=self._on_message, timeout_s=5, clean_session=False,
+            setup=lambda c: c.reconnect_delay_set(0.2, 1))
 
     def _on_message(self, _client, _userdata, msg):
         with self.lock:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from cloud.local.broker_config import MESSAGE_SIZE_LIMIT
-from tests.cloud.local.paho_device import Device
+from tests.mqtt_device import device as Device
 from tests.cloud.waiting import waited
 
 pytestmark = pytest.mark.broker

@@ -21,15 +21,15 @@ import pytest
 
 import contract
 from provisioning import policy
-from tests.cloud.local import paho_device
+from tests import mqtt_device
 from tests.cloud.waiting import waited
 
 pytestmark = pytest.mark.broker
 
 
 def Device(broker, creds, thing, will=True, wait_s=5.0):
-    """A device with the firmware's retained Will unless told otherwise (paho_device.Device)."""
-    return paho_device.Device(broker, creds, thing, will=will, wait_s=wait_s)
+    """A device with the firmware's retained Will unless told otherwise."""
+    return mqtt_device.device(broker, creds, thing, will=will, wait_s=wait_s)
 
 
 def connacks(broker, creds, thing, clean_session=True, will=None, wait_s=1.0) -> list:
@@ -83,7 +83,7 @@ def test_the_board_s_retained_status_and_retained_will_are_accepted(mqtt_broker,
         assert d.client.is_connected() and not d.disconnected.is_set()
         assert [e["eventType"] for e in lifecycle(watcher, thing, "connected")] == ["connected"]
         d.client._sock.close()  # the link drops without a DISCONNECT: the retained Will is published
-        assert service.wait_for(lambda m: any(t == status and p == paho_device.STATUS_OFFLINE for t, p, *_ in m))
+        assert service.wait_for(lambda m: any(t == status and p == mqtt_device.STATUS_OFFLINE for t, p, *_ in m))
         assert waited(lambda: [e["disconnectReason"] for e in lifecycle(watcher, thing)] == ["CONNECTION_LOST"])
     finally:
         d.close()
@@ -112,7 +112,7 @@ def test_a_publish_the_policy_denies_closes_the_connection(mqtt_broker, device_c
         assert bystander.client.is_connected() and not bystander.disconnected.is_set()
         bystander.publish(contract.topic(other, contract.EVENTS), b'{"fine": 1}').wait_for_publish(5)
         assert service.wait_for(lambda m: any(t == contract.topic(other, contract.EVENTS) for t, *_ in m))
-        assert service.wait_for(lambda m: any(t == contract.topic(thing, contract.STATUS) and p == paho_device.STATUS_OFFLINE
+        assert service.wait_for(lambda m: any(t == contract.topic(thing, contract.STATUS) and p == mqtt_device.STATUS_OFFLINE
                                               for t, p, *_ in m))
     finally:
         d.close()

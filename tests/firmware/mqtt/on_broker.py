@@ -41,23 +41,24 @@ class Cloud:
     after every reconnect (the broker is restarted in these tests), and validates as it goes."""
 
     def __init__(self, broker: LocalBroker):
-        import paho.mqtt.client as mqtt
-
         self.messages: list[tuple[str, dict]] = []
         self.invalid: list[tuple[str, bytes, list]] = []
         self._cv = threading.Condition()
         self._received: dict[int, float] = {}
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cloud-%d" % time.monotonic_ns(),
-                        protocol=mqtt.MQTTv311)
-        c.tls_set_context(broker.client_context())
         self.subscriptions = 0
-        c.on_connect = lambda cl, *a: cl.subscribe("devices/#", qos=1)
-        c.on_subscribe = self._on_subscribe
-        c.on_message = self._on_message
-        c.reconnect_delay_set(0.1, 0.5)
-        c.connect(broker.host, broker.port, keepalive=10)
-        c.loop_start()
-        self.client = c
+
+        def setup(c):
+            acked = c.on_subscribe  # service_client's own: it waits for the first SUBACK
+
+            def count(*args):  # every SUBACK, one per connect: restart_broker waits for the next
+                acked(*args)
+                self._on_subscribe()
+
+            c.on_subscribe = count
+            c.reconnect_delay_set(0.1, 0.5)
+
+        self.client = broker.service_client("cloud-%d" % time.monotonic_ns(), topics=[("devices/#", 1)],
+                                            on_message=self._on_message, keepalive=10, setup=setup)
 
     def _on_subscribe(self, *args):
         with self._cv:
