@@ -187,33 +187,26 @@ class Flooder:
         self.client.disconnect()
 
 
+def press_until(vm: VirtualESP32, button: str, state: str, timeout=10.0, settle_s=0.5):
+    """Press button until the board is in state, as a person presses again when nothing happened:
+    a press that lands in a blocking step (a network step's, or a flash write's with the motor
+    stopped) is not seen by the control tick, or is refused."""
+    deadline = time.monotonic() + timeout
+    while vm.state != state:
+        if time.monotonic() > deadline:
+            raise TimeoutError("%s not reached by pressing %s within %.0f s; console:\n%s"
+                               % (state, button, timeout, vm.console_tail()))
+        vm.press(button)
+        try:
+            vm.wait_for_state(state, settle_s)
+        except TimeoutError:
+            pass
+
+
 def start_running(vm: VirtualESP32, timeout=10.0):
-    """Press start until it runs: a press that lands in a blocking network step is refused."""
-    deadline = time.monotonic() + timeout
-    while vm.state != "RUNNING":
-        if time.monotonic() > deadline:
-            raise TimeoutError("no start within %.0f s; console:\n%s" % (timeout, vm.console_tail()))
-        vm.press("start")
-        try:
-            vm.wait_for_state("RUNNING", 0.5)
-        except TimeoutError:
-            pass
+    """Press start until it runs, and the PWM is on."""
+    press_until(vm, "start", "RUNNING", timeout)
     vm.wait_until(lambda v: v.pwm_duty > 0, 3, "PWM on")
-
-
-def reset_fault(vm: VirtualESP32, timeout=10.0):
-    """Press stop until the latched fault is cleared. With the motor stopped the board may be writing
-    its backlog to flash, which stalls the interpreter for longer than a 100 ms press: the control
-    tick never sees that press (the motor is off throughout), so a person, like this, presses again."""
-    deadline = time.monotonic() + timeout
-    while vm.state != "STOPPED":
-        if time.monotonic() > deadline:
-            raise TimeoutError("the fault was not reset within %.0f s; console:\n%s" % (timeout, vm.console_tail()))
-        vm.press("stop")
-        try:
-            vm.wait_for_state("STOPPED", 1.0)
-        except TimeoutError:
-            pass
 
 
 def one_trial(vm: VirtualESP32, trigger: str, rng: random.Random) -> float:
@@ -229,7 +222,7 @@ def one_trial(vm: VirtualESP32, trigger: str, rng: random.Random) -> float:
         vm.wait_for_state("FAULT", 3)
         vm.force_current(None)  # the overload is gone; the fault stays latched until reset
         time.sleep(0.05)
-        reset_fault(vm)
+        press_until(vm, "stop", "STOPPED", settle_s=1.0)  # the latched fault cleared
     time.sleep(0.1)  # the stop button's release and debounce
     return ns / 1e6
 

@@ -123,3 +123,24 @@ def test_every_console_reader_goes_through_boardlink():
     for path in ("flashing/deploy.py", "hil_tests/boards.py", "vesp32/observations.py"):
         text = (root / path).read_text()
         assert ("LineReader" in text or "read_lines" in text) and 'split(b"\\n")' not in text, path
+
+
+def test_opening_a_port_leaves_the_reset_lines_released():
+    """On the usual USB-serial bridge DTR and RTS drive EN and GPIO0: a port opened with either held
+    resets the board or keeps it in its ROM loader. A pseudo-terminal stands in for the bridge."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        s = boardlink.open_port(os.ttyname(slave))
+        try:
+            assert s.is_open and s.baudrate == boardlink.BAUD == 115200
+            assert s.dtr is False and s.rts is False
+            os.write(master, b"MG BOOT x\r\n" + console.ONLINE.encode() + b"\r\n")
+            assert list(boardlink.read_lines(s, 0.3)) == ["MG BOOT x", console.ONLINE]
+        finally:
+            s.close()
+    finally:
+        os.close(master)
+        os.close(slave)
